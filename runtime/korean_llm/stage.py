@@ -1,0 +1,79 @@
+"""Lifecycle of one stage process: skip when already done, work folder, metrics, manifest, atomic publish."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from korean_llm.artifacts import Manifest, StageDir
+from korean_llm.config import StageConfig
+from korean_llm.data import RejectLog
+from korean_llm.errors import ManifestError
+from korean_llm.telemetry import StageMetrics, emit_event
+
+log = logging.getLogger("korean_llm")
+
+
+@dataclass
+class StageContext:
+    cfg: StageConfig
+    dir: StageDir
+    metrics: StageMetrics
+
+    def manifest(self, **fields: Any) -> Manifest:
+        """A manifest with the fields every stage shares already filled in."""
+        prev = self.cfg.run.previous_stage
+        base = {
+            "stage": self.cfg.stage,
+            "model_name": self.cfg.run.model_name,
+            "run_id": self.cfg.run.run_id,
+            "base_model": self.cfg.model.base_model or "",
+            "config_hash": self.cfg.fingerprint(),
+            "init_from": str(self.cfg.run.stage_dir(prev)) if prev else None,
+        }
+        return Manifest(**{**base, **fields})
+
+    def record_rejects(self, rejects: RejectLog, what: str) -> None:
+        """Write rejected.jsonl, print the counts by reason, and fail above the configured fraction."""
+        rejects.write(self.dir.work / "rejected.jsonl")
+        if rejects.rejected:
+            counts = ", ".join(f"{reason}: {n}" for reason, n in rejects.counts().items())
+            log.warning(
+                "%s: rejected %d of %d rows (%s); details in %s",
+                what,
+                len(rejects.rejected),
+                rejects.rows_in,
+                counts,
+                self.dir.work / "rejected.jsonl",
+            )
+        rejects.check(self.cfg.data.max_rejected_fraction, what)
+
+
+def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manifest:
+    """Run `body` in the stage's work folder and publish its manifest; a finished stage is not run again."""
+    sdir = StageDir(cfg.run.output_dir, cfg.stage)
+    done = sdir.completed_manifest()
+    if done is not None:
+        if done.config_hash != cfg.fingerprint():
+            raise ManifestError(
+                f"{sdir.final}: already finished with another config (hash {done.config_hash}, now "
+                f"{cfg.fingerprint()}); start a new run id or remove the folder"
+            )
+        log.info("%s: already complete in %s, nothing to do", cfg.stage, sdir.final)
+        emit_event({"type": "skipped", "stage": cfg.stage, "reason": "already complete"})
+        return done
+    sdir.prepare()
+    metrics = StageMetrics(cfg)
+    metrics.serve()
+    failed = True
+    try:
+        manifest = body(StageContext(cfg, sdir, metrics))
+        sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
+        failed = False
+    finally:
+        metrics.close(failed=failed)
+    emit_event({"type": "done", "stage": cfg.stage, "metrics": manifest.metrics})
+    log.info("%s: published %s", cfg.stage, sdir.final)
+    return manifest

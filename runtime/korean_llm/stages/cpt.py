@@ -1,0 +1,105 @@
+"""Continued pre-training on raw Korean text.
+
+    python -m korean_llm cpt --config /etc/korean-llm/cpt.yaml
+
+Documents are tokenized, joined with a separator token and cut into fixed-length blocks
+(no padding), and the causal LM loss is taken on every token. With `lora.train_embeddings`,
+embed_tokens and lm_head are trained too, at `lora.embedding_learning_rate` (Unsloth's recipe).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from korean_llm.artifacts import Manifest, tokenizer_fingerprint
+from korean_llm.config import StageConfig
+from korean_llm.data import RejectLog, collect_rows, text_row
+from korean_llm.errors import ConfigError, DataError
+from korean_llm.models import init_point, load_for_training, trainable_parameters
+from korean_llm.stage import StageContext, execute
+from korean_llm.training import build_args, embedding_lr_trainer, save_trained, train, write_config_snapshot
+
+
+def separator_id(tokenizer: Any, configured: str | None) -> int:
+    vocab = tokenizer.get_vocab()
+    token = configured or ("<|endoftext|>" if "<|endoftext|>" in vocab else tokenizer.eos_token)
+    if token not in vocab:
+        raise ConfigError(f"cpt.document_separator '{token}' is not in the tokenizer's vocabulary")
+    return int(vocab[token])
+
+
+def pack_blocks(dataset: Any, tokenizer: Any, block_size: int, sep_id: int, num_proc: int) -> Any:
+    """Tokenize every document, append the separator, and cut the stream into `block_size` blocks."""
+
+    def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
+        ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        return {"input_ids": [x + [sep_id] for x in ids]}
+
+    def chunk(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
+        stream = [t for ids in batch["input_ids"] for t in ids]
+        usable = len(stream) // block_size * block_size
+        return {"input_ids": [stream[i : i + block_size] for i in range(0, usable, block_size)]}
+
+    tokenized = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, num_proc=num_proc)
+    # One batch of 1000 documents is joined before chunking: only its tail (< block_size tokens) is dropped.
+    return tokenized.map(chunk, batched=True, batch_size=1000, num_proc=num_proc)
+
+
+def _run(ctx: StageContext) -> Manifest:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = ctx.cfg
+    rejects = RejectLog()
+    rows = collect_rows(cfg.data, text_row, rejects)
+    ctx.record_rejects(rejects, "cpt data")
+    init = init_point(cfg)
+    loaded = load_for_training(cfg, init)
+    block = cfg.cpt.block_size or cfg.model.max_seq_length
+    blocks = pack_blocks(
+        Dataset.from_list(rows),
+        loaded.tokenizer,
+        block,
+        separator_id(loaded.tokenizer, cfg.cpt.document_separator),
+        cfg.cpt.num_proc,
+    )
+    if len(blocks) == 0:
+        raise DataError(f"cpt data: {len(rows)} documents give fewer tokens than one block of {block}")
+    stage_defaults: dict[str, Any] = {"max_length": block, "packing": False}
+    if cfg.lora.train_embeddings:
+        stage_defaults["loss_type"] = "nll"  # TRL's chunked loss cannot see a PEFT-wrapped lm_head
+    args = build_args(cfg, SFTConfig, ctx.dir, **stage_defaults)
+    emb_lr = cfg.lora.embedding_learning_rate if cfg.lora.train_embeddings else None
+    trainer = embedding_lr_trainer(SFTTrainer, emb_lr)(
+        model=loaded.model, args=args, train_dataset=blocks, processing_class=loaded.tokenizer
+    )
+    write_config_snapshot(cfg, ctx.dir)
+    summary = train(trainer, cfg, ctx.dir, ctx.metrics)
+    paths = save_trained(trainer.model, loaded.tokenizer, cfg, ctx.dir)
+    trainable, total = trainable_parameters(trainer.model)
+    return ctx.manifest(
+        **paths,
+        tokenizer_hash=tokenizer_fingerprint(loaded.tokenizer),
+        inputs=[s.path for s in cfg.data.sources],
+        outputs={"log_history": "log_history.json", "rejected": "rejected.jsonl"},
+        metrics={
+            **summary,
+            "documents": len(rows),
+            "blocks": len(blocks),
+            "block_size": block,
+            "rows_rejected": len(rejects.rejected),
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+        },
+        extra={
+            "backend": loaded.backend,
+            "quantization": loaded.quantization,
+            "notes": loaded.notes,
+            "rejected_by_reason": rejects.counts(),
+        },
+    )
+
+
+def main(config: StageConfig) -> Manifest:
+    """python -m korean_llm cpt --config /etc/korean-llm/cpt.yaml"""
+    return execute(config, _run)

@@ -1,0 +1,74 @@
+"""Supervised fine-tuning on Korean chats.
+
+    python -m korean_llm sft --config /etc/korean-llm/sft.yaml
+
+Rows with `messages` (or ShareGPT `conversations`, or `instruction`/`input`/`output`) are
+rendered with the tokenizer's chat template, a Korean system prompt added when a row has none,
+and the loss is taken on assistant tokens only (TRL `assistant_only_loss`, with a training
+template carrying `{% generation %}` markers). It starts from the CPT stage's output when the
+pipeline has one (`run.previous_stage`).
+"""
+
+from __future__ import annotations
+
+from korean_llm.artifacts import Manifest, tokenizer_fingerprint
+from korean_llm.config import StageConfig
+from korean_llm.data import RejectLog, collect_rows, sft_row
+from korean_llm.models import init_point, load_for_training, trainable_parameters
+from korean_llm.stage import StageContext, execute
+from korean_llm.training import build_args, save_trained, train, write_config_snapshot
+
+
+def _run(ctx: StageContext) -> Manifest:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = ctx.cfg
+    rejects = RejectLog()
+    rows = collect_rows(cfg.data, sft_row(cfg.sft.system_prompt), rejects)
+    ctx.record_rejects(rejects, "sft data")
+    init = init_point(cfg)
+    loaded = load_for_training(cfg, init)
+    args = build_args(
+        cfg,
+        SFTConfig,
+        ctx.dir,
+        max_length=cfg.model.max_seq_length,
+        assistant_only_loss=cfg.sft.assistant_only_loss,
+        packing=cfg.sft.packing,
+    )
+    trainer = SFTTrainer(
+        model=loaded.model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=loaded.tokenizer,
+    )
+    write_config_snapshot(cfg, ctx.dir)
+    summary = train(trainer, cfg, ctx.dir, ctx.metrics)
+    paths = save_trained(trainer.model, loaded.tokenizer, cfg, ctx.dir)
+    trainable, total = trainable_parameters(trainer.model)
+    return ctx.manifest(
+        **paths,
+        tokenizer_hash=tokenizer_fingerprint(loaded.tokenizer),
+        inputs=[s.path for s in cfg.data.sources],
+        outputs={"log_history": "log_history.json", "rejected": "rejected.jsonl"},
+        metrics={
+            **summary,
+            "conversations": len(rows),
+            "rows_rejected": len(rejects.rejected),
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+        },
+        extra={
+            "backend": loaded.backend,
+            "quantization": loaded.quantization,
+            "notes": loaded.notes,
+            "rejected_by_reason": rejects.counts(),
+            "system_prompt": cfg.sft.system_prompt,
+        },
+    )
+
+
+def main(config: StageConfig) -> Manifest:
+    """python -m korean_llm sft --config /etc/korean-llm/sft.yaml"""
+    return execute(config, _run)

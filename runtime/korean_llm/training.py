@@ -1,0 +1,258 @@
+"""The training path shared by every training stage and both backends.
+
+`TrainingRun` turns a stage config into TRL arguments (the `training:` block passed through),
+adds the project's callbacks (metrics, progress, checkpoint markers, SIGTERM), resumes from the
+newest complete checkpoint and saves the result into the stage's work folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from korean_llm.artifacts import COMPLETE_MARKER, StageDir, atomic_write_json, latest_checkpoint
+from korean_llm.config import StageConfig, check_training_keys
+from korean_llm.errors import ConfigError, Terminated
+from korean_llm.telemetry import StageMetrics, emit_event, report_to
+
+log = logging.getLogger("korean_llm")
+console = Console(stderr=True)
+
+# Our defaults for TRL's config; anything in the stage's `training:` block wins (except output_dir).
+DEFAULT_ARGS: dict[str, Any] = {
+    "learning_rate": 2e-4,
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+    "logging_steps": 10,
+    "save_strategy": "steps",
+    "save_steps": 200,
+    "save_total_limit": 2,
+    "disable_tqdm": True,
+    "include_num_input_tokens_seen": "non_padding",
+    "dataloader_num_workers": 0,
+}
+
+
+def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stage_defaults: Any) -> Any:
+    """TRL config for this stage: our defaults < the stage's defaults < the user's `training:` block."""
+    check_training_keys(cfg, config_class)
+    if "output_dir" in cfg.training:
+        raise ConfigError(
+            f"{cfg.source}: training.output_dir is managed by the stage (it is {stage_dir.checkpoints})"
+        )
+    kwargs = {**DEFAULT_ARGS, "seed": cfg.run.seed, "report_to": report_to(cfg), **stage_defaults}
+    kwargs.update(cfg.training)
+    kwargs["output_dir"] = str(stage_dir.checkpoints)
+    kwargs.setdefault("run_name", f"{cfg.run.model_name}-{cfg.run.run_id}-{cfg.stage}")
+    import torch
+
+    if not torch.cuda.is_available():
+        kwargs["bf16"] = kwargs["fp16"] = False
+    try:
+        return config_class(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{cfg.source}: invalid training arguments for {config_class.__name__}: {exc}"
+        ) from exc
+
+
+def embedding_lr_trainer(base: type, embedding_lr: float | None) -> type:
+    """Subclass a TRL trainer so embed_tokens/lm_head get their own learning rate (CPT recipe)."""
+    if embedding_lr is None:
+        return base
+
+    class EmbeddingLRTrainer(base):  # type: ignore[misc,valid-type]
+        def create_optimizer(self, model: Any = None) -> Any:
+            if self.optimizer is not None:
+                return super().create_optimizer(model)
+            opt_model = self.model if model is None else model
+            decay = set(self.get_decay_parameter_names(opt_model))
+            groups: dict[tuple[bool, bool], list[Any]] = {}
+            for name, param in opt_model.named_parameters():
+                if param.requires_grad:
+                    is_embedding = "embed_tokens" in name or "lm_head" in name
+                    groups.setdefault((is_embedding, name in decay), []).append(param)
+            param_groups = [
+                {
+                    "params": params,
+                    "weight_decay": self.args.weight_decay if decayed else 0.0,
+                    **({"lr": embedding_lr} if is_embedding else {}),
+                }
+                for (is_embedding, decayed), params in groups.items()
+            ]
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+            return self.optimizer
+
+    EmbeddingLRTrainer.__name__ = f"EmbeddingLR{base.__name__}"
+    return EmbeddingLRTrainer
+
+
+class _SigtermFlag:
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.raised = True
+        log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
+
+
+def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> list[Any]:
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class StageCallback(TrainerCallback):
+        """Metrics, progress, checkpoint markers and SIGTERM handling in one place."""
+
+        def __init__(self) -> None:
+            self.started = time.time()
+            self.start_step = 0
+            self.start_tokens = 0
+            self.progress: Progress | None = None
+            self.task: Any = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.started = time.time()
+            self.start_step = state.global_step
+            self.start_tokens = state.num_input_tokens_seen or 0
+            emit_event(
+                {"type": "start", "stage": stage, "step": state.global_step, "max_steps": state.max_steps}
+            )
+            if console.is_terminal:
+                self.progress = Progress(
+                    TextColumn(f"[bold]{stage}"),
+                    BarColumn(),
+                    TextColumn("{task.completed}/{task.total} steps {task.fields[info]}"),
+                    TimeRemainingColumn(),
+                    console=console,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task(
+                    stage, total=state.max_steps, completed=state.global_step, info=""
+                )
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+            if flag.raised:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+        ) -> None:
+            logs = logs or {}
+            elapsed = max(time.time() - self.started, 1e-9)
+            done = state.global_step - self.start_step
+            tokens = (state.num_input_tokens_seen or 0) - self.start_tokens
+            tps = tokens / elapsed if tokens else None
+            eta = (state.max_steps - state.global_step) * elapsed / done if done > 0 else None
+            numeric = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
+            metrics.record(state.global_step, state.max_steps, numeric, tps, eta)
+            emit_event(
+                {
+                    "type": "log",
+                    "stage": stage,
+                    "step": state.global_step,
+                    "max_steps": state.max_steps,
+                    "tokens_per_second": tps,
+                    "eta_seconds": eta,
+                    **numeric,
+                }
+            )
+            if self.progress is not None and "loss" in numeric:
+                self.progress.update(self.task, info=f"loss {numeric['loss']:.4f}")
+            elif "loss" in numeric:
+                log.info(
+                    "%s step %d/%d loss %.4f", stage, state.global_step, state.max_steps, numeric["loss"]
+                )
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            ckpt = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if ckpt.is_dir():
+                (ckpt / COMPLETE_MARKER).write_text(str(state.global_step))
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
+
+    return [StageCallback()]
+
+
+def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics) -> dict[str, Any]:
+    """Run `trainer` with resume and SIGTERM handling; return a summary for the manifest."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # our callback logs; the printer would dump raw dicts to stdout
+    flag = _SigtermFlag()
+    for cb in make_callbacks(metrics, flag, cfg.stage):
+        trainer.add_callback(cb)
+    resume = latest_checkpoint(stage_dir.checkpoints, log=log.warning) if cfg.checkpoint.resume else None
+    if resume is not None:
+        log.info("resuming %s from %s", cfg.stage, resume)
+    flag.install()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    finally:
+        flag.restore()
+    if flag.raised:
+        raise Terminated(
+            f"{cfg.stage}: stopped by SIGTERM at step {trainer.state.global_step} after a checkpoint"
+        )
+    history = trainer.state.log_history
+    atomic_write_json(stage_dir.work / "log_history.json", history)
+    losses = [h["loss"] for h in history if "loss" in h]
+    if losses and not all(math.isfinite(x) for x in losses):
+        log.warning("%s: non-finite loss values were logged", cfg.stage)
+    return {
+        "global_step": trainer.state.global_step,
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "train_loss": result.training_loss,
+        "train_runtime": result.metrics.get("train_runtime"),
+        "tokens_seen": trainer.state.num_input_tokens_seen,
+        "resumed_from_step": int(resume.name.rsplit("-", 1)[1]) if resume else None,
+    }
+
+
+def save_trained(model: Any, tokenizer: Any, cfg: StageConfig, stage_dir: StageDir) -> dict[str, str | None]:
+    """Save the adapter (LoRA) or the full weights, and the tokenizer; paths relative to the stage folder."""
+    tokenizer.save_pretrained(stage_dir.work / "tokenizer")
+    if cfg.lora.method == "full":
+        model.save_pretrained(stage_dir.work / "model", safe_serialization=True)
+        return {"adapter_path": None, "merged_path": "model", "tokenizer_path": "tokenizer"}
+    model.save_pretrained(stage_dir.work / "adapter", safe_serialization=True)
+    return {"adapter_path": "adapter", "merged_path": None, "tokenizer_path": "tokenizer"}
+
+
+def write_config_snapshot(cfg: StageConfig, stage_dir: StageDir) -> None:
+    """The resolved config next to the weights (what was actually run)."""
+    atomic_write_json(stage_dir.work / "config.resolved.json", cfg.model_dump(mode="json"))
+
+
+def print_summary(stage: str, summary: dict[str, Any]) -> None:
+    shown = {k: v for k, v in summary.items() if v is not None}
+    print(json.dumps({"stage": stage, **shown}, ensure_ascii=False, default=str), file=sys.stdout, flush=True)
