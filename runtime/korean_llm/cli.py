@@ -58,12 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for stage in (*STAGES, "stage"):
-        p = sub.add_parser(
-            stage, help=f"run the {stage} stage" if stage != "stage" else "run the stage in $STAGE"
-        )
-        p.add_argument(
-            "--config", "-c", required=True, help="stage config YAML (the chart's ConfigMap entry)"
-        )
+        p = sub.add_parser(stage, help=f"run the {stage} stage" if stage != "stage" else "run the stage in $STAGE")
+        p.add_argument("--config", "-c", required=True, help="stage config YAML (the chart's ConfigMap entry)")
         p.add_argument(
             "--set",
             dest="overrides",

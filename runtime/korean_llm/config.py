@@ -36,9 +36,7 @@ SIZE_TO_BASE_MODEL = {
     "72b": "Qwen/Qwen2.5-72B",
 }
 
-DEFAULT_SYSTEM_PROMPT = (
-    "당신은 정확하고 친절한 한국어 AI 어시스턴트입니다. 질문에 한국어로 명확하게 답하세요."
-)
+DEFAULT_SYSTEM_PROMPT = "당신은 정확하고 친절한 한국어 AI 어시스턴트입니다. 질문에 한국어로 명확하게 답하세요."
 
 
 class Strict(BaseModel):
@@ -201,6 +199,26 @@ class StageConfig(Strict):
     def stage_dir(self) -> Path:
         return self.run.stage_dir(self.stage)
 
+    def expand(self, text: str) -> str:
+        """Fill `{data_dir}`, `{output_dir}`, `{model_name}`, `{run_id}` in a path from this run's settings."""
+        for key, value in (
+            ("{data_dir}", self.run.data_dir),
+            ("{output_dir}", self.run.output_dir),
+            ("{model_name}", self.run.model_name),
+            ("{run_id}", self.run.run_id),
+        ):
+            text = text.replace(key, str(value))
+        return text
+
+    @model_validator(mode="after")
+    def _expand_source_paths(self) -> StageConfig:
+        # Paths such as "{data_dir}/processed/cpt" depend on the run id, which Argo passes at submit time.
+        for source in self.data.sources:
+            expanded = self.expand(source.path)
+            if expanded != source.path:
+                object.__setattr__(source, "path", expanded)
+        return self
+
 
 ENV_OVERRIDES = {
     "STAGE": "stage",
@@ -294,9 +312,7 @@ def build_config(
     return cfg
 
 
-def load_config(
-    path: str | Path, overrides: Sequence[str] = (), env: Mapping[str, str] | None = None
-) -> StageConfig:
+def load_config(path: str | Path, overrides: Sequence[str] = (), env: Mapping[str, str] | None = None) -> StageConfig:
     """Read a stage config file; see the module docstring for precedence."""
     path = Path(path)
     return build_config(read_yaml(path), source=str(path), overrides=overrides, env=env)

@@ -126,7 +126,7 @@ def _decode(raw: bytes, policy: str) -> tuple[str | None, bool]:
 def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            text, bad = _decode(raw, policy)
+            text, _bad = _decode(raw, policy)
             if text is None:
                 yield Record(str(path), lineno, None, "invalid UTF-8")
                 continue

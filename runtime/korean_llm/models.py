@@ -56,9 +56,7 @@ def choose_backend(requested: str) -> str:
         if not cuda_available():
             raise ConfigError("model.backend is 'unsloth' but no CUDA device is visible; use 'auto' or 'hf'")
         if not has_unsloth:
-            raise ConfigError(
-                "model.backend is 'unsloth' but unsloth is not installed (pip install 'korean-llm[gpu]')"
-            )
+            raise ConfigError("model.backend is 'unsloth' but unsloth is not installed (pip install 'korean-llm[gpu]')")
         return "unsloth"
     return "unsloth" if has_unsloth and cuda_available() else "hf"
 
@@ -121,9 +119,7 @@ def _quantization(cfg: StageConfig, notes: list[str]) -> Any:
     if cfg.lora.method != "qlora":
         return None
     if not cuda_available() or importlib.util.find_spec("bitsandbytes") is None:
-        notes.append(
-            "lora.method qlora needs CUDA and bitsandbytes: loaded in full precision with LoRA instead"
-        )
+        notes.append("lora.method qlora needs CUDA and bitsandbytes: loaded in full precision with LoRA instead")
         log.warning(notes[-1])
         return None
     import torch

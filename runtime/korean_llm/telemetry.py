@@ -54,9 +54,7 @@ class StageMetrics:
     def serve(self) -> None:
         if not self._cfg.metrics.enabled:
             return
-        server, _thread = start_http_server(
-            self._cfg.metrics.port, self._cfg.metrics.host, registry=self.registry
-        )
+        server, _thread = start_http_server(self._cfg.metrics.port, self._cfg.metrics.host, registry=self.registry)
         self._server = server
         self.port = server.server_address[1]
         log.info("metrics on http://%s:%d/metrics", self._cfg.metrics.host, self.port)
@@ -116,9 +114,7 @@ def report_to(cfg: StageConfig) -> list[str]:
     if mode == "disabled" or not has_wandb:
         os.environ["WANDB_MODE"] = "disabled"
         if tr.wandb_mode in ("online", "offline") and not has_wandb:
-            log.warning(
-                "tracking.wandb_mode is %s but wandb is not installed: not logging to W&B", tr.wandb_mode
-            )
+            log.warning("tracking.wandb_mode is %s but wandb is not installed: not logging to W&B", tr.wandb_mode)
         return []
     os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")

@@ -50,9 +50,7 @@ def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stag
     """TRL config for this stage: our defaults < the stage's defaults < the user's `training:` block."""
     check_training_keys(cfg, config_class)
     if "output_dir" in cfg.training:
-        raise ConfigError(
-            f"{cfg.source}: training.output_dir is managed by the stage (it is {stage_dir.checkpoints})"
-        )
+        raise ConfigError(f"{cfg.source}: training.output_dir is managed by the stage (it is {stage_dir.checkpoints})")
     kwargs = {**DEFAULT_ARGS, "seed": cfg.run.seed, "report_to": report_to(cfg), **stage_defaults}
     kwargs.update(cfg.training)
     kwargs["output_dir"] = str(stage_dir.checkpoints)
@@ -64,9 +62,7 @@ def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stag
     try:
         return config_class(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(
-            f"{cfg.source}: invalid training arguments for {config_class.__name__}: {exc}"
-        ) from exc
+        raise ConfigError(f"{cfg.source}: invalid training arguments for {config_class.__name__}: {exc}") from exc
 
 
 def embedding_lr_trainer(base: type, embedding_lr: float | None) -> type:
@@ -136,9 +132,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
             self.started = time.time()
             self.start_step = state.global_step
             self.start_tokens = state.num_input_tokens_seen or 0
-            emit_event(
-                {"type": "start", "stage": stage, "step": state.global_step, "max_steps": state.max_steps}
-            )
+            emit_event({"type": "start", "stage": stage, "step": state.global_step, "max_steps": state.max_steps})
             if console.is_terminal:
                 self.progress = Progress(
                     TextColumn(f"[bold]{stage}"),
@@ -148,9 +142,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
                     console=console,
                 )
                 self.progress.start()
-                self.task = self.progress.add_task(
-                    stage, total=state.max_steps, completed=state.global_step, info=""
-                )
+                self.task = self.progress.add_task(stage, total=state.max_steps, completed=state.global_step, info="")
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
             if self.progress is not None:
@@ -160,9 +152,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
                 control.should_training_stop = True
             return control
 
-        def on_log(
-            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
-        ) -> None:
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
             logs = logs or {}
             elapsed = max(time.time() - self.started, 1e-9)
             done = state.global_step - self.start_step
@@ -185,9 +175,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
             if self.progress is not None and "loss" in numeric:
                 self.progress.update(self.task, info=f"loss {numeric['loss']:.4f}")
             elif "loss" in numeric:
-                log.info(
-                    "%s step %d/%d loss %.4f", stage, state.global_step, state.max_steps, numeric["loss"]
-                )
+                log.info("%s step %d/%d loss %.4f", stage, state.global_step, state.max_steps, numeric["loss"])
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             ckpt = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
@@ -219,9 +207,7 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     finally:
         flag.restore()
     if flag.raised:
-        raise Terminated(
-            f"{cfg.stage}: stopped by SIGTERM at step {trainer.state.global_step} after a checkpoint"
-        )
+        raise Terminated(f"{cfg.stage}: stopped by SIGTERM at step {trainer.state.global_step} after a checkpoint")
     history = trainer.state.log_history
     atomic_write_json(stage_dir.work / "log_history.json", history)
     losses = [h["loss"] for h in history if "loss" in h]

@@ -33,7 +33,7 @@ def pack_blocks(dataset: Any, tokenizer: Any, block_size: int, sep_id: int, num_
 
     def tokenize(batch: dict[str, list[str]]) -> dict[str, list[list[int]]]:
         ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [x + [sep_id] for x in ids]}
+        return {"input_ids": [[*x, sep_id] for x in ids]}
 
     def chunk(batch: dict[str, list[list[int]]]) -> dict[str, list[list[int]]]:
         stream = [t for ids in batch["input_ids"] for t in ids]
