@@ -24,14 +24,17 @@ log = logging.getLogger("korean_llm")
 
 
 def setup_logging(verbose: bool = False) -> None:
-    from rich.logging import RichHandler
+    """Rich output on a terminal; plain one-line records otherwise (pod logs, files, the local runner)."""
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)],
-        force=True,
-    )
+        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+        logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+    else:
+        logging.basicConfig(
+            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+        )
     for noisy in ("httpx", "urllib3", "datasets", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -130,12 +130,13 @@ def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
             if text is None:
                 yield Record(str(path), lineno, None, "invalid UTF-8")
                 continue
+            text = text.rstrip("\r\n")
             if not text.strip():
                 continue
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield Record(str(path), lineno, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+                yield Record(str(path), lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
                 continue
             if not isinstance(obj, dict):
                 yield Record(str(path), lineno, None, f"not a JSON object: found {type(obj).__name__}")
@@ -151,7 +152,7 @@ def _read_json(path: Path, policy: str) -> Iterator[Record]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        yield Record(str(path), exc.lineno, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+        yield Record(str(path), exc.lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
         return
     rows = obj if isinstance(obj, list) else [obj]
     for i, row in enumerate(rows, start=1):

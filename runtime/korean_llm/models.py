@@ -66,7 +66,10 @@ def init_point(cfg: StageConfig) -> InitPoint:
     base = cfg.model.base_model or ""
     prev = cfg.run.previous_stage
     if prev is None:
-        return InitPoint(weights=resolve_model(base))
+        weights = resolve_model(base)
+        if weights.startswith(("/", "./", "../", "~")) and not Path(weights).expanduser().exists():
+            raise ConfigError(f"{cfg.source}: key 'model.base_model': folder '{weights}' does not exist")
+        return InitPoint(weights=weights)
     prev_dir = cfg.run.stage_dir(prev)
     manifest = read_manifest(prev_dir, expected_stage=prev)
     if manifest.base_model != base:

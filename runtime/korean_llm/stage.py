@@ -10,7 +10,7 @@ from typing import Any
 from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
-from korean_llm.errors import ManifestError
+from korean_llm.errors import DataError, ManifestError
 from korean_llm.telemetry import StageMetrics, emit_event
 
 log = logging.getLogger("korean_llm")
@@ -48,7 +48,11 @@ class StageContext:
                 counts,
                 self.dir.work / "rejected.jsonl",
             )
-        rejects.check(self.cfg.data.max_rejected_fraction, what)
+        try:
+            rejects.check(self.cfg.data.max_rejected_fraction, what)
+        except DataError as exc:
+            sources = ", ".join(s.path for s in self.cfg.data.sources)
+            raise DataError(f"{exc} (sources: {sources}; rejected rows: {self.dir.work / 'rejected.jsonl'})") from None
 
 
 def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manifest:
