@@ -40,10 +40,18 @@ def rejected(tmp_path: Path, stage: str) -> list[dict]:
 
 def test_every_bad_sft_row_is_quarantined_with_line_and_reason(tmp_path: Path, write_config, capsys) -> None:
     good = [SFT_ROWS[0]] * 3
-    data = write_jsonl(tmp_path / "sft.jsonl", SFT_ROWS[1:] + good,
-                       [b'{"messages": [{"role": "user", "content": "\xed\x95"}]}', b'{"messages": [{"role": "us'])
-    cfg = write_config("sft", {"data": {"sources": [{"path": str(data)}], "max_rejected_fraction": 0.8},
-                               "training": {"max_steps": 1, "save_steps": 100}})
+    data = write_jsonl(
+        tmp_path / "sft.jsonl",
+        SFT_ROWS[1:] + good,
+        [b'{"messages": [{"role": "user", "content": "\xed\x95"}]}', b'{"messages": [{"role": "us'],
+    )
+    cfg = write_config(
+        "sft",
+        {
+            "data": {"sources": [{"path": str(data)}], "max_rejected_fraction": 0.8},
+            "training": {"max_steps": 1, "save_steps": 100},
+        },
+    )
     code, err = run("sft", cfg, capsys)
     assert code == 0, err
     rows = rejected(tmp_path, "sft")
@@ -95,15 +103,27 @@ def test_invalid_utf8_can_be_replaced_instead(tmp_path: Path, write_config, caps
 @pytest.mark.parametrize(
     ("stage", "overrides", "message"),
     [
-        ("cpt", {"data": {"sources": [{"path": "/nonexistent/corpus.jsonl"}]}},
-         "data source '/nonexistent/corpus.jsonl': /nonexistent/corpus.jsonl does not exist"),
+        (
+            "cpt",
+            {"data": {"sources": [{"path": "/nonexistent/corpus.jsonl"}]}},
+            "data source '/nonexistent/corpus.jsonl': /nonexistent/corpus.jsonl does not exist",
+        ),
         ("cpt", {"data": {"sources": []}}, "data.sources is empty"),
-        ("cpt", {"data": {"sources": [{"path": "builtin:korean-corpus"}]}, "lora": {"rank": 4}},
-         "unknown key 'lora.rank'"),
-        ("cpt", {"data": {"sources": [{"path": "builtin:korean-corpus"}]}, "model": {"base_model": "/no/such/model"}},
-         "key 'model.base_model': folder '/no/such/model' does not exist"),
-        ("sft", {"data": {"sources": [{"path": "builtin:sft-ko"}]}, "run": {"previous_stage": "cpt"}},
-         "manifest not found, the stage has not completed"),
+        (
+            "cpt",
+            {"data": {"sources": [{"path": "builtin:korean-corpus"}]}, "lora": {"rank": 4}},
+            "unknown key 'lora.rank'",
+        ),
+        (
+            "cpt",
+            {"data": {"sources": [{"path": "builtin:korean-corpus"}]}, "model": {"base_model": "/no/such/model"}},
+            "key 'model.base_model': folder '/no/such/model' does not exist",
+        ),
+        (
+            "sft",
+            {"data": {"sources": [{"path": "builtin:sft-ko"}]}, "run": {"previous_stage": "cpt"}},
+            "manifest not found, the stage has not completed",
+        ),
     ],
 )
 def test_config_and_input_errors_exit_2(tmp_path, write_config, capsys, stage, overrides, message) -> None:

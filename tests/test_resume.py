@@ -18,8 +18,14 @@ from .conftest import REPO
 CPT = {
     "lora": {"r": 4, "alpha": 8},
     "data": {"sources": [{"path": "builtin:korean-corpus"}]},
-    "training": {"max_steps": 60, "learning_rate": 1e-3, "per_device_train_batch_size": 2, "logging_steps": 1,
-                 "save_steps": 5, "save_total_limit": 3},
+    "training": {
+        "max_steps": 60,
+        "learning_rate": 1e-3,
+        "per_device_train_batch_size": 2,
+        "logging_steps": 1,
+        "save_steps": 5,
+        "save_total_limit": 3,
+    },
     "checkpoint": {"keep_after_success": True},
 }
 
@@ -28,7 +34,10 @@ def start_cpt(config: Path, events: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "runtime"), "KOREAN_LLM_EVENTS": str(events)}
     return subprocess.Popen(
         [sys.executable, "-m", "korean_llm", "cpt", "--config", str(config)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 

@@ -12,15 +12,25 @@ from korean_llm.cli import main
 CPT = {
     "lora": {"r": 8, "alpha": 16, "train_embeddings": True, "embedding_learning_rate": 5e-4},
     "data": {"sources": [{"path": "builtin:korean-corpus"}]},
-    "training": {"max_steps": 25, "learning_rate": 5e-3, "per_device_train_batch_size": 8, "logging_steps": 1,
-                 "save_steps": 100},
+    "training": {
+        "max_steps": 25,
+        "learning_rate": 5e-3,
+        "per_device_train_batch_size": 8,
+        "logging_steps": 1,
+        "save_steps": 100,
+    },
 }
 SFT = {
     "run": {"previous_stage": "cpt"},
     "lora": {"r": 8, "alpha": 16},
     "data": {"sources": [{"path": "builtin:sft-ko"}]},
-    "training": {"max_steps": 20, "learning_rate": 3e-3, "per_device_train_batch_size": 8, "logging_steps": 1,
-                 "save_steps": 100},
+    "training": {
+        "max_steps": 20,
+        "learning_rate": 3e-3,
+        "per_device_train_batch_size": 8,
+        "logging_steps": 1,
+        "save_steps": 100,
+    },
 }
 
 
@@ -117,7 +127,9 @@ def test_embedding_learning_rate_gets_its_own_param_group(tiny_model: Path, writ
     loaded = load_for_training(cfg, init_point(cfg))
     args = build_args(cfg, SFTConfig, StageDir(tmp_path, "cpt"), max_length=16)
     trainer = embedding_lr_trainer(SFTTrainer, 5e-4)(
-        model=loaded.model, args=args, train_dataset=Dataset.from_list([{"input_ids": [1, 2, 3, 4]}]),
+        model=loaded.model,
+        args=args,
+        train_dataset=Dataset.from_list([{"input_ids": [1, 2, 3, 4]}]),
         processing_class=loaded.tokenizer,
     )
     opt = trainer.create_optimizer()
