@@ -81,6 +81,7 @@ def test_cpt_rows_without_the_text_field(tmp_path: Path, write_config, capsys) -
     data = write_jsonl(tmp_path / "cpt.jsonl", [{"body": "본문"}, {"text": "   "}, {"text": 3}])
     code, err = run("cpt", write_config("cpt", {"data": {"sources": [{"path": str(data)}]}}), capsys)
     assert code == 2
+    assert "cpt data: 3 of 3 rows rejected" in err
     assert [r["reason"] for r in rejected(tmp_path, "cpt")] == [
         "missing field 'text'",
         "empty text in field 'text'",
