@@ -36,7 +36,7 @@ def test_metrics_endpoint_serves_labelled_korean_llm_metrics() -> None:
         body = urllib.request.urlopen(f"http://127.0.0.1:{metrics.port}/metrics", timeout=5).read().decode()
     finally:
         metrics.close(failed=True)
-    labels = 'model="m1",run="r1",stage="sft"'
+    labels = 'model="m1",rank="0",run="r1",stage="sft"'
     for line in (
         f"korean_llm_loss{{{labels}}} 1.25",
         f"korean_llm_step{{{labels}}} 7.0",

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from korean_llm import dist
 from korean_llm.config import STAGES, load_config
 from korean_llm.errors import EXIT_BUG, ConfigError, KoreanLLMError
 
@@ -26,6 +27,8 @@ log = logging.getLogger("korean_llm")
 def setup_logging(verbose: bool = False) -> None:
     """Rich output on a terminal; plain one-line records otherwise (pod logs, files, the local runner)."""
     level = logging.DEBUG if verbose else logging.INFO
+    if not dist.is_main():
+        level = logging.WARNING  # one process speaks for the job; the others only warn
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 

@@ -155,6 +155,21 @@ class CheckpointConfig(Strict):
     keep_after_success: bool = False
 
 
+class DistributedConfig(Strict):
+    """Multi-process training under torchrun (the PyTorchJob launch). One process per GPU.
+
+    `ddp` replicates the model (LoRA / QLoRA, or full fine-tuning that fits one GPU); `fsdp` shards
+    parameters, gradients and optimizer state for full fine-tuning of models that do not fit one
+    GPU (HF backend only: Unsloth does not run under FSDP).
+    """
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    fsdp_version: Literal[1, 2] = 2
+    # Decoder layer class to wrap; None: the model's `_no_split_modules` (e.g. Qwen2DecoderLayer).
+    fsdp_wrap_layer: str | None = None
+    fsdp_cpu_offload: bool = False
+
+
 class CptConfig(Strict):
     """Continued pre-training: raw text packed into fixed-length blocks, loss on every token."""
 
@@ -184,6 +199,7 @@ class StageConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     cpt: CptConfig = Field(default_factory=CptConfig)
     sft: SftConfig = Field(default_factory=SftConfig)
 

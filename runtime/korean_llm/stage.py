@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from korean_llm import dist
 from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
@@ -37,7 +38,8 @@ class StageContext:
 
     def record_rejects(self, rejects: RejectLog, what: str) -> None:
         """Write rejected.jsonl, print the counts by reason, and fail above the configured fraction."""
-        rejects.write(self.dir.work / "rejected.jsonl")
+        if dist.is_main():
+            rejects.write(self.dir.work / "rejected.jsonl")
         if rejects.rejected:
             counts = ", ".join(f"{reason}: {n}" for reason, n in rejects.counts().items())
             log.warning(
@@ -68,13 +70,18 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
         log.info("%s: already complete in %s, nothing to do", cfg.stage, sdir.final)
         emit_event({"type": "skipped", "stage": cfg.stage, "reason": "already complete"})
         return done
-    sdir.prepare()
+    if dist.is_main():
+        sdir.prepare()
+    dist.barrier()
+    sdir.work.mkdir(parents=True, exist_ok=True)
     metrics = StageMetrics(cfg)
     metrics.serve()
     failed = True
     try:
         manifest = body(StageContext(cfg, sdir, metrics))
-        sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
+        if dist.is_main():  # one process publishes; the others wait until the stage folder is in place
+            sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
+        dist.barrier()
         failed = False
     finally:
         metrics.close(failed=failed)

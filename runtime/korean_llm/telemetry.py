@@ -18,11 +18,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from korean_llm import dist
 from korean_llm.config import StageConfig
 
 log = logging.getLogger("korean_llm")
 EVENTS_ENV = "KOREAN_LLM_EVENTS"
-LABELS = ("model", "stage", "run")
+LABELS = ("model", "stage", "run", "rank")
 
 
 class StageMetrics:
@@ -30,7 +31,7 @@ class StageMetrics:
 
     def __init__(self, cfg: StageConfig) -> None:
         self.registry = CollectorRegistry()
-        self.labels = {"model": cfg.run.model_name, "stage": cfg.stage, "run": cfg.run.run_id}
+        self.labels = {"model": cfg.run.model_name, "stage": cfg.stage, "run": cfg.run.run_id, "rank": str(dist.rank())}
         self.port: int | None = None
         self._server: Any = None
         self._cfg = cfg
@@ -54,7 +55,10 @@ class StageMetrics:
     def serve(self) -> None:
         if not self._cfg.metrics.enabled:
             return
-        server, _thread = start_http_server(self._cfg.metrics.port, self._cfg.metrics.host, registry=self.registry)
+        port = self._cfg.metrics.port
+        if port:  # one exporter per process: GPU processes of one pod take consecutive ports
+            port += dist.local_rank()
+        server, _thread = start_http_server(port, self._cfg.metrics.host, registry=self.registry)
         self._server = server
         self.port = server.server_address[1]
         log.info("metrics on http://%s:%d/metrics", self._cfg.metrics.host, self.port)
@@ -98,7 +102,7 @@ def gpu_peak_memory() -> int | None:
 def emit_event(event: dict[str, Any]) -> None:
     """Append one JSON line to `$KOREAN_LLM_EVENTS` (the local runner's progress feed), if set."""
     path = os.environ.get(EVENTS_ENV)
-    if not path:
+    if not path or not dist.is_main():
         return
     with open(Path(path), "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"time": time.time(), **event}, ensure_ascii=False) + "\n")

@@ -7,11 +7,9 @@ newest complete checkpoint and saves the result into the stage's work folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +17,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from korean_llm import dist
 from korean_llm.artifacts import COMPLETE_MARKER, StageDir, atomic_write_json, latest_checkpoint
 from korean_llm.config import StageConfig, check_training_keys
 from korean_llm.errors import ConfigError, Terminated
+from korean_llm.models import choose_backend
 from korean_llm.telemetry import StageMetrics, emit_event, report_to
 
 log = logging.getLogger("korean_llm")
@@ -59,10 +59,41 @@ def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stag
 
     if not torch.cuda.is_available():
         kwargs["bf16"] = kwargs["fp16"] = False
+    kwargs.update(distributed_args(cfg, kwargs))
     try:
         return config_class(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{cfg.source}: invalid training arguments for {config_class.__name__}: {exc}") from exc
+
+
+def distributed_args(cfg: StageConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Trainer arguments for the configured strategy when launched with more than one process."""
+    if dist.world_size() == 1:
+        return {}
+    import torch
+
+    # Without CUDA, accelerate only starts a process group when told to run on the CPU (gloo).
+    device = {} if torch.cuda.is_available() else {"use_cpu": True, "ddp_backend": "gloo"}
+    if device:
+        dist.allow_indexed_cpu_location()
+    if cfg.distributed.strategy == "ddp":
+        # LoRA leaves most weights frozen; unused-parameter search only costs time.
+        return {"ddp_find_unused_parameters": kwargs.get("ddp_find_unused_parameters", False), **device}
+    if choose_backend(cfg.model.backend) == "unsloth":
+        raise ConfigError(
+            f"{cfg.source}: distributed.strategy 'fsdp' needs model.backend 'hf' (Unsloth does not run under FSDP; "
+            "use strategy 'ddp' with Unsloth)"
+        )
+    if cfg.lora.method != "full":
+        raise ConfigError(
+            f"{cfg.source}: distributed.strategy 'fsdp' is for lora.method 'full' (found '{cfg.lora.method}'); "
+            "use 'ddp' for LoRA / QLoRA"
+        )
+    fsdp_config: dict[str, Any] = {"fsdp_version": cfg.distributed.fsdp_version, "cpu_ram_efficient_loading": True}
+    if cfg.distributed.fsdp_wrap_layer:
+        fsdp_config["transformer_layer_cls_to_wrap"] = [cfg.distributed.fsdp_wrap_layer]
+    option = "full_shard auto_wrap" + (" offload" if cfg.distributed.fsdp_cpu_offload else "")
+    return {"fsdp": option, "fsdp_config": fsdp_config, **device}
 
 
 def embedding_lr_trainer(base: type, embedding_lr: float | None) -> type:
@@ -133,7 +164,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
             self.start_step = state.global_step
             self.start_tokens = state.num_input_tokens_seen or 0
             emit_event({"type": "start", "stage": stage, "step": state.global_step, "max_steps": state.max_steps})
-            if console.is_terminal:
+            if console.is_terminal and dist.is_main():
                 self.progress = Progress(
                     TextColumn(f"[bold]{stage}"),
                     BarColumn(),
@@ -147,7 +178,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
             if self.progress is not None:
                 self.progress.update(self.task, completed=state.global_step)
-            if flag.raised:
+            if dist.any_rank(flag.raised):  # every rank stops at the same step, or DDP would hang
                 control.should_save = True
                 control.should_training_stop = True
             return control
@@ -179,7 +210,8 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             ckpt = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-            if ckpt.is_dir():
+            dist.barrier()  # every rank has written its part (rng state) before the marker says "complete"
+            if dist.is_main() and ckpt.is_dir():
                 (ckpt / COMPLETE_MARKER).write_text(str(state.global_step))
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -209,7 +241,8 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     if flag.raised:
         raise Terminated(f"{cfg.stage}: stopped by SIGTERM at step {trainer.state.global_step} after a checkpoint")
     history = trainer.state.log_history
-    atomic_write_json(stage_dir.work / "log_history.json", history)
+    if dist.is_main():
+        atomic_write_json(stage_dir.work / "log_history.json", history)
     losses = [h["loss"] for h in history if "loss" in h]
     if losses and not all(math.isfinite(x) for x in losses):
         log.warning("%s: non-finite loss values were logged", cfg.stage)
@@ -224,21 +257,24 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     }
 
 
-def save_trained(model: Any, tokenizer: Any, cfg: StageConfig, stage_dir: StageDir) -> dict[str, str | None]:
-    """Save the adapter (LoRA) or the full weights, and the tokenizer; paths relative to the stage folder."""
-    tokenizer.save_pretrained(stage_dir.work / "tokenizer")
-    if cfg.lora.method == "full":
-        model.save_pretrained(stage_dir.work / "model", safe_serialization=True)
+def save_trained(trainer: Any, tokenizer: Any, cfg: StageConfig, stage_dir: StageDir) -> dict[str, str | None]:
+    """Save the adapter (LoRA) or the full weights, and the tokenizer; paths relative to the stage folder.
+
+    `trainer.save_model` writes on the main process only and gathers FSDP-sharded weights first.
+    """
+    sub = "model" if cfg.lora.method == "full" else "adapter"
+    trainer.save_model(str(stage_dir.work / sub))
+    if dist.is_main():
+        tokenizer.save_pretrained(stage_dir.work / "tokenizer")
+        for stray in ("training_args.bin",):  # the Trainer's pickle is not part of the published model
+            (stage_dir.work / sub / stray).unlink(missing_ok=True)
+    dist.barrier()
+    if sub == "model":
         return {"adapter_path": None, "merged_path": "model", "tokenizer_path": "tokenizer"}
-    model.save_pretrained(stage_dir.work / "adapter", safe_serialization=True)
     return {"adapter_path": "adapter", "merged_path": None, "tokenizer_path": "tokenizer"}
 
 
 def write_config_snapshot(cfg: StageConfig, stage_dir: StageDir) -> None:
     """The resolved config next to the weights (what was actually run)."""
-    atomic_write_json(stage_dir.work / "config.resolved.json", cfg.model_dump(mode="json"))
-
-
-def print_summary(stage: str, summary: dict[str, Any]) -> None:
-    shown = {k: v for k, v in summary.items() if v is not None}
-    print(json.dumps({"stage": stage, **shown}, ensure_ascii=False, default=str), file=sys.stdout, flush=True)
+    if dist.is_main():
+        atomic_write_json(stage_dir.work / "config.resolved.json", cfg.model_dump(mode="json"))

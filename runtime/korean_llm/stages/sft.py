@@ -45,7 +45,7 @@ def _run(ctx: StageContext) -> Manifest:
     )
     write_config_snapshot(cfg, ctx.dir)
     summary = train(trainer, cfg, ctx.dir, ctx.metrics)
-    paths = save_trained(trainer.model, loaded.tokenizer, cfg, ctx.dir)
+    paths = save_trained(trainer, loaded.tokenizer, cfg, ctx.dir)
     trainable, total = trainable_parameters(trainer.model)
     return ctx.manifest(
         **paths,
