@@ -103,7 +103,7 @@ def test_cpt_then_sft_train_with_falling_loss(
     for manifest in (cpt_manifest, sft_manifest):
         assert manifest.extra["backend"] == "unsloth" and manifest.extra["quantization"] == "nf4"
         assert manifest.metrics["global_step"] == 15
-        assert manifest.metrics["final_loss"] < 0.8 * manifest.metrics["first_loss"], manifest.metrics
+        assert manifest.metrics["final_loss"] < 0.9 * manifest.metrics["first_loss"], manifest.metrics
     assert sft_manifest.init_from == str(cpt_cfg.stage_dir)
     assert read_manifest(sft_cfg.stage_dir).adapter_path == "adapter"
 

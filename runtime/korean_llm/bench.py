@@ -390,7 +390,7 @@ def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
     workdir = Path(tempfile.mkdtemp(prefix="korean-llm-bench-"))
     spec = {**spec, "lora": spec["lora"] or ("qlora" if torch.cuda.is_available() else "lora")}
-    peak, peak_source = spec.get("peak_tflops"), "given (--peak-tflops)"
+    peak, peak_source = spec["peak_tflops"], spec.get("peak_source", "given (--peak-tflops)")
     if peak is None:
         peak, peak_source = measure_peak_tflops()
     params = count_parameters(spec["model_path"])
@@ -568,7 +568,7 @@ def run_command(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     for backend in backends:
         rows += _spawn({**spec, "backend": backend})
-        spec["peak_tflops"] = rows[0]["peak_tflops"]  # measure the device once
+        spec["peak_tflops"], spec["peak_source"] = rows[0]["peak_tflops"], rows[0]["peak_source"]  # measured once
     for row in rows:
         row["model"] = args.model
     print_table(rows, Console(stderr=True))

@@ -32,6 +32,9 @@ def build_trainer(cfg: StageConfig, loaded: Loaded, dataset: Any, stage_dir: Sta
         max_length=cfg.model.max_seq_length,
         assistant_only_loss=cfg.sft.assistant_only_loss,
         packing=cfg.sft.packing,
+        # Explicit, so Unsloth does not switch padding-free batching on by itself (see cpt.build_trainer);
+        # `sft.packing` still packs without padding.
+        padding_free=False,
     )
     return SFTTrainer(model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.tokenizer)
 
