@@ -48,6 +48,15 @@ def test_bench_rejects_bad_arguments_before_loading(cli) -> None:
     assert proc.returncode == 2 and "sft.pakcing" in proc.stderr
 
 
+def test_bench_reports_a_failed_backend(cli, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = cli("bench", "--model", "builtin:tiny-ko", "--backend", "unsloth", "--json-out", str(out))
+    assert proc.returncode == 1
+    assert "model.backend is 'unsloth' but no CUDA device is visible" in proc.stderr
+    [row] = json.loads(out.read_text())
+    assert row["backend"] == "unsloth" and row["error"].startswith("worker exited with code 2")
+
+
 def test_named_shapes_match_qwen25_parameter_counts(tmp_path: Path) -> None:
     from transformers import Qwen2Config
 

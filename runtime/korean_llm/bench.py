@@ -92,6 +92,7 @@ def build_shape(folder: Path, shape: dict[str, Any], seed: int = 0) -> None:
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
+    tokenizer.model_max_length = 32768  # the tiny model's 512 would warn on every long document
     config = Qwen2Config(
         **shape,
         max_position_embeddings=32768,
@@ -382,8 +383,10 @@ def _stage_config(spec: dict[str, Any], mode: str, batch: int, workdir: Path) ->
     return build_config(data, source="korean-llm bench", overrides=spec["overrides"], env={})
 
 
-def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Load once on `spec['backend']`, then run every (batch size, mode); an error ends only its own run."""
+def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
+    """Load once on `spec['backend']`, then run every (batch size, mode); an error ends only its own run.
+
+    The rows so far are rewritten to `done` after each run, so a killed worker still reports them."""
     import torch
 
     from korean_llm.models import init_point, load_for_training
@@ -435,6 +438,7 @@ def measure(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 for p in loaded.model.parameters():
                     p.grad = None
                 results.append(row)
+                atomic_write_json(done, results)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results
@@ -465,10 +469,13 @@ def _spawn(spec: dict[str, Any]) -> Any:
             check=False,
             stdout=sys.stderr,  # the worker's logs: this process's stdout carries only the JSON
         )
-        if proc.returncode != 0 or not result.is_file():
-            task = spec["task"] if spec["task"] == "build" else f"backend {spec['backend']}"
-            raise KoreanLLMError(f"bench: the {task} worker failed with exit code {proc.returncode} (see above)")
-        return json.loads(result.read_text(encoding="utf-8"))
+        rows = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else None
+        if proc.returncode == 0 and rows is not None:
+            return rows
+        if spec["task"] == "build":
+            raise KoreanLLMError(f"bench: building {spec['shape']} failed with exit code {proc.returncode} (see above)")
+        failed = {"backend": spec["backend"], "mode": "-", "batch_size": "-", "seq_len": spec["seq_len"]}
+        return [*(rows or []), {**failed, "error": f"worker exited with code {proc.returncode} (see above)"}]
 
 
 def worker(spec: dict[str, Any], result: Path) -> None:
@@ -476,13 +483,17 @@ def worker(spec: dict[str, Any], result: Path) -> None:
         build_shape(Path(spec["folder"]), SHAPES[spec["shape"]])
         atomic_write_json(result, {"built": spec["folder"]})
         return
-    if spec["backend"] == "unsloth":
+    from korean_llm.models import choose_backend
+
+    if choose_backend(spec["backend"]) == "unsloth":  # also: a clear error when Unsloth cannot run here
         import unsloth  # noqa: F401  -- patches transformers/TRL: must come before they are imported
-    atomic_write_json(result, measure(spec))
+    measure(spec, result)
 
 
 def print_table(rows: list[dict[str, Any]], console: Console) -> None:
-    table = Table(title=f"korean-llm bench: {rows[0]['device']}, sequence {rows[0]['seq_len']}, {rows[0]['lora']}")
+    first = next((r for r in rows if "parameters" in r), None)
+    title = f": {first['device']}, sequence {first['seq_len']}, {first['lora']}" if first else ""
+    table = Table(title=f"korean-llm bench{title}")
     for col in ("backend", "mode", "batch", "step s", "tokens/s", "non-pad tokens/s", "peak GiB", "MFU", "loss"):
         table.add_column(col, justify="left" if col in ("backend", "mode") else "right")
     for r in rows:
@@ -503,7 +514,8 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
             f"{r['first_loss']:.2f} → {r['last_loss']:.2f}" if r["first_loss"] is not None else "-",
         )
     console.print(table)
-    first = rows[0]
+    if first is None:
+        return
     console.print(
         f"MFU = 6 × {first['parameters']:,} parameters × non-padding tokens/s ÷ {first['peak_tflops']:.2f} TFLOP/s "
         f"({first['peak_source']}); loss shown when a logging step fell in the measured run"
@@ -567,13 +579,13 @@ def run_command(args: argparse.Namespace) -> int:
     }
     rows: list[dict[str, Any]] = []
     for backend in backends:
-        rows += _spawn({**spec, "backend": backend})
-        spec["peak_tflops"], spec["peak_source"] = rows[0]["peak_tflops"], rows[0]["peak_source"]  # measured once
-    for row in rows:
-        row["model"] = args.model
+        rows += [{**row, "model": args.model} for row in _spawn({**spec, "backend": backend})]
+        measured = [r for r in rows if "peak_tflops" in r]
+        if measured:  # measure the device once
+            spec["peak_tflops"], spec["peak_source"] = measured[0]["peak_tflops"], measured[0]["peak_source"]
+        if args.json_out:  # after each backend, so an interrupted comparison keeps what finished
+            atomic_write_json(Path(args.json_out), rows)
     print_table(rows, Console(stderr=True))
-    if args.json_out:
-        atomic_write_json(Path(args.json_out), rows)
     print(json.dumps(rows, ensure_ascii=False), flush=True)
     return EXIT_BUG if any("error" in r for r in rows) else 0
 
