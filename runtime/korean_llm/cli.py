@@ -4,6 +4,7 @@
     korean-llm render -f values/local.yaml         # print what `helm template` renders
     korean-llm <stage> --config FILE [--set k=v]   # preprocess | cpt | sft | rlhf | evaluate | deploy
     korean-llm stage --config FILE                 # the stage named by $STAGE (the seed's entrypoint)
+    korean-llm bench --model qwen2.5-7b --compare unsloth,hf   # training throughput (see bench.py)
 
 Exit codes: 0 ok, 1 unexpected error, 2 bad config or data, 3 failed gate, 129 retryable, 143 SIGTERM.
 """
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-id", default=None, help="run id (default: the values' runId)")
         if name == "run":
             p.add_argument("--only", action="append", default=[], help="run only these steps (repeatable)")
+    from korean_llm import bench
+
+    bench.add_parser(sub)
     return parser
 
 
@@ -104,6 +108,10 @@ def dispatch(args: argparse.Namespace) -> int:
         if stage not in STAGES:
             raise ConfigError(f"STAGE='{stage}': expected one of {', '.join(STAGES)}")
         return run_stage(stage, args.config, args.overrides)
+    if args.command == "bench":
+        from korean_llm import bench
+
+        return bench.run_command(args)
     from korean_llm import local
 
     if args.command == "render":

@@ -11,17 +11,36 @@ pipeline has one (`run.previous_stage`).
 
 from __future__ import annotations
 
-from korean_llm.artifacts import Manifest, tokenizer_fingerprint
+from typing import Any
+
+from korean_llm.artifacts import Manifest, StageDir, tokenizer_fingerprint
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, sft_row
-from korean_llm.models import init_point, load_for_training, trainable_parameters
+from korean_llm.models import Loaded, init_point, load_for_training, trainable_parameters
 from korean_llm.stage import StageContext, execute
 from korean_llm.training import build_args, save_trained, train, write_config_snapshot
 
 
+def build_trainer(cfg: StageConfig, loaded: Loaded, dataset: Any, stage_dir: StageDir) -> Any:
+    """The SFT trainer over chat rows; shared by the stage and `korean-llm bench`."""
+    from trl import SFTConfig, SFTTrainer
+
+    args = build_args(
+        cfg,
+        SFTConfig,
+        stage_dir,
+        max_length=cfg.model.max_seq_length,
+        assistant_only_loss=cfg.sft.assistant_only_loss,
+        packing=cfg.sft.packing,
+        # Explicit, so Unsloth does not switch padding-free batching on by itself (see cpt.build_trainer);
+        # `sft.packing` still packs without padding.
+        padding_free=False,
+    )
+    return SFTTrainer(model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.tokenizer)
+
+
 def _run(ctx: StageContext) -> Manifest:
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
 
     cfg = ctx.cfg
     rejects = RejectLog()
@@ -29,20 +48,7 @@ def _run(ctx: StageContext) -> Manifest:
     ctx.record_rejects(rejects, "sft data")
     init = init_point(cfg)
     loaded = load_for_training(cfg, init)
-    args = build_args(
-        cfg,
-        SFTConfig,
-        ctx.dir,
-        max_length=cfg.model.max_seq_length,
-        assistant_only_loss=cfg.sft.assistant_only_loss,
-        packing=cfg.sft.packing,
-    )
-    trainer = SFTTrainer(
-        model=loaded.model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=loaded.tokenizer,
-    )
+    trainer = build_trainer(cfg, loaded, Dataset.from_list(rows), ctx.dir)
     write_config_snapshot(cfg, ctx.dir)
     summary = train(trainer, cfg, ctx.dir, ctx.metrics)
     paths = save_trained(trainer, loaded.tokenizer, cfg, ctx.dir)

@@ -1,0 +1,601 @@
+"""Training throughput of the real stage code path, to size PyTorchJobs.
+
+    korean-llm bench --model qwen2.5-7b --compare unsloth,hf --mode cpt,sft,bare --batch-size 4,16
+    korean-llm bench --model builtin:tiny-ko --backend hf --steps 3          # runs on a CPU too
+
+`--model` is a named shape (`qwen2.5-0.5b`, `qwen2.5-1.5b`, `qwen2.5-7b`: random weights built
+once from the Qwen2.5 config, with the builtin tokenizer, cached under `$KOREAN_LLM_CACHE/shapes`),
+`builtin:tiny-ko`, or a local model folder. Modes:
+
+- `cpt`: synthetic documents through `stages.cpt.pack_blocks` and `stages.cpt.build_trainer`;
+- `sft`: synthetic chats (half to full `--seq-len` tokens) through `stages.sft.build_trainer`
+  (chat template, assistant-only loss, the collator; `--set sft.packing=true` packs without padding);
+- `bare`: the same loaded model in a plain PyTorch loop (AdamW, no Trainer): the reference the
+  stages are held against.
+
+Trainer modes run through `training.train` with the project's callbacks and the Prometheus
+exporter on. Every backend runs in its own process (independent memory peaks, Unsloth imported
+first); the modes and batch sizes of one backend share its loaded model, with the peak memory
+reset before each. Figures cover only the `--steps` steps after `--warmup` (Unsloth compiles in
+its first step). MFU = 6 × parameters × non-padding tokens/s ÷ peak FLOP/s (`--peak-tflops`, or a
+bf16 8192³ matmul measured on the device; fp32 on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from korean_llm.artifacts import StageDir, atomic_write_json
+from korean_llm.builtin import TINY_MODEL, cache_root, tiny_model_path
+from korean_llm.config import build_config
+from korean_llm.errors import EXIT_BUG, ConfigError, KoreanLLMError
+
+log = logging.getLogger("korean_llm")
+SHAPE_VERSION = "v1"
+BACKENDS = ("unsloth", "hf", "auto")
+MODES = ("cpt", "sft", "bare")
+
+# Published Qwen2.5 configs (hidden size, MLP size, layers, heads, KV heads, vocabulary, tied embeddings).
+SHAPES: dict[str, dict[str, Any]] = {
+    "qwen2.5-0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-1.5b": dict(
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------- model shapes
+
+
+def build_shape(folder: Path, shape: dict[str, Any], seed: int = 0) -> None:
+    """A Qwen2 model of `shape` with random bf16 weights plus the builtin tokenizer, saved to `folder`."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
+    tokenizer.model_max_length = 32768  # the tiny model's 512 would warn on every long document
+    config = Qwen2Config(
+        **shape,
+        max_position_embeddings=32768,
+        rope_theta=1000000.0,
+        rms_norm_eps=1e-6,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with torch.device(device):
+        model = Qwen2ForCausalLM._from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def shape_path(name: str) -> Path:
+    """Cached folder of a named shape, built on first use (in a worker process: it needs the GPU)."""
+    target = cache_root() / "shapes" / f"{name}-{SHAPE_VERSION}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        _spawn({"task": "build", "shape": name, "folder": str(tmp)})
+        os.rename(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+    return target
+
+
+def resolve_bench_model(spec: str) -> str:
+    if spec in SHAPES:
+        return str(shape_path(spec))
+    if spec == TINY_MODEL:
+        return str(tiny_model_path())
+    if not Path(spec, "config.json").is_file():
+        raise ConfigError(
+            f"--model '{spec}': expected one of {', '.join([*SHAPES, TINY_MODEL])} or a local model folder "
+            "holding config.json"
+        )
+    return spec
+
+
+def count_parameters(model_path: str) -> int:
+    """Parameters of the full-precision model (a 4-bit load would count packed bytes instead)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+    return sum(p.numel() for p in model.parameters())
+
+
+def measure_peak_tflops() -> tuple[float, str]:
+    """Dense matmul rate of this device: bf16 8192³ on CUDA, fp32 1024³ on a CPU."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    n, dtype, reps = (8192, torch.bfloat16, 10) if cuda else (1024, torch.float32, 5)
+    device = "cuda" if cuda else "cpu"
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    _sync()
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync()
+    tflops = 2 * n**3 * reps / (time.perf_counter() - start) / 1e12
+    return tflops, f"measured: {'bf16' if cuda else 'fp32'} {n}x{n}x{n} matmul on {device}"
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+# ----------------------------------------------------------------------------------------- synthetic data
+
+
+def _random_text(tokenizer: Any, rng: random.Random, n_tokens: int, pool: list[int]) -> str:
+    return tokenizer.decode([rng.choice(pool) for _ in range(n_tokens)])
+
+
+def _token_pool(tokenizer: Any) -> list[int]:
+    special = set(tokenizer.all_special_ids)
+    return [i for i in range(len(tokenizer)) if i not in special]
+
+
+def cpt_blocks(cfg: Any, tokenizer: Any, n_blocks: int, seed: int) -> Any:
+    """At least `n_blocks` packed blocks, made by the stage's own tokenize-and-pack code."""
+    from datasets import Dataset
+
+    from korean_llm.stages.cpt import block_size, pack_blocks, separator_id
+
+    rng, pool, block = random.Random(seed), _token_pool(tokenizer), block_size(cfg)
+    docs: list[dict[str, str]] = []
+    while True:
+        docs += [{"text": _random_text(tokenizer, rng, rng.randint(block // 4, 2 * block), pool)} for _ in range(32)]
+        blocks = pack_blocks(
+            Dataset.from_list(docs), tokenizer, block, separator_id(tokenizer, cfg.cpt.document_separator), 1
+        )
+        if len(blocks) >= n_blocks:
+            return blocks
+
+
+def sft_chats(cfg: Any, tokenizer: Any, n_rows: int, seed: int) -> Any:
+    """Chats of half to full `max_seq_length` tokens (a system prompt, a question, a longer answer)."""
+    from datasets import Dataset
+
+    from korean_llm.data import sft_row
+
+    rng, pool, seq = random.Random(seed), _token_pool(tokenizer), cfg.model.max_seq_length
+    add_system = sft_row(cfg.sft.system_prompt)
+    template_tokens = len(tokenizer(cfg.sft.system_prompt or "")["input_ids"]) + 16
+    rows = []
+    for _ in range(n_rows):
+        length = max(8, rng.randint(seq // 2, seq) - template_tokens)
+        question = _random_text(tokenizer, rng, length // 8, pool)
+        answer = _random_text(tokenizer, rng, length - length // 8, pool)
+        chat = {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+        rows.append(add_system(None, chat))  # type: ignore[arg-type]
+    return Dataset.from_list(rows)
+
+
+# ----------------------------------------------------------------------------------------- measuring
+
+
+class TokenCounter:
+    """Wraps a data collator and records (tokens, non-padding tokens) of each batch, in order."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+        self.batches: list[tuple[int, int]] = []
+
+    def __call__(self, features: Any) -> Any:
+        batch = self.collator(features)
+        ids = batch["input_ids"]
+        mask = batch.get("attention_mask")
+        self.batches.append((ids.numel(), int(mask.sum()) if mask is not None else ids.numel()))
+        return batch
+
+    def between(self, first: int, last: int) -> tuple[int, int]:
+        chosen = self.batches[first:last]
+        return sum(t for t, _ in chosen), sum(n for _, n in chosen)
+
+
+def _step_timer(warmup: int, total: int) -> Any:
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        """Wall time of the steps after warm-up, the device synchronised at both ends."""
+
+        def __init__(self) -> None:
+            self.start: float | None = None
+            self.end: float | None = None
+
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == warmup:
+                _sync()
+                self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.global_step == total:
+                _sync()
+                self.end = time.perf_counter()
+
+    return StepTimer()
+
+
+def _reset_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_memory() -> tuple[float | None, float | None]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None, None
+    return torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
+
+
+def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    from korean_llm.stages import cpt, sft
+    from korean_llm.telemetry import StageMetrics
+    from korean_llm.training import train
+
+    warmup, steps = spec["warmup"], spec["steps"]
+    accum = int(cfg.training.get("gradient_accumulation_steps", 1))
+    batches = cfg.training["per_device_train_batch_size"] * accum * (warmup + steps)
+    sdir = StageDir(workdir / f"{mode}-{time.monotonic_ns()}", cfg.stage)
+    sdir.prepare()
+    if mode == "cpt":
+        trainer = cpt.build_trainer(cfg, loaded, cpt_blocks(cfg, loaded.tokenizer, batches, cfg.run.seed), sdir)
+    else:
+        rows = 2 * batches if cfg.sft.packing else batches
+        trainer = sft.build_trainer(cfg, loaded, sft_chats(cfg, loaded.tokenizer, rows, cfg.run.seed), sdir)
+        if len(trainer.train_dataset) == 0:
+            raise ConfigError(
+                f"--seq-len {cfg.model.max_seq_length} leaves no assistant token after the chat template and system "
+                "prompt: use a longer sequence"
+            )
+    counter = TokenCounter(trainer.data_collator)
+    trainer.data_collator = counter
+    timer = _step_timer(warmup, warmup + steps)
+    trainer.add_callback(timer)
+    metrics = StageMetrics(cfg)
+    metrics.serve()
+    try:
+        summary = train(trainer, cfg, sdir, metrics)
+    finally:
+        metrics.close()
+    tokens, nonpad = counter.between(warmup * accum, (warmup + steps) * accum)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    del trainer
+    return {
+        "seconds": timer.end - timer.start,
+        "tokens": tokens,
+        "nonpad_tokens": nonpad,
+        "first_loss": summary["first_loss"],
+        "last_loss": losses[-1] if losses else None,
+    }
+
+
+def _run_bare(cfg: Any, loaded: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """Random token ids, the model's own loss, AdamW on the trainable weights: no Trainer, no collator."""
+    import torch
+
+    model = loaded.model
+    model.train()
+    device = next(p.device for p in model.parameters() if p.device.type != "meta")
+    batch, seq = cfg.training["per_device_train_batch_size"], cfg.model.max_seq_length
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=2e-4, fused=device.type == "cuda")
+    generator = torch.Generator().manual_seed(cfg.run.seed)
+    vocab = len(loaded.tokenizer)
+    losses: list[float] = []
+    start = 0.0
+    for step in range(spec["warmup"] + spec["steps"]):
+        if step == spec["warmup"]:
+            _sync()
+            start = time.perf_counter()
+        ids = torch.randint(0, vocab, (batch, seq), generator=generator).to(device)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step in (0, spec["warmup"] + spec["steps"] - 1):
+            losses.append(float(loss.detach()))
+    _sync()
+    seconds = time.perf_counter() - start
+    del optimizer
+    tokens = batch * seq * spec["steps"]
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "nonpad_tokens": tokens,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+    }
+
+
+def _stage_config(spec: dict[str, Any], mode: str, batch: int, workdir: Path) -> Any:
+    training = {
+        "max_steps": spec["warmup"] + spec["steps"],
+        "per_device_train_batch_size": batch,
+        "save_strategy": "no",
+    }
+    data = {
+        "stage": "cpt" if mode == "bare" else mode,
+        "run": {"model_name": "bench", "run_id": "bench", "output_root": str(workdir), "data_root": str(workdir)},
+        "model": {"base_model": spec["model_path"], "backend": spec["backend"], "max_seq_length": spec["seq_len"]},
+        "lora": {"method": spec["lora"]},
+        "training": training,
+        "metrics": {"port": 0, "host": "127.0.0.1"},
+    }
+    return build_config(data, source="korean-llm bench", overrides=spec["overrides"], env={})
+
+
+def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
+    """Load once on `spec['backend']`, then run every (batch size, mode); an error ends only its own run.
+
+    The rows so far are rewritten to `done` after each run, so a killed worker still reports them."""
+    import torch
+
+    from korean_llm.models import init_point, load_for_training
+
+    workdir = Path(tempfile.mkdtemp(prefix="korean-llm-bench-"))
+    spec = {**spec, "lora": spec["lora"] or ("qlora" if torch.cuda.is_available() else "lora")}
+    peak, peak_source = spec["peak_tflops"], spec.get("peak_source", "given (--peak-tflops)")
+    if peak is None:
+        peak, peak_source = measure_peak_tflops()
+    params = count_parameters(spec["model_path"])
+    first_cfg = _stage_config(spec, spec["modes"][0], spec["batch_sizes"][0], workdir)
+    load_start = time.perf_counter()
+    loaded = load_for_training(first_cfg, init_point(first_cfg))
+    load_seconds = time.perf_counter() - load_start
+    results = []
+    try:
+        for batch in spec["batch_sizes"]:
+            for mode in spec["modes"]:
+                cfg = _stage_config(spec, mode, batch, workdir)
+                row: dict[str, Any] = {
+                    "backend": loaded.backend,
+                    "mode": mode,
+                    "batch_size": batch,
+                    "seq_len": spec["seq_len"],
+                    "lora": spec["lora"],
+                    "packing": cfg.sft.packing if mode == "sft" else None,
+                    "steps": spec["steps"],
+                    "parameters": params,
+                    "peak_tflops": peak,
+                    "peak_source": peak_source,
+                    "load_seconds": round(load_seconds, 1),
+                    "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+                }
+                _reset_memory()
+                try:
+                    run = (
+                        _run_bare(cfg, loaded, spec)
+                        if mode == "bare"
+                        else _run_trainer(mode, cfg, loaded, spec, workdir)
+                    )
+                except torch.OutOfMemoryError as exc:
+                    row["error"] = f"out of memory: {str(exc).splitlines()[0]}"
+                except Exception as exc:  # one failing configuration must not hide the others' figures
+                    log.exception("bench %s %s batch %d failed", loaded.backend, mode, batch)
+                    row["error"] = f"{type(exc).__name__}: {exc}"
+                else:
+                    row.update(_figures(run, spec["steps"], params, peak))
+                row["peak_memory_gib"], row["reserved_memory_gib"] = _peak_memory()
+                for p in loaded.model.parameters():
+                    p.grad = None
+                results.append(row)
+                atomic_write_json(done, results)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _figures(run: dict[str, Any], steps: int, params: int, peak_tflops: float) -> dict[str, Any]:
+    seconds = run["seconds"]
+    nonpad_tps = run["nonpad_tokens"] / seconds
+    return {
+        "step_seconds": seconds / steps,
+        "tokens_per_second": run["tokens"] / seconds,
+        "nonpad_tokens_per_second": nonpad_tps,
+        "mfu": 6 * params * nonpad_tps / (peak_tflops * 1e12),
+        "first_loss": run["first_loss"],
+        "last_loss": run["last_loss"],
+    }
+
+
+# ----------------------------------------------------------------------------------------- processes
+
+
+def _spawn(spec: dict[str, Any]) -> Any:
+    """Run one task in a fresh interpreter; its result comes back through a JSON file."""
+    with tempfile.TemporaryDirectory(prefix="korean-llm-bench-") as tmp:
+        result = Path(tmp) / "result.json"
+        proc = subprocess.run(
+            [sys.executable, "-m", "korean_llm.bench", json.dumps(spec), str(result)],
+            check=False,
+            stdout=sys.stderr,  # the worker's logs: this process's stdout carries only the JSON
+        )
+        rows = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else None
+        if proc.returncode == 0 and rows is not None:
+            return rows
+        if spec["task"] == "build":
+            raise KoreanLLMError(f"bench: building {spec['shape']} failed with exit code {proc.returncode} (see above)")
+        failed = {"backend": spec["backend"], "mode": "-", "batch_size": "-", "seq_len": spec["seq_len"]}
+        return [*(rows or []), {**failed, "error": f"worker exited with code {proc.returncode} (see above)"}]
+
+
+def worker(spec: dict[str, Any], result: Path) -> None:
+    if spec["task"] == "build":
+        build_shape(Path(spec["folder"]), SHAPES[spec["shape"]])
+        atomic_write_json(result, {"built": spec["folder"]})
+        return
+    from korean_llm.models import choose_backend
+
+    if choose_backend(spec["backend"]) == "unsloth":  # also: a clear error when Unsloth cannot run here
+        import unsloth  # noqa: F401  -- patches transformers/TRL: must come before they are imported
+    measure(spec, result)
+
+
+def print_table(rows: list[dict[str, Any]], console: Console) -> None:
+    first = next((r for r in rows if "parameters" in r), None)
+    title = f": {first['device']}, sequence {first['seq_len']}, {first['lora']}" if first else ""
+    table = Table(title=f"korean-llm bench{title}")
+    for col in ("backend", "mode", "batch", "step s", "tokens/s", "non-pad tokens/s", "peak GiB", "MFU", "loss"):
+        table.add_column(col, justify="left" if col in ("backend", "mode") else "right")
+    for r in rows:
+        mode = r["mode"] + (" packed" if r.get("packing") else "")
+        if "error" in r:
+            table.add_row(r["backend"], mode, str(r["batch_size"]), f"[red]{r['error'][:60]}", *[""] * 5)
+            continue
+        mem = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
+        table.add_row(
+            r["backend"],
+            mode,
+            str(r["batch_size"]),
+            f"{r['step_seconds']:.3f}",
+            f"{r['tokens_per_second']:,.0f}",
+            f"{r['nonpad_tokens_per_second']:,.0f}",
+            mem,
+            f"{r['mfu']:.1%}",
+            f"{r['first_loss']:.2f} → {r['last_loss']:.2f}" if r["first_loss"] is not None else "-",
+        )
+    console.print(table)
+    if first is None:
+        return
+    console.print(
+        f"MFU = 6 × {first['parameters']:,} parameters × non-padding tokens/s ÷ {first['peak_tflops']:.2f} TFLOP/s "
+        f"({first['peak_source']}); loss shown when a logging step fell in the measured run"
+    )
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure training throughput of the stage code path")
+    p.add_argument("--model", default=TINY_MODEL, help=f"{', '.join(SHAPES)}, {TINY_MODEL} or a model folder")
+    p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend (default: as the stages choose)")
+    p.add_argument("--compare", default=None, help="comma-separated backends, each in its own process")
+    p.add_argument("--mode", default="cpt", help="comma-separated: cpt, sft, bare (default cpt)")
+    p.add_argument("--batch-size", default="4", help="per-device batch size; comma-separated to sweep")
+    p.add_argument("--seq-len", type=int, default=2048, help="tokens per sequence (model.max_seq_length)")
+    p.add_argument("--steps", type=int, default=10, help="measured steps")
+    p.add_argument("--warmup", type=int, default=3, help="steps run before measuring")
+    p.add_argument("--lora", default=None, choices=("lora", "qlora", "full"), help="default: qlora on CUDA, else lora")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s for MFU (default: measured)")
+    p.add_argument("--json-out", default=None, help="also write the results to this file")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="stage config override, e.g. --set sft.packing=true (repeatable)",
+    )
+
+
+def _csv(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if allowed is not None and v not in allowed]
+    if not items or bad:
+        raise ConfigError(f"{what} '{value}': expected a comma-separated list of {', '.join(allowed or ('values',))}")
+    return items
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """korean-llm bench ...: spawn one worker per backend, print the table and the JSON."""
+    backends = _csv(args.compare, BACKENDS, "--compare") if args.compare else [args.backend]
+    modes = _csv(args.mode, MODES, "--mode")
+    try:
+        batch_sizes = [int(b) for b in _csv(args.batch_size, None, "--batch-size")]
+    except ValueError:
+        raise ConfigError(f"--batch-size '{args.batch_size}': expected comma-separated integers") from None
+    if args.steps < 1 or args.warmup < 0 or min(batch_sizes) < 1:
+        raise ConfigError("--steps and --batch-size must be at least 1, --warmup at least 0")
+    for expr in args.overrides:  # a typo must fail here, not after minutes of model loading
+        build_config({"stage": "sft", "model": {"base_model": "x"}}, source="--set", overrides=[expr], env={})
+    spec: dict[str, Any] = {
+        "task": "measure",
+        "model_path": resolve_bench_model(args.model),
+        "modes": modes,
+        "batch_sizes": batch_sizes,
+        "seq_len": args.seq_len,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "lora": args.lora,
+        "peak_tflops": args.peak_tflops,
+        "overrides": args.overrides,
+    }
+    rows: list[dict[str, Any]] = []
+    for backend in backends:
+        rows += [{**row, "model": args.model} for row in _spawn({**spec, "backend": backend})]
+        measured = [r for r in rows if "peak_tflops" in r]
+        if measured:  # measure the device once
+            spec["peak_tflops"], spec["peak_source"] = measured[0]["peak_tflops"], measured[0]["peak_source"]
+        if args.json_out:  # after each backend, so an interrupted comparison keeps what finished
+            atomic_write_json(Path(args.json_out), rows)
+    print_table(rows, Console(stderr=True))
+    print(json.dumps(rows, ensure_ascii=False), flush=True)
+    return EXIT_BUG if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    from korean_llm.cli import setup_logging
+
+    setup_logging()
+    try:
+        worker(json.loads(sys.argv[1]), Path(sys.argv[2]))
+    except KoreanLLMError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,150 @@
+"""The stages on a CUDA device with Unsloth: 4-bit loading, CPT then SFT with falling loss, resume, bench.
+
+Skipped without CUDA and Unsloth. On a GPU host (see docs/benchmarks.md, "GPU (H200)"):
+
+    pytest -q -m gpu tests/test_gpu.py
+
+Run this file on its own: Unsloth must be imported before transformers, which other test files load.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import REPO
+
+GPU_READY = torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
+if GPU_READY:
+    import unsloth  # noqa: F401  -- patches transformers and TRL, so it must come first
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not GPU_READY, reason="needs a CUDA device and unsloth")]
+
+# Small enough to train in seconds, with head size 64 and the builtin tokenizer's 3003-token vocabulary.
+SMALL_SHAPE = dict(
+    hidden_size=256,
+    intermediate_size=704,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=3072,
+    tie_word_embeddings=True,
+)
+SENTENCES = [
+    "대한민국은 민주공화국이다. 대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다.",
+    "모든 국민은 인간으로서의 존엄과 가치를 가지며, 행복을 추구할 권리를 가진다.",
+    "모든 국민은 법 앞에 평등하다. 누구든지 성별·종교 또는 사회적 신분에 의하여 차별을 받지 아니한다.",
+]
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from korean_llm.bench import build_shape
+
+    folder = tmp_path_factory.mktemp("small-qwen2")
+    build_shape(folder, SMALL_SHAPE)
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.jsonl"
+    docs = [{"text": " ".join(SENTENCES[i % 3 :] + SENTENCES[: i % 3]) * 8} for i in range(60)]
+    path.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    return path
+
+
+def gpu_stage(small_model: Path, data: str, **training: Any) -> dict[str, Any]:
+    return {
+        "model": {"base_model": str(small_model), "backend": "unsloth", "max_seq_length": 256},
+        "lora": {"method": "qlora", "r": 16},
+        "data": {"sources": [{"path": data}]},
+        "training": {"learning_rate": 2e-3, "per_device_train_batch_size": 4, "logging_steps": 1, **training},
+    }
+
+
+def test_unsloth_loads_4bit_base_with_lora(small_model: Path) -> None:
+    from korean_llm.config import build_config
+    from korean_llm.models import init_point, load_for_training, trainable_parameters
+
+    cfg = build_config({"stage": "cpt", **gpu_stage(small_model, "unused")}, env={})
+    loaded = load_for_training(cfg, init_point(cfg))
+    assert (loaded.backend, loaded.quantization) == ("unsloth", "nf4")
+    trainable, total = trainable_parameters(loaded.model)
+    assert 0 < trainable < total
+    kinds = {type(m).__name__ for m in loaded.model.modules()}
+    assert "Linear4bit" in kinds, kinds
+    assert next(loaded.model.parameters()).device.type == "cuda"
+
+
+def test_cpt_then_sft_train_with_falling_loss(
+    small_model: Path, corpus: Path, write_config: Callable[..., Path]
+) -> None:
+    from korean_llm.artifacts import read_manifest
+    from korean_llm.config import load_config
+    from korean_llm.stages import cpt, sft
+
+    cpt_cfg = load_config(write_config("cpt", gpu_stage(small_model, str(corpus), max_steps=15)))
+    cpt_manifest = cpt.main(cpt_cfg)
+    sft_over = gpu_stage(small_model, "builtin:sft-ko", max_steps=15)
+    sft_cfg = load_config(write_config("sft", {**sft_over, "run": {"previous_stage": "cpt"}}))
+    sft_manifest = sft.main(sft_cfg)
+    for manifest in (cpt_manifest, sft_manifest):
+        assert manifest.extra["backend"] == "unsloth" and manifest.extra["quantization"] == "nf4"
+        assert manifest.metrics["global_step"] == 15
+        assert manifest.metrics["final_loss"] < 0.9 * manifest.metrics["first_loss"], manifest.metrics
+    assert sft_manifest.init_from == str(cpt_cfg.stage_dir)
+    assert read_manifest(sft_cfg.stage_dir).adapter_path == "adapter"
+
+
+def test_cpt_resumes_from_checkpoint_after_sigterm(
+    small_model: Path, corpus: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    from korean_llm.artifacts import read_manifest
+
+    config = write_config("cpt", gpu_stage(small_model, str(corpus), max_steps=400, save_steps=5))
+    cmd = [sys.executable, "-m", "korean_llm", "cpt", "--config", str(config)]
+    env = {"PYTHONPATH": str(REPO / "runtime")}
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    marker = tmp_path / "output" / "tiny-ko" / "t" / "cpt.partial" / "checkpoints" / "checkpoint-5" / ".complete"
+    deadline = time.time() + 300
+    while not marker.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr.decode()[-3000:]
+    again = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    manifest = read_manifest(tmp_path / "output" / "tiny-ko" / "t" / "cpt")
+    assert manifest.metrics["resumed_from_step"] >= 5
+    assert manifest.metrics["global_step"] == 400
+
+
+def test_bench_compares_unsloth_and_hf(small_model: Path, cli: Callable[..., Any], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = cli(
+        "bench", "--model", str(small_model), "--compare", "unsloth,hf", "--mode", "cpt,bare",
+        "--steps", "3", "--warmup", "2", "--seq-len", "256", "--json-out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(r["backend"], r["mode"]) for r in rows] == [
+        ("unsloth", "cpt"),
+        ("unsloth", "bare"),
+        ("hf", "cpt"),
+        ("hf", "bare"),
+    ]
+    for r in rows:
+        assert r["lora"] == "qlora" and r["peak_memory_gib"] > 0 and 0 < r["mfu"] < 1
+        assert r["peak_source"].startswith("measured: bf16")
