@@ -111,7 +111,7 @@ def test_fsdp_is_refused_for_lora_and_for_unsloth(monkeypatch) -> None:
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     lora = build_config({"stage": "sft", "distributed": {"strategy": "fsdp"}}, source="sft.yaml", env={})
-    with pytest.raises(ConfigError, match="'fsdp' is for lora.method 'full'"):
+    with pytest.raises(ConfigError, match=r"'fsdp' is for lora\.method 'full'"):
         distributed_args(lora, {})
     full = build_config({"stage": "sft", "distributed": {"strategy": "fsdp"}, "lora": {"method": "full"}}, env={})
     args = distributed_args(full, {})
