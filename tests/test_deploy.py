@@ -66,7 +66,8 @@ def test_merged_release_matches_the_adapter_model(
     manifest = read_manifest(run_dir / "deploy", expected_stage="deploy")
     assert manifest.extra["release_version"] == "v1" and manifest.extra["release_path"] == str(rel)
     assert manifest.extra["gguf"].startswith("GGUF export skipped")
-    assert manifest.metrics["merge_max_abs_diff"] < manifest.metrics["merge_tolerance"]
+    assert manifest.metrics["merge_max_abs_diff"] < 1e-3 and manifest.metrics["save_max_abs_diff"] == 0
+    assert manifest.metrics["rounding_max_abs_diff"] > 0  # the 16-bit cast is measured, not hidden
     assert (rel / "model.safetensors").is_file() and not (rel / "adapter_config.json").exists()
     assert json.loads((rel / "config.json").read_text())["dtype"] == "bfloat16"
     from transformers import AutoTokenizer
@@ -78,12 +79,18 @@ def test_merged_release_matches_the_adapter_model(
     assert float((with_adapter - base).abs().max()) > 0.5  # the merge carried the adapter's change
 
 
-def test_merge_above_tolerance_publishes_nothing(tmp_path: Path, write_config: Callable[..., Path]) -> None:
+def test_a_broken_merge_publishes_nothing(
+    tmp_path: Path, write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from peft.tuners.lora import LoraModel
+
     adapter_stage(tmp_path / "output" / "tiny-ko" / "r1", lora_scale=3.0)
-    overrides = {"run": {"run_id": "r1", "previous_stage": "sft"}, "deploy": {"merge_tolerance": 1e-9}}
-    path = write_config("deploy", overrides)
-    with pytest.raises(GateFailed, match="merge_tolerance"):
+    # A merge that silently drops the adapter: the released model would be the base model.
+    monkeypatch.setattr(LoraModel, "merge_and_unload", lambda self, *a, **kw: self.unload())
+    path = write_config("deploy", {"run": {"run_id": "r1", "previous_stage": "sft"}})
+    with pytest.raises(GateFailed, match=r"merge_max_abs_diff is .*, above deploy\.merge_tolerance") as err:
         deploy.main(load_config(path, env={}))
+    assert err.value.exit_code == 3
     releases = tmp_path / "output" / "tiny-ko" / "releases"
     assert not (releases / "current").exists() and not (releases / "r1").exists()
 

@@ -17,7 +17,8 @@ from korean_llm.config import GateConfig, load_config
 from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError, DataError
 from korean_llm.eval_report import gate_checks
-from korean_llm.stages.evaluate import load_inputs, load_tasks, run_lm_eval
+from korean_llm.release import new_staging, publish, switch_current
+from korean_llm.stages.evaluate import baseline_point, load_inputs, load_tasks, run_lm_eval
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +193,18 @@ def test_gate_passes_an_unchanged_model_and_refuses_a_damaged_one(
     ratio = next(c for c in failed["checks"] if c["check"] == "max_perplexity_ratio")
     assert not ratio["passed"] and ratio["value"] > 1.05
     assert "FAIL" in (runs / "bad" / "evaluate.partial" / "eval.html").read_text(encoding="utf-8")
+
+
+def test_release_baseline_is_the_current_release_or_the_base_model(
+    tmp_path: Path, write_config: Callable[..., Path], tiny_model: Path
+) -> None:
+    cfg = load_config(write_config("evaluate", {"evaluate": {"baseline": "release"}}), env={})
+    notes: list[str] = []
+    assert baseline_point(cfg, notes).weights == str(tiny_model)
+    assert "no current release yet" in notes[0]
+
+    root = tmp_path / "output" / "tiny-ko" / "releases"
+    staging = new_staging(root, "v7")
+    publish(staging, root, "v7", {"version": "v7", "released_at": 1.0})
+    switch_current(root, "v7")
+    assert baseline_point(cfg, []).weights == str(root / "v7")

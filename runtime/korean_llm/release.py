@@ -90,6 +90,10 @@ def publish(staging: Path, root: Path, version: str, info: dict[str, Any]) -> Pa
             "set deploy.version to a new version"
         )
     crash_point("publish")
+    # The inference server runs as another user: weights are written 0600 by some savers.
+    for path in staging.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    staging.chmod(0o755)
     atomic_write_json(staging / RELEASE_INFO, info)
     fsync_dir(staging)
     os.rename(staging, final)
