@@ -16,9 +16,10 @@ from korean_llm.cli import main as cli_main
 from korean_llm.config import GateConfig, load_config
 from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError, DataError
+from korean_llm.eval_inputs import load_inputs, load_tasks
 from korean_llm.eval_report import gate_checks
 from korean_llm.release import new_staging, publish, switch_current
-from korean_llm.stages.evaluate import baseline_point, load_inputs, load_tasks, run_lm_eval
+from korean_llm.stages.evaluate import baseline_point, run_lm_eval
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,8 @@ def test_gate_on_an_unknown_task_is_a_config_error(write_config: Callable[..., P
 
 def test_builtin_fixtures_hold_enough_items(write_config: Callable[..., Path]) -> None:
     ev = {"tasks": [{"path": "builtin:eval-ko-tasks"}], "prompts": [{"path": "builtin:eval-ko-prompts"}]}
-    _, tasks, prompts, rejects = load_inputs(load_config(write_config("evaluate", {"evaluate": ev}), env={}))
+    inputs = load_inputs(load_config(write_config("evaluate", {"evaluate": ev}), env={}))
+    tasks, prompts, rejects = inputs.tasks, inputs.prompts, inputs.rejects
     assert len(tasks) >= 3 and sum(len(v) for v in tasks.values()) >= 40
     assert len(prompts) >= 20 and not rejects.rejected
     assert all(scoring.hangul_share(p) > 0.8 for p in prompts)

@@ -12,7 +12,7 @@ Task files are JSONL, one item a line, one task per file (named by the file's st
 `{"question": str, "choices": [str, ...], "answer": int, "context": str?}` where `answer` is the
 0-based index of the right choice (KoBEST / KMMLU / HAE-RAE items convert to this shape). Prompt
 files are JSONL rows with `prompt`. Rows that break these rules are reported as `file:line: reason`
-in rejected.jsonl; a task file with no valid row is an error (exit 2).
+in rejected.jsonl; a task file with no valid row is an error (exit 2). See eval_inputs.py.
 
 Writes eval.json, eval.html, samples.jsonl. A failed gate exits 3 and publishes nothing: the
 reports stay in `evaluate.partial/` (named in the error). A published stage folder always means
@@ -33,111 +33,15 @@ from typing import Any
 from korean_llm import scoring
 from korean_llm.artifacts import Manifest, atomic_write_json, atomic_write_text
 from korean_llm.builtin import resolve_model
-from korean_llm.config import DataSource, StageConfig
-from korean_llm.data import RejectLog, read_source, source_files, text_row
-from korean_llm.errors import ConfigError, DataError, GateFailed
+from korean_llm.config import StageConfig
+from korean_llm.errors import ConfigError, GateFailed
+from korean_llm.eval_inputs import EvalInputs, load_inputs
 from korean_llm.eval_report import Scores, gate_checks, render_html
 from korean_llm.models import InitPoint, init_point, load_tokenizer
 from korean_llm.release import current_release, releases_dir
 from korean_llm.stage import StageContext, execute
 
 log = logging.getLogger("korean_llm")
-
-
-def mc_item(obj: dict[str, Any]) -> dict[str, Any]:
-    """Validate one multiple-choice row (ValueError names what is wrong)."""
-    for key in ("question", "choices", "answer"):
-        if key not in obj:
-            raise ValueError(f"missing field '{key}'")
-    question, choices, answer = obj["question"], obj["choices"], obj["answer"]
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("field 'question' must be a non-empty string")
-    if not isinstance(choices, list) or len(choices) < 2:
-        raise ValueError("field 'choices' must be a list of at least two strings")
-    if not all(isinstance(c, str) and c.strip() for c in choices):
-        raise ValueError("every entry of 'choices' must be a non-empty string")
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise ValueError(f"field 'answer' must be an integer index into choices, found {answer!r}")
-    if not 0 <= answer < len(choices):
-        raise ValueError(f"answer {answer} is outside choices (0..{len(choices) - 1})")
-    context = obj.get("context")
-    if context is not None and not isinstance(context, str):
-        raise ValueError(f"field 'context' must be a string, found {type(context).__name__}")
-    return {"question": question, "choices": choices, "answer": answer, "context": context}
-
-
-def _rows(source: DataSource, invalid_utf8: str, rejects: RejectLog, check: Any) -> list[dict[str, Any]]:
-    rows = []
-    for rec in read_source(source, invalid_utf8):
-        rejects.rows_in += 1
-        try:
-            if rec.error is not None or rec.data is None:
-                raise ValueError(rec.error or "unreadable row")
-            rows.append(check(rec.data))
-        except ValueError as exc:
-            rejects.reject(rec, str(exc))
-    return rows
-
-
-def load_tasks(cfg: StageConfig, rejects: RejectLog) -> dict[str, list[dict[str, Any]]]:
-    """Every task file of `evaluate.tasks`, by name; a file without one valid item is a DataError."""
-    tasks: dict[str, list[dict[str, Any]]] = {}
-    for source in cfg.evaluate.tasks:
-        for path, fmt in source_files(source):
-            one = source.model_copy(update={"path": str(path), "format": fmt})
-            before = len(rejects.rejected)
-            items = _rows(one, cfg.data.invalid_utf8, rejects, mc_item)
-            if not items:
-                first = rejects.rejected[before] if len(rejects.rejected) > before else None
-                why = f"; first problem: line {first['line']}: {first['reason']}" if first else ""
-                raise DataError(f"{path}: task file has no valid multiple-choice rows{why}")
-            if path.stem in tasks:
-                raise ConfigError(f"{cfg.source}: two task files are named '{path.stem}' in evaluate.tasks")
-            tasks[path.stem] = items
-    return tasks
-
-
-def load_inputs(cfg: StageConfig) -> tuple[list[str], dict[str, list[dict[str, Any]]], list[str], RejectLog]:
-    ev, rejects = cfg.evaluate, RejectLog()
-    texts = [
-        r["text"]
-        for s in ev.perplexity
-        for r in _rows(s, cfg.data.invalid_utf8, rejects, lambda o, s=s: text_row(s, o))
-    ]
-    tasks = load_tasks(cfg, rejects)
-    prompt_source = DataSource(path="-", text_field=ev.prompt_field)
-    prompts = [
-        r["text"]
-        for s in ev.prompts
-        for r in _rows(s, cfg.data.invalid_utf8, rejects, lambda o: text_row(prompt_source, o))
-    ]
-    if ev.perplexity and not texts:
-        raise DataError("evaluate.perplexity: no text to score")
-    if ev.prompts and not prompts:
-        raise DataError(f"evaluate.prompts: no valid rows with a '{ev.prompt_field}' field")
-    if not (texts or tasks or prompts or ev.lm_eval_tasks):
-        raise ConfigError(
-            f"{cfg.source}: evaluate has nothing to measure: set perplexity, tasks, prompts or lm_eval_tasks"
-        )
-    _check_gate_inputs(cfg, bool(texts), tasks, bool(prompts))
-    return texts, tasks, prompts, rejects
-
-
-def _check_gate_inputs(cfg: StageConfig, has_text: bool, tasks: dict[str, Any], has_prompts: bool) -> None:
-    """A gate check on something never measured is a config mistake: say so before loading any model."""
-    gate, ev = cfg.evaluate.gate, cfg.evaluate
-    if (gate.max_perplexity or gate.max_perplexity_ratio) and not has_text:
-        raise ConfigError(f"{cfg.source}: evaluate.gate limits perplexity but evaluate.perplexity is empty")
-    if (gate.min_korean_share is not None or gate.max_korean_share_drop is not None) and not has_prompts:
-        raise ConfigError(f"{cfg.source}: evaluate.gate limits the Korean share but evaluate.prompts is empty")
-    known = set(tasks) | set(ev.lm_eval_tasks) | {"*"}
-    for name in gate.min_accuracy:
-        if name not in known:
-            tasks_known = ", ".join(sorted(known - {"*"})) or "none"
-            raise ConfigError(f"{cfg.source}: key 'evaluate.gate.min_accuracy.{name}': no such task ({tasks_known})")
-    regression = (gate.max_perplexity_ratio, gate.max_accuracy_drop, gate.max_korean_share_drop)
-    if ev.baseline == "none" and any(v is not None for v in regression):
-        raise ConfigError(f"{cfg.source}: evaluate.gate has regression limits but evaluate.baseline is 'none'")
 
 
 def load_model(weights: str, adapter: Path | None, cfg: StageConfig) -> Any:
@@ -180,10 +84,10 @@ def baseline_point(cfg: StageConfig, notes: list[str]) -> InitPoint | None:
 
 
 def measure(
-    cfg: StageConfig, point: InitPoint, inputs: tuple[Any, ...], skipped: list[str]
+    cfg: StageConfig, point: InitPoint, inputs: EvalInputs, skipped: list[str]
 ) -> tuple[Scores, list[str], float]:
     """Every configured metric for one model; returns scores, generated answers and seconds taken."""
-    texts, tasks, prompts, _ = inputs
+    texts, tasks, prompts = inputs.texts, inputs.tasks, inputs.prompts
     ev, started = cfg.evaluate, time.time()
     tokenizer = load_tokenizer(point, cfg)
     model = load_model(point.weights, point.adapter, cfg)
@@ -244,7 +148,7 @@ def run_lm_eval(model: Any, tokenizer: Any, cfg: StageConfig, skipped: list[str]
 def _run(ctx: StageContext) -> Manifest:
     cfg = ctx.cfg
     inputs = load_inputs(cfg)
-    ctx.record_rejects(inputs[3], "evaluate inputs")
+    ctx.record_rejects(inputs.rejects, "evaluate inputs")
     skipped: list[str] = []
     candidate = init_point(cfg)
     cand_scores, cand_answers, cand_s = measure(cfg, candidate, inputs, skipped)
@@ -262,7 +166,7 @@ def _run(ctx: StageContext) -> Manifest:
             "baseline": base_answers[i] if base_answers else None,
             "hangul_share": scoring.hangul_share(a),
         }
-        for i, (p, a) in enumerate(zip(inputs[2], cand_answers, strict=True))
+        for i, (p, a) in enumerate(zip(inputs.prompts, cand_answers, strict=True))
     ]
     report = {
         "status": "failed" if failed else "passed",
