@@ -111,7 +111,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}.ok{{background:
 {"".join(rows)}</table>
 <h2>Gate</h2><table><tr><th>check</th><th>value</th><th>limit</th><th>verdict</th><th>note</th></tr>
 {"".join(checks) or "<tr><td colspan=5>no checks configured</td></tr>"}</table>
-<h2>Skipped</h2><ul>{skipped}</ul>
+<h2>Skipped and notes</h2><ul>{skipped}</ul>
 <h2>Samples</h2><table><tr><th>prompt</th><th>baseline</th><th>candidate</th></tr>{"".join(samples)}</table>
 </body></html>
 """

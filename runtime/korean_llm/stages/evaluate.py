@@ -37,7 +37,7 @@ from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, GateFailed
 from korean_llm.eval_inputs import EvalInputs, load_inputs
 from korean_llm.eval_report import Scores, gate_checks, render_html
-from korean_llm.models import InitPoint, init_point, load_tokenizer
+from korean_llm.models import InitPoint, _torch_dtype, init_point, load_tokenizer
 from korean_llm.release import current_release, releases_dir
 from korean_llm.stage import StageContext, execute
 
@@ -48,10 +48,9 @@ def load_model(weights: str, adapter: Path | None, cfg: StageConfig) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.float32 if not torch.cuda.is_available() else torch.bfloat16
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            weights, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code
+            weights, dtype=_torch_dtype(cfg.model.dtype), trust_remote_code=cfg.model.trust_remote_code
         )
     except OSError as exc:
         raise ConfigError(f"{cfg.source}: cannot load model '{weights}': {exc}") from exc
