@@ -67,6 +67,9 @@ BUILTIN_DATA = {
     "kobill": lambda: [konlpy_corpus_dir("kobill")],
     "korean-corpus": lambda: [konlpy_corpus_dir("kolaw"), konlpy_corpus_dir("kobill")],
     "sft-ko": lambda: [fixture_path("sft_ko.jsonl")],
+    "eval-ko-tasks": lambda: [fixture_path("eval/tasks")],
+    "eval-ko-prompts": lambda: [fixture_path("eval/prompts_ko.jsonl")],
+    "eval-ko-text": lambda: [fixture_path("eval/heldout_ko.txt")],
 }
 
 

@@ -187,6 +187,73 @@ class SftConfig(Strict):
     assistant_only_loss: bool = True
 
 
+class GateConfig(Strict):
+    """What a candidate must reach to be released; a check left unset (null) is not applied.
+
+    Regression limits compare the candidate with the baseline measured in the same run.
+    """
+
+    max_perplexity: float | None = Field(None, gt=0)
+    # Task name (the task file's stem, or an lm-eval task name) -> lowest accuracy accepted; "*" applies to every task.
+    min_accuracy: dict[str, float] = Field(default_factory=dict)
+    # Share of generated answers that are Korean (see evaluate.korean_threshold).
+    min_korean_share: float | None = Field(None, ge=0.0, le=1.0)
+    # Largest accepted drop in accuracy per task, in absolute points (0.05 = five points), against the baseline.
+    max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0)
+    # Largest accepted candidate/baseline perplexity ratio (1.1 = at most 10% worse).
+    max_perplexity_ratio: float | None = Field(None, gt=0)
+    max_korean_share_drop: float | None = Field(None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _accuracies_in_range(self) -> GateConfig:
+        for task, value in self.min_accuracy.items():
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"gate.min_accuracy.{task} is {value}: expected a share between 0 and 1")
+        return self
+
+
+class EvaluateConfig(Strict):
+    """Korean evaluation of the previous stage's model against a baseline, with a release gate.
+
+    Task files are JSONL rows `{"question", "choices", "answer", "context"?}` (answer: 0-based index
+    into choices); each file is one task named by its stem. Prompt files are JSONL rows `{"prompt"}`.
+    """
+
+    # Held-out text for perplexity (`text_field` of each row, or whole text files).
+    perplexity: list[DataSource] = Field(default_factory=list)
+    perplexity_max_tokens: int = Field(20000, ge=16)  # stop after this many scored tokens (bounds the cost)
+    tasks: list[DataSource] = Field(default_factory=list)
+    prompts: list[DataSource] = Field(default_factory=list)
+    prompt_field: str = "prompt"
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    max_new_tokens: int = Field(64, ge=1)
+    # An answer counts as Korean when Hangul is at least this share of its letters.
+    korean_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # lm-evaluation-harness task names (kobest_*, kmmlu, haerae_*): run only when lm_eval imports and its data loads.
+    lm_eval_tasks: list[str] = Field(default_factory=list)
+    lm_eval_limit: int | None = Field(None, ge=1)  # items per harness task (None: all)
+    # base: model.base_model; release: <output_root>/<model>/releases/current (base when none yet);
+    # none: no baseline; anything else: a model folder.
+    baseline: str = "base"
+    batch_size: int = Field(8, ge=1)
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+
+class DeployConfig(Strict):
+    """Merge, verify and publish the evaluated model as `<output_root>/<model>/releases/<version>/`."""
+
+    version: str | None = Field(None, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")  # None: the run id
+    dtype: Literal["bfloat16", "float16"] = "bfloat16"
+    # Max difference accepted between the merged and the adapter model's logits (float32) and between the saved
+    # and the in-memory 16-bit weights. 16-bit rounding itself is reported, not limited: it grows with depth.
+    merge_tolerance: float = Field(0.01, gt=0)
+    keep_releases: int = Field(3, ge=1)
+    # auto: export when a converter is found; required: fail without one; off: never.
+    gguf: Literal["auto", "required", "off"] = "auto"
+    gguf_converter: str | None = None  # path of llama.cpp's convert_hf_to_gguf.py (default: looked up on PATH)
+    gguf_outtype: str = "f16"
+
+
 class StageConfig(Strict):
     """The whole configuration of one stage process."""
 
@@ -202,6 +269,8 @@ class StageConfig(Strict):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     cpt: CptConfig = Field(default_factory=CptConfig)
     sft: SftConfig = Field(default_factory=SftConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
 
     # Not part of the schema: where the config came from, for error messages.
     source: str = Field("<inline>", exclude=True)
@@ -229,7 +298,7 @@ class StageConfig(Strict):
     @model_validator(mode="after")
     def _expand_source_paths(self) -> StageConfig:
         # Paths such as "{data_dir}/processed/cpt" depend on the run id, which Argo passes at submit time.
-        for source in self.data.sources:
+        for source in [*self.data.sources, *self.evaluate.perplexity, *self.evaluate.tasks, *self.evaluate.prompts]:
             expanded = self.expand(source.path)
             if expanded != source.path:
                 object.__setattr__(source, "path", expanded)
