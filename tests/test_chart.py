@@ -262,7 +262,7 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
         res = steps[stage]["resource"]
         assert res["action"] == "create" and res["setOwnerReference"] is True
         assert res["successCondition"] == "status.replicaStatuses.Master.succeeded > 0"
-        assert res["failureCondition"] == "status.replicaStatuses.Master.failed > 0"
+        assert res["failureCondition"] == "status.completionTime, !status.replicaStatuses.Master.succeeded"
     assert steps["preprocess"]["container"]["command"][:4] == ["python", "-m", "korean_llm", "preprocess"]
     assert "nvidia.com/gpu" not in steps["preprocess"]["container"]["resources"]["limits"]
     deploy = steps["deploy"]
@@ -275,6 +275,50 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
         "korean-llm/model-version": "{{inputs.parameters.version}}"
     }
     assert wt["spec"]["arguments"]["parameters"] == [{"name": "run-id", "value": "7b-r1"}]
+
+
+def _matches(condition: str, obj: dict[str, Any]) -> bool:
+    """Argo's resource condition: comma-separated label-selector requirements over JSON paths (AND)."""
+
+    def get(path: str) -> Any:
+        node: Any = obj
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    results = []
+    for req in (r.strip() for r in condition.split(",")):
+        if req.startswith("!"):
+            results.append(get(req[1:]) is None)
+        elif " > " in req:
+            key, value = req.split(" > ")
+            results.append(get(key) is not None and int(get(key)) > int(value))
+        else:
+            results.append(get(req) is not None)
+    return all(results)
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ({"replicaStatuses": {"Master": {"active": 1}}}, "running"),
+        # A retryable exit (128+): the operator counts the Failed pod while restarting it; no completionTime.
+        ({"replicaStatuses": {"Master": {"failed": 1}}, "conditions": [{"type": "Restarting"}]}, "running"),
+        ({"replicaStatuses": {"Master": {"succeeded": 1}}, "completionTime": "2026-01-01T00:00:00Z"}, "succeeded"),
+        ({"replicaStatuses": {"Master": {"failed": 1}}, "completionTime": "2026-01-01T00:00:00Z"}, "failed"),
+        ({"replicaStatuses": {"Master": {}}, "completionTime": "2026-01-01T00:00:00Z"}, "failed"),  # deadline
+    ],
+)
+def test_resource_conditions_match_pytorchjob_outcomes(status: dict[str, Any], outcome: str) -> None:
+    res = by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]["templates"][2]["resource"]
+    job = {"status": status}
+    succeeded, failed = _matches(res["successCondition"], job), _matches(res["failureCondition"], job)
+    assert {"running": (False, False), "succeeded": (True, False), "failed": (False, True)}[outcome] == (
+        succeeded,
+        failed,
+    )
 
 
 def test_72b_is_multi_node_with_eight_gpus_per_pod() -> None:

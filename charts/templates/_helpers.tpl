@@ -274,7 +274,8 @@ spec:
   runPolicy:
     activeDeadlineSeconds: {{ .st.activeDeadlineSeconds | int64 }}
     backoffLimit: {{ .st.backoffLimit | int64 }}
-    cleanPodPolicy: None
+    # A failed or timed-out job frees its GPUs; finished pods stay for their logs.
+    cleanPodPolicy: Running
   pytorchReplicaSpecs:
     Master:
       replicas: 1
