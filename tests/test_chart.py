@@ -206,6 +206,39 @@ def test_at_least_five_invalid_values_files() -> None:
     assert len(INVALID) >= 5
 
 
+VALUES_FILES = [CHART / "values.yaml", *sorted(CHART.glob("charts/*/values.yaml"))]
+
+
+@pytest.mark.parametrize("path", VALUES_FILES, ids=[str(p.relative_to(CHART)) for p in VALUES_FILES])
+def test_every_value_has_a_helm_docs_comment(path: Path) -> None:
+    """Each leaf key carries a `# --` comment, itself or through a documented parent (helm-docs lists it)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    documented: list[tuple[int, bool]] = []  # (indent, documented) of the enclosing keys
+    undocumented = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, sep, rest = stripped.partition(":")
+        if not sep:
+            continue
+        while documented and documented[-1][0] >= indent:
+            documented.pop()
+        comments = []
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#"):
+            comments.append(lines[j].strip())
+            j -= 1
+        own = any(c.startswith("# --") for c in comments)
+        inherited = any(d for _, d in documented)
+        leaf = rest.split("#")[0].strip() != ""
+        if leaf and not (own or inherited):
+            undocumented.append(f"{path.relative_to(REPO)}:{i + 1}: {key}")
+        documented.append((indent, own or inherited))
+    assert not undocumented, "\n".join(undocumented)
+
+
 # --- the pipeline ----------------------------------------------------------------------------------------------
 
 
