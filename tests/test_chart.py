@@ -7,6 +7,7 @@ the repository; point elsewhere with `KOREAN_LLM_CRD_SCHEMAS=/path/to/crds` (a f
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import promql_parser
 import pytest
 import yaml
 
@@ -537,6 +539,23 @@ def test_monitoring_objects_need_the_operator_api_or_force() -> None:
         assert metric in text
     scrape = yaml.safe_load(by_name(docs, "ConfigMap", "korean-llm-scrape-config")["data"]["scrape-configs.yaml"])
     assert [j["job_name"] for j in scrape] == ["kubernetes-pods", "dcgm-exporter"]
+
+
+def test_alert_and_dashboard_queries_are_valid_promql() -> None:
+    docs = docs_of("7b")
+    exprs = [r["expr"] for r in kind(docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]]
+    dashboard = json.loads(by_name(docs, "ConfigMap", "korean-llm-dashboard")["data"]["korean-llm.json"])
+    # Grafana fills the template variables before Prometheus sees the query.
+    grafana_vars = {"$namespace": "korean-llm", "$model": ".*", "$stage": ".*"}
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for var, value in grafana_vars.items():
+                expr = expr.replace(var, value)
+            exprs.append(expr)
+    assert len(exprs) > 4
+    for expr in exprs:
+        promql_parser.parse(expr)  # raises on a syntax error
 
 
 def test_inference_server_serves_the_promoted_model_from_the_output_claim() -> None:
