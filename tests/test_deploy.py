@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from fake_stages import adapter_stage
 from korean_llm.artifacts import MANIFEST, Manifest, atomic_write_json, read_manifest
 from korean_llm.cli import main as cli_main
 from korean_llm.config import load_config
 from korean_llm.errors import GateFailed
 from korean_llm.release import CRASH_ENV, RESULT_DIR_ENV
 from korean_llm.stages import deploy
+
+from .fake_stages import adapter_stage
 
 
 def _logits(folder: Path | str, adapter: Path | None = None) -> object:

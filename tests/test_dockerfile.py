@@ -11,7 +11,7 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
-from conftest import REPO
+from .conftest import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 CONSTRAINTS = "constraints.txt"

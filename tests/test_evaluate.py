@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from fake_stages import adapter_stage, damaged_stage
 from korean_llm import scoring
 from korean_llm.cli import main as cli_main
 from korean_llm.config import GateConfig, load_config
@@ -20,6 +19,8 @@ from korean_llm.eval_inputs import load_inputs, load_tasks
 from korean_llm.eval_report import gate_checks
 from korean_llm.release import new_staging, publish, switch_current
 from korean_llm.stages.evaluate import baseline_point, run_lm_eval
+
+from .fake_stages import adapter_stage, damaged_stage
 
 
 @pytest.fixture(scope="module")

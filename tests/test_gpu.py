@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import REPO
+from .conftest import REPO
 
 GPU_READY = torch.cuda.is_available() and importlib.util.find_spec("unsloth") is not None
 if GPU_READY:

@@ -1,0 +1,676 @@
+"""The chart, rendered with `helm template` for every shipped values file and CI scenario, and checked.
+
+Core kinds are validated with kubernetes-validate (strict), Argo/Kubeflow/Prometheus kinds against the upstream
+CRD schemas (made strict: unknown fields are errors). The CRD folder defaults to `../shared/schemas/crds` next to
+the repository; point elsewhere with `KOREAN_LLM_CRD_SCHEMAS=/path/to/crds` (a folder of CRD YAML files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import promql_parser
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent / "chart"))
+from rendered import (
+    CHART,
+    NAMESPACE,
+    REPO,
+    embedded_jobs,
+    helm_binary,
+    helm_template,
+    load_all,
+    pods,
+)
+
+from korean_llm.config import build_config
+from korean_llm.local import Step, parse_pipelines
+
+K8S_VERSION = os.environ.get("KOREAN_LLM_K8S_VERSION", "1.33.0")
+CRD_DIR = Path(os.environ.get("KOREAN_LLM_CRD_SCHEMAS", REPO.parent / "shared" / "schemas" / "crds"))
+# Kinds the CRD folder does not carry (AlertmanagerConfig is v1alpha1 and was not copied): checked by hand below.
+NO_UPSTREAM_SCHEMA = {("monitoring.coreos.com", "AlertmanagerConfig")}
+V = REPO / "values"
+CI = CHART / "ci"
+SCENARIOS: dict[str, list[Path]] = {
+    "default": [],
+    "7b": [V / "7b.yaml"],
+    "72b": [V / "72b.yaml"],
+    "multi-model": [V / "multi-model.yaml"],
+    "local": [V / "local.yaml"],
+    "dev": [V / "dev.yaml"],
+    "prod": [V / "prod.yaml"],
+    "7b+dev": [V / "7b.yaml", V / "dev.yaml"],
+    "7b+prod": [V / "7b.yaml", V / "prod.yaml"],
+    "72b+dev": [V / "72b.yaml", V / "dev.yaml"],
+    "72b+prod": [V / "72b.yaml", V / "prod.yaml"],
+    "multi-model+dev": [V / "multi-model.yaml", V / "dev.yaml"],
+    "multi-model+prod": [V / "multi-model.yaml", V / "prod.yaml"],
+    **{f"ci/{p.name}": [p] for p in sorted(CI.glob("*-values.yaml"))},
+}
+INVALID = sorted((Path(__file__).parent / "chart" / "invalid").glob("*.yaml"))
+CORE_GROUPS = {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io"}
+
+
+@cache
+def rendered(name: str) -> tuple[str, list[dict[str, Any]]]:
+    text = helm_template(SCENARIOS[name])
+    return text, load_all(text)
+
+
+def docs_of(name: str) -> list[dict[str, Any]]:
+    return rendered(name)[1]
+
+
+def kind(docs: list[dict[str, Any]], k: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == k]
+
+
+def by_name(docs: list[dict[str, Any]], k: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == k and d["metadata"]["name"] == name)
+
+
+def group_of(doc: dict[str, Any]) -> str:
+    api = doc["apiVersion"]
+    return api.split("/")[0] if "/" in api else ""
+
+
+def _strict(schema: Any) -> Any:
+    """The CRD schema with additionalProperties: false wherever it lists properties and allows nothing else."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@cache
+def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
+    if not CRD_DIR.is_dir():
+        pytest.skip(f"no CRD schema folder at {CRD_DIR} (set KOREAN_LLM_CRD_SCHEMAS)")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    out = {}
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        crd = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
+            continue
+        for version in crd["spec"]["versions"]:
+            schema = _strict(version["schema"]["openAPIV3Schema"])
+            out[(crd["spec"]["group"], version["name"], crd["spec"]["names"]["kind"])] = schema
+    return out
+
+
+def validate_crd(doc: dict[str, Any]) -> None:
+    group, version = doc["apiVersion"].split("/")
+    schema = crd_schemas().get((group, version, doc["kind"]))
+    assert schema is not None, f"no CRD schema for {doc['apiVersion']} {doc['kind']} in {CRD_DIR}"
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
+    assert not errors, "\n".join(
+        f"{doc['kind']}/{doc['metadata'].get('name')}: {list(e.path)}: {e.message}" for e in errors
+    )
+
+
+def validate_core(doc: dict[str, Any]) -> None:
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        raise AssertionError(
+            f"{doc['kind']}/{doc['metadata'].get('name')}: {exc.message} at {list(exc.path)}"
+        ) from None
+
+
+# --- rendering -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_scenario_renders_and_lints(scenario: str) -> None:
+    docs = docs_of(scenario)
+    assert kind(docs, "WorkflowTemplate") and kind(docs, "ConfigMap")
+    cmd = [helm_binary(), "lint", "--strict", str(CHART), "--namespace", NAMESPACE]
+    for v in SCENARIOS[scenario]:
+        cmd += ["-f", str(v)]
+    lint = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize("scenario", ["default", "multi-model+prod", "ci/all-features-values.yaml"])
+def test_rendering_is_deterministic(scenario: str) -> None:
+    assert helm_template(SCENARIOS[scenario]) == helm_template(SCENARIOS[scenario])
+
+
+def test_no_generate_name_on_top_level_objects() -> None:
+    for scenario in SCENARIOS:
+        for doc in docs_of(scenario):
+            assert "generateName" not in doc["metadata"], f"{scenario}: {doc['kind']} uses generateName"
+            if doc["kind"] not in ("PersistentVolume", "ClusterRoleBinding"):
+                assert doc["metadata"]["namespace"] == NAMESPACE or doc["kind"] == "RoleBinding"
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_object_validates(scenario: str) -> None:
+    docs = docs_of(scenario)
+    for doc in docs:
+        if group_of(doc) in CORE_GROUPS:
+            validate_core(doc)
+        elif (group_of(doc), doc["kind"]) not in NO_UPSTREAM_SCHEMA:
+            validate_crd(doc)
+    for _, _, manifest in embedded_jobs(docs):
+        if manifest["kind"] == "PyTorchJob":
+            validate_crd(manifest)
+        else:
+            assert manifest["kind"] == "Deployment"  # the rollout patch: a partial object, checked in its own test
+    for pod in pods(docs):
+        validate_core(pod)
+
+
+def test_alertmanager_config_routes_korean_llm_alerts_to_slack_from_a_secret() -> None:
+    amc = kind(docs_of("ci/all-features-values.yaml"), "AlertmanagerConfig")[0]
+    assert amc["spec"]["route"]["matchers"] == [{"name": "alertname", "matchType": "=~", "value": "KoreanLLM.*"}]
+    assert amc["spec"]["receivers"][0]["slackConfigs"][0]["apiURL"] == {"name": "slack", "key": "webhook-url"}
+
+
+def test_crd_validation_catches_a_misspelt_field() -> None:
+    job = next(m for _, _, m in embedded_jobs(docs_of("7b")) if m["kind"] == "PyTorchJob")
+    job["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicyy"] = "ExitCode"
+    with pytest.raises(AssertionError, match="restartPolicyy"):
+        validate_crd(job)
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_values_are_rejected_with_a_clear_message(path: Path) -> None:
+    expected = path.read_text(encoding="utf-8").splitlines()[0].removeprefix("# expect: ")
+    with pytest.raises(RuntimeError) as err:
+        helm_template([path])
+    assert expected in str(err.value)
+
+
+def test_at_least_five_invalid_values_files() -> None:
+    assert len(INVALID) >= 5
+
+
+VALUES_FILES = [CHART / "values.yaml", *sorted(CHART.glob("charts/*/values.yaml"))]
+
+
+@pytest.mark.parametrize("path", VALUES_FILES, ids=[str(p.relative_to(CHART)) for p in VALUES_FILES])
+def test_every_value_has_a_helm_docs_comment(path: Path) -> None:
+    """Each leaf key carries a `# --` comment, itself or through a documented parent (helm-docs lists it)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    documented: list[tuple[int, bool]] = []  # (indent, documented) of the enclosing keys
+    undocumented = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, sep, rest = stripped.partition(":")
+        if not sep:
+            continue
+        while documented and documented[-1][0] >= indent:
+            documented.pop()
+        comments = []
+        j = i - 1
+        while j >= 0 and lines[j].strip().startswith("#"):
+            comments.append(lines[j].strip())
+            j -= 1
+        own = any(c.startswith("# --") for c in comments)
+        inherited = any(d for _, d in documented)
+        leaf = rest.split("#")[0].strip() != ""
+        if leaf and not (own or inherited):
+            undocumented.append(f"{path.relative_to(REPO)}:{i + 1}: {key}")
+        documented.append((indent, own or inherited))
+    assert not undocumented, "\n".join(undocumented)
+
+
+# --- the pipeline ----------------------------------------------------------------------------------------------
+
+
+def dag(wt: dict[str, Any]) -> dict[str, list[str]]:
+    templates = {t["name"]: t for t in wt["spec"]["templates"]}
+    return {t["name"]: t.get("dependencies", []) for t in templates[wt["spec"]["entrypoint"]]["dag"]["tasks"]}
+
+
+def job_of(docs: list[dict[str, Any]], template: str, stage: str) -> dict[str, Any]:
+    return next(m for t, s, m in embedded_jobs(docs) if t == template and s == stage)
+
+
+def test_7b_dag_order_gpus_mounts_and_env() -> None:
+    docs = docs_of("7b")
+    wt = by_name(docs, "WorkflowTemplate", "korean-llm-qwen7b")
+    assert dag(wt) == {
+        "preprocess": [],
+        "cpt": ["preprocess"],
+        "sft": ["cpt"],
+        "rlhf": ["sft"],
+        "evaluate": ["rlhf"],
+        "deploy": ["evaluate"],
+        "rollout": ["deploy"],
+    }
+    gpus = {}
+    for stage in ("cpt", "sft", "rlhf", "evaluate"):
+        job = job_of(docs, "korean-llm-qwen7b", stage)
+        master = job["spec"]["pytorchReplicaSpecs"]["Master"]
+        assert master["replicas"] == 1 and master["restartPolicy"] == "ExitCode"
+        assert "Worker" not in job["spec"]["pytorchReplicaSpecs"]
+        (c,) = master["template"]["spec"]["containers"]
+        assert c["name"] == "pytorch"
+        assert c["resources"]["requests"] == c["resources"]["limits"]
+        gpus[stage] = c["resources"]["limits"]["nvidia.com/gpu"]
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in master["template"]["spec"]["volumes"]}
+        assert volumes[mounts["/data"]]["persistentVolumeClaim"]["claimName"] == "korean-llm-data"
+        assert volumes[mounts["/output"]]["persistentVolumeClaim"]["claimName"] == "korean-llm-output"
+        assert volumes[mounts["/etc/korean-llm"]]["configMap"]["name"] == "korean-llm-qwen7b"
+        assert volumes[mounts["/cache/huggingface"]]["persistentVolumeClaim"]["claimName"] == "korean-llm-hf-cache"
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["STAGE"] == stage and env["MODEL_SIZE"] == "7b" and env["WANDB_PROJECT"] == "korean-llm-7b"
+        assert env["HF_HOME"] == "/cache/huggingface"
+        assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] > 0
+        distributed = gpus[stage] > 1
+        assert c["command"][0] == ("torchrun" if distributed else "python")
+        assert c["command"][-2:] == ["--set", "run.run_id={{workflow.parameters.run-id}}"]
+        assert (
+            (job["spec"].get("nprocPerNode") == str(gpus[stage])) if distributed else "nprocPerNode" not in job["spec"]
+        )
+    assert gpus == {"cpt": 4, "sft": 2, "rlhf": 2, "evaluate": 1}
+    steps = {t["name"]: t for t in wt["spec"]["templates"]}
+    for stage in ("cpt", "sft", "rlhf", "evaluate"):
+        res = steps[stage]["resource"]
+        assert res["action"] == "create" and res["setOwnerReference"] is True
+        assert res["successCondition"] == "status.replicaStatuses.Master.succeeded > 0"
+        assert res["failureCondition"] == "status.completionTime, !status.replicaStatuses.Master.succeeded"
+    assert steps["preprocess"]["container"]["command"][:4] == ["python", "-m", "korean_llm", "preprocess"]
+    assert "nvidia.com/gpu" not in steps["preprocess"]["container"]["resources"]["limits"]
+    deploy = steps["deploy"]
+    assert {"name": "KOREAN_LLM_RESULT_DIR", "value": "/tmp/korean-llm"} in deploy["container"]["env"]
+    assert deploy["outputs"]["parameters"] == [{"name": "version", "valueFrom": {"path": "/tmp/korean-llm/version"}}]
+    rollout = steps["rollout"]["resource"]
+    patch = yaml.safe_load(rollout["manifest"])
+    assert rollout["action"] == "patch" and patch["metadata"]["name"] == "korean-llm-inference"
+    assert patch["spec"]["template"]["metadata"]["annotations"] == {
+        "korean-llm/model-version": "{{inputs.parameters.version}}"
+    }
+    assert wt["spec"]["arguments"]["parameters"] == [{"name": "run-id", "value": "7b-r1"}]
+
+
+def _matches(condition: str, obj: dict[str, Any]) -> bool:
+    """Argo's resource condition: comma-separated label-selector requirements over JSON paths (AND)."""
+
+    def get(path: str) -> Any:
+        node: Any = obj
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    results = []
+    for req in (r.strip() for r in condition.split(",")):
+        if req.startswith("!"):
+            results.append(get(req[1:]) is None)
+        elif " > " in req:
+            key, value = req.split(" > ")
+            results.append(get(key) is not None and int(get(key)) > int(value))
+        else:
+            results.append(get(req) is not None)
+    return all(results)
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ({"replicaStatuses": {"Master": {"active": 1}}}, "running"),
+        # A retryable exit (128+): the operator counts the Failed pod while restarting it; no completionTime.
+        ({"replicaStatuses": {"Master": {"failed": 1}}, "conditions": [{"type": "Restarting"}]}, "running"),
+        ({"replicaStatuses": {"Master": {"succeeded": 1}}, "completionTime": "2026-01-01T00:00:00Z"}, "succeeded"),
+        ({"replicaStatuses": {"Master": {"failed": 1}}, "completionTime": "2026-01-01T00:00:00Z"}, "failed"),
+        ({"replicaStatuses": {"Master": {}}, "completionTime": "2026-01-01T00:00:00Z"}, "failed"),  # deadline
+    ],
+)
+def test_resource_conditions_match_pytorchjob_outcomes(status: dict[str, Any], outcome: str) -> None:
+    res = by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]["templates"][2]["resource"]
+    job = {"status": status}
+    succeeded, failed = _matches(res["successCondition"], job), _matches(res["failureCondition"], job)
+    assert {"running": (False, False), "succeeded": (True, False), "failed": (False, True)}[outcome] == (
+        succeeded,
+        failed,
+    )
+
+
+def test_72b_is_multi_node_with_eight_gpus_per_pod() -> None:
+    docs = docs_of("72b")
+    job = job_of(docs, "korean-llm-qwen72b", "cpt")
+    replicas = job["spec"]["pytorchReplicaSpecs"]
+    assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 1
+    assert job["spec"]["nprocPerNode"] == "8"
+    for rs in replicas.values():
+        (c,) = rs["template"]["spec"]["containers"]
+        assert c["command"][:4] == ["torchrun", "--module", "korean_llm", "cpt"]
+        assert c["resources"]["limits"]["nvidia.com/gpu"] == 8
+        assert rs["template"]["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+
+
+def test_multi_model_renders_one_dag_per_model_and_a_parallel_parent() -> None:
+    docs = docs_of("multi-model")
+    models = {
+        d["metadata"]["labels"]["korean-llm/model"]
+        for d in kind(docs, "WorkflowTemplate")
+        if "korean-llm/model" in d["metadata"]["labels"]
+    }
+    assert models == {"qwen7b", "qwen72b"}
+    parent = by_name(docs, "WorkflowTemplate", "korean-llm-all")
+    assert dag(parent) == {"qwen7b": [], "qwen72b": []}
+    tasks = parent["spec"]["templates"][0]["dag"]["tasks"]
+    assert [t["templateRef"] for t in tasks] == [
+        {"name": "korean-llm-qwen7b", "template": "pipeline"},
+        {"name": "korean-llm-qwen72b", "template": "pipeline"},
+    ]
+    # Only the served model's pipeline rolls the inference Deployment out.
+    assert "rollout" in dag(by_name(docs, "WorkflowTemplate", "korean-llm-qwen7b"))
+    assert "rollout" not in dag(by_name(docs, "WorkflowTemplate", "korean-llm-qwen72b"))
+
+
+def test_disabled_stages_rewire_dependencies_and_previous_stage() -> None:
+    docs = load_all(helm_template([V / "7b.yaml"], sets=["stageDefaults.sft.enabled=false"]))
+    wt = by_name(docs, "WorkflowTemplate", "korean-llm-qwen7b")
+    assert dag(wt)["rlhf"] == ["cpt"]
+    cm = by_name(docs, "ConfigMap", "korean-llm-qwen7b")
+    assert "sft.yaml" not in cm["data"]
+    assert yaml.safe_load(cm["data"]["rlhf.yaml"])["run"]["previous_stage"] == "cpt"
+    assert "previous_stage" not in yaml.safe_load(cm["data"]["cpt.yaml"])["run"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_rendered_stage_config_is_accepted_by_the_runtime(scenario: str) -> None:
+    for cm in kind(docs_of(scenario), "ConfigMap"):
+        if cm["metadata"]["labels"].get("korean-llm/config") != "stage-configs":
+            continue
+        model = cm["metadata"]["labels"]["korean-llm/model"]
+        for key, text in cm["data"].items():
+            cfg = build_config(yaml.safe_load(text), source=f"{scenario}:{key}", env={})
+            assert cfg.stage == key.removesuffix(".yaml")
+            assert (cfg.run.model_name, str(cfg.run.data_root), str(cfg.run.output_root)) == (model, "/data", "/output")
+
+
+def test_stage_config_precedence() -> None:
+    docs = load_all(
+        helm_template(
+            [V / "local.yaml"],
+            sets=[
+                "runtimeDefaults.checkpoint.keep_after_success=true",
+                "stageDefaults.sft.config.training.logging_steps=7",
+            ],
+        )
+    )
+    data = by_name(docs, "ConfigMap", "korean-llm-tiny-ko")["data"]
+    cpt, sft = yaml.safe_load(data["cpt.yaml"]), yaml.safe_load(data["sft.yaml"])
+    assert cpt["checkpoint"]["keep_after_success"] is True  # runtimeDefaults reach every stage
+    assert cpt["lora"]["train_embeddings"] is True and "train_embeddings" not in sft["lora"]  # model stage config wins
+    assert sft["training"]["logging_steps"] == 2  # models[].stages.sft.config beats stageDefaults.sft.config
+    assert sft["training"]["num_train_epochs"] == 3
+    assert sft["run"] == {
+        "model_name": "tiny-ko",
+        "run_id": "demo",
+        "data_root": "/data",
+        "output_root": "/output",
+        "previous_stage": "cpt",
+    }
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_local_runner_reads_every_scenario(scenario: str) -> None:
+    pipelines = parse_pipelines(docs_of(scenario))
+    for pipe in pipelines:
+        steps: dict[str, Step] = {s.name: s for s in pipe.steps}
+        for name, step in steps.items():
+            if name == "rollout":
+                assert step.skip_reason == "cluster only: patch Deployment/korean-llm-inference"
+            elif name == "notify":
+                assert step.skip_reason == "cluster only: exit handler (notification)"
+            else:
+                assert step.skip_reason is None and "/data" in step.mounts and "/output" in step.mounts
+                assert step.env["STAGE"] == name
+
+
+def test_local_values_keep_the_runner_on_cpu_cpt_then_sft() -> None:
+    (pipe,) = parse_pipelines(docs_of("local"))
+    assert [s.name for s in pipe.steps] == ["cpt", "sft"]
+    assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in pipe.steps)
+    job = job_of(docs_of("local"), "korean-llm-tiny-ko", "cpt")
+    assert (
+        "nvidia.com/gpu"
+        not in job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    )
+
+
+# --- cluster integration ---------------------------------------------------------------------------------------
+
+
+def test_run_workflow_and_cronworkflow_from_run_id() -> None:
+    docs = docs_of("7b+prod")
+    (run,) = kind(docs, "Workflow")
+    assert run["metadata"]["name"] == "korean-llm-qwen7b-7b-r1"
+    assert run["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+    assert run["spec"]["workflowTemplateRef"] == {"name": "korean-llm-qwen7b"}
+    (cron,) = kind(docs, "CronWorkflow")
+    assert cron["spec"]["schedules"] == ["0 18 * * 5"]
+    multi = docs_of("multi-model+prod")
+    assert [w["spec"]["workflowTemplateRef"]["name"] for w in kind(multi, "Workflow")] == ["korean-llm-all"]
+
+
+def test_slack_exit_handler_reads_the_webhook_from_an_existing_secret() -> None:
+    docs = docs_of("ci/all-features-values.yaml")
+    for wt in kind(docs, "WorkflowTemplate"):
+        assert wt["spec"]["onExit"] == "notify"
+        notify = next(t for t in wt["spec"]["templates"] if t["name"] == "notify")
+        env = {e["name"]: e for e in notify["container"]["env"]}
+        assert env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"] == {"name": "slack", "key": "webhook-url"}
+        assert env["STATUS"]["value"] == "{{workflow.status}}" and env["FAILURES"]["value"] == "{{workflow.failures}}"
+    assert "onExit" not in by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]
+
+
+def test_gpu_scheduler_and_kueue() -> None:
+    docs = docs_of("ci/all-features-values.yaml")
+    cm = by_name(docs, "ConfigMap", "korean-llm-gpu-scheduler")
+    cfg = yaml.safe_load(cm["data"]["scheduler-config.yaml"])
+    assert cfg["apiVersion"] == "kubescheduler.config.k8s.io/v1"
+    (profile,) = cfg["profiles"]
+    assert profile["schedulerName"] == "korean-llm-gpu-scheduler"
+    strategy = profile["pluginConfig"][0]["args"]["scoringStrategy"]
+    assert profile["pluginConfig"][0]["name"] == "NodeResourcesFit" and strategy["type"] == "LeastAllocated"
+    assert {"name": "nvidia.com/gpu", "weight": 5} in strategy["resources"]
+    assert by_name(docs, "Deployment", "korean-llm-gpu-scheduler")["spec"]["template"]["spec"]["serviceAccountName"]
+    job = job_of(docs, "korean-llm-qwen7b", "cpt")
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert job["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
+    for rs in job["spec"]["pytorchReplicaSpecs"].values():
+        assert rs["template"]["spec"]["schedulerName"] == "korean-llm-gpu-scheduler"
+
+
+def test_monitoring_objects_need_the_operator_api_or_force() -> None:
+    operator_kinds = {"PodMonitor", "ServiceMonitor", "PrometheusRule"}
+    plain = {d["kind"] for d in load_all(helm_template([V / "7b.yaml"], api_versions=()))}
+    assert not plain & operator_kinds
+    forced = load_all(
+        helm_template([V / "7b.yaml"], sets=["monitoring.prometheusOperator.force=true"], api_versions=())
+    )
+    docs = docs_of("7b")
+    for objs in (forced, docs):
+        for k in operator_kinds:
+            (obj,) = kind(objs, k)
+            assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["honorLabels"] is True
+    rules = {r["alert"]: r["expr"] for r in kind(docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]}
+    assert "DCGM_FI_DEV_GPU_UTIL" in rules["KoreanLLMGPUUtilisationLow"]
+    assert "korean_llm_last_progress_timestamp_seconds" in rules["KoreanLLMTrainingStalled"]
+    assert "korean_llm_loss != korean_llm_loss" in rules["KoreanLLMLossNotFinite"].replace(
+        '{namespace="korean-llm"}', ""
+    )
+    assert "korean_llm_stage_failures_total" in rules["KoreanLLMStageFailed"]
+    dashboard = by_name(docs, "ConfigMap", "korean-llm-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    text = dashboard["data"]["korean-llm.json"]
+    for metric in (
+        "DCGM_FI_DEV_GPU_UTIL",
+        "DCGM_FI_DEV_FB_USED",
+        "korean_llm_loss",
+        "korean_llm_tokens_per_second",
+        "korean_llm_eta_seconds",
+    ):
+        assert metric in text
+    scrape = yaml.safe_load(by_name(docs, "ConfigMap", "korean-llm-scrape-config")["data"]["scrape-configs.yaml"])
+    assert [j["job_name"] for j in scrape] == ["kubernetes-pods", "dcgm-exporter"]
+
+
+def test_alert_and_dashboard_queries_are_valid_promql() -> None:
+    docs = docs_of("7b")
+    exprs = [r["expr"] for r in kind(docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]]
+    dashboard = json.loads(by_name(docs, "ConfigMap", "korean-llm-dashboard")["data"]["korean-llm.json"])
+    # Grafana fills the template variables before Prometheus sees the query.
+    grafana_vars = {"$namespace": "korean-llm", "$model": ".*", "$stage": ".*"}
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            for var, value in grafana_vars.items():
+                expr = expr.replace(var, value)
+            exprs.append(expr)
+    assert len(exprs) > 4
+    for expr in exprs:
+        promql_parser.parse(expr)  # raises on a syntax error
+
+
+def test_inference_server_serves_the_promoted_model_from_the_output_claim() -> None:
+    docs = docs_of("7b")
+    dep = by_name(docs, "Deployment", "korean-llm-inference")
+    spec = dep["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    assert "--model=/output/qwen7b/current" in c["args"]
+    assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(c)
+    claim = next(v for v in spec["volumes"] if v["name"] == "output")["persistentVolumeClaim"]["claimName"]
+    assert claim == "korean-llm-output"
+    hpa = by_name(docs, "HorizontalPodAutoscaler", "korean-llm-inference")
+    assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+    assert by_name(docs, "PodDisruptionBudget", "korean-llm-inference")["spec"]["maxUnavailable"] == 1
+    existing = docs_of("ci/existing-claims-values.yaml")
+    assert not kind(existing, "PersistentVolumeClaim")
+    spec = by_name(existing, "Deployment", "korean-llm-inference")["spec"]["template"]["spec"]
+    assert (
+        next(v for v in spec["volumes"] if v["name"] == "output")["persistentVolumeClaim"]["claimName"] == "team-models"
+    )
+
+
+def test_storage_claims_and_nfs_volume() -> None:
+    docs = docs_of("7b+prod")
+    claims = {c["metadata"]["name"]: c for c in kind(docs, "PersistentVolumeClaim")}
+    assert set(claims) == {"korean-llm-data", "korean-llm-output", "korean-llm-hf-cache"}
+    assert claims["korean-llm-data"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    (pv,) = kind(docs, "PersistentVolume")
+    assert pv["spec"]["nfs"] == {"server": "nfs.storage.internal", "path": "/export/korean-llm/data"}
+    assert claims["korean-llm-data"]["spec"]["volumeName"] == pv["metadata"]["name"]
+    assert claims["korean-llm-output"]["spec"]["storageClassName"] == "premium-rwx"
+    # Every claim any pod mounts is one the chart creates (or, with existing claims, one the user named).
+    for scenario in SCENARIOS:
+        docs = docs_of(scenario)
+        created = {c["metadata"]["name"] for c in kind(docs, "PersistentVolumeClaim")}
+        named = {"team-data", "team-models", "team-hf-cache"}
+        for pod in pods(docs) + [{"spec": d["spec"]["template"]["spec"]} for d in kind(docs, "Deployment")]:
+            for vol in pod["spec"].get("volumes", []):
+                if "persistentVolumeClaim" in vol:
+                    assert vol["persistentVolumeClaim"]["claimName"] in created | named, scenario
+
+
+# --- security --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", ["7b+prod", "ci/all-features-values.yaml", "local"])
+def test_every_pod_is_pss_restricted_with_requests_and_limits(scenario: str) -> None:
+    docs = docs_of(scenario)
+    specs = [p["spec"] for p in pods(docs)] + [d["spec"]["template"]["spec"] for d in kind(docs, "Deployment")]
+    assert specs
+    for spec in specs:
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+            assert c["resources"]["requests"] and c["resources"]["limits"]
+            for e in c.get("env", []):
+                assert "value" in e or "secretKeyRef" in e["valueFrom"]
+
+
+def test_secrets_only_by_reference() -> None:
+    docs = docs_of("ci/all-features-values.yaml")
+    assert not kind(docs, "Secret")
+    (c,) = job_of(docs, "korean-llm-qwen7b", "sft")["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "wandb", "key": "api-key"}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+
+
+def test_workflow_role_is_namespaced_minimal_and_wildcard_free() -> None:
+    docs = docs_of("ci/all-features-values.yaml")
+    assert not kind(docs, "ClusterRole")
+    role = by_name(docs, "Role", "korean-llm-workflow")
+    rules = {(r["apiGroups"][0], r["resources"][0]): r for r in role["rules"]}
+    assert set(rules) == {
+        ("kubeflow.org", "pytorchjobs"),
+        ("argoproj.io", "workflowtaskresults"),
+        ("apps", "deployments"),
+    }
+    assert rules[("kubeflow.org", "pytorchjobs")]["verbs"] == ["create", "get", "list", "watch", "patch", "delete"]
+    assert rules[("argoproj.io", "workflowtaskresults")]["verbs"] == ["create", "patch"]
+    assert rules[("apps", "deployments")]["resourceNames"] == ["korean-llm-inference"]
+    for r in role["rules"]:
+        assert "*" not in r["verbs"] + r["resources"] + r["apiGroups"] and "secrets" not in r["resources"]
+    for wt in kind(docs, "WorkflowTemplate"):
+        assert wt["spec"]["serviceAccountName"] == "korean-llm-workflow"
+
+
+def test_network_policy_default_deny_with_training_allowances() -> None:
+    docs = docs_of("7b")
+    deny = by_name(docs, "NetworkPolicy", "korean-llm-default-deny")
+    assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny["spec"]
+    allow = by_name(docs, "NetworkPolicy", "korean-llm-training")
+    selector = allow["spec"]["podSelector"]["matchLabels"]
+    assert allow["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == selector
+    assert {"port": 53, "protocol": "UDP"} in allow["spec"]["egress"][1]["ports"]
+    assert allow["spec"]["ingress"][1]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    # Every pod of the pipeline falls under the policies.
+    for pod in pods(docs):
+        assert selector.items() <= pod["metadata"]["labels"].items(), pod["metadata"]["name"]
+
+
+@pytest.mark.slow
+def test_checkov_finds_no_failed_check() -> None:
+    out = subprocess.run(
+        [str(REPO / "ci" / "checkov.sh")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+        timeout=900,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert "Failed checks: 0" in out.stdout
