@@ -21,8 +21,10 @@ import promql_parser
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent / "chart"))
-from rendered import (
+from korean_llm.config import build_config
+from korean_llm.local import Step, parse_pipelines
+
+from .chart.rendered import (
     CHART,
     NAMESPACE,
     REPO,
@@ -32,9 +34,6 @@ from rendered import (
     load_all,
     pods,
 )
-
-from korean_llm.config import build_config
-from korean_llm.local import Step, parse_pipelines
 
 K8S_VERSION = os.environ.get("KOREAN_LLM_K8S_VERSION", "1.33.0")
 CRD_DIR = Path(os.environ.get("KOREAN_LLM_CRD_SCHEMAS", REPO.parent / "shared" / "schemas" / "crds"))
