@@ -31,13 +31,21 @@ EXTENSIONS = {
     ".md": "text",
 }
 ROLES = {"system", "user", "assistant"}
+# Role names seen in ShareGPT-style and other public chat dumps, mapped to the chat-template roles.
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
     "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
     "assistant": "assistant",
     "system": "system",
 }
+# Keys under which a conversation (a list of turns) is stored, in order of preference.
+CHAT_KEYS = ("messages", "conversations", "conversation")
 
 
 @dataclass(frozen=True)
@@ -267,13 +275,12 @@ def _message(i: int, msg: Any) -> dict[str, str]:
     if not isinstance(msg, dict):
         raise ValueError(f"messages[{i}] is {type(msg).__name__}, expected an object")
     if "from" in msg and "value" in msg:  # ShareGPT
-        role, content = SHAREGPT_ROLES.get(str(msg["from"])), msg["value"]
-        if role is None:
-            raise ValueError(f"unknown role '{msg['from']}' in messages[{i}]")
+        raw_role, content = msg["from"], msg["value"]
     else:
-        role, content = msg.get("role"), msg.get("content")
-        if role not in ROLES:
-            raise ValueError(f"unknown role '{role}' in messages[{i}] (expected one of {sorted(ROLES)})")
+        raw_role, content = msg.get("role"), msg.get("content")
+    role = SHAREGPT_ROLES.get(str(raw_role).lower()) if raw_role is not None else None
+    if role is None:
+        raise ValueError(f"unknown role '{raw_role}' in messages[{i}] (expected one of {sorted(ROLES)})")
     if content is None:
         raise ValueError(f"content is null in messages[{i}]")
     if not isinstance(content, str):
@@ -284,9 +291,15 @@ def _message(i: int, msg: Any) -> dict[str, str]:
 
 
 def chat_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
-    """Normalise a chat row (`messages`, ShareGPT `conversations`, or instruction/input/output)."""
-    if "messages" in obj or "conversations" in obj:
-        raw = obj["messages"] if "messages" in obj else obj["conversations"]
+    """Normalise a chat row to `[{"role", "content"}, ...]` ending with an assistant turn.
+
+    Accepted: `messages` / ShareGPT `conversations` / `conversation` (turns as `role`/`content` or
+    `from`/`value`, roles such as `human`/`gpt` mapped), `instruction`/`input`/`output` (Alpaca), and
+    `prompt` with `completion` or `response`.
+    """
+    chat_key = next((k for k in CHAT_KEYS if k in obj), None)
+    if chat_key is not None:
+        raw = obj[chat_key]
         if not isinstance(raw, list):
             raise ValueError(f"messages is {type(raw).__name__}, expected a list")
         if not raw:
@@ -302,8 +315,14 @@ def chat_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
             raise ValueError(f"'input' is {type(extra).__name__}, expected a string")
         prompt = f"{instruction.strip()}\n\n{extra.strip()}" if extra.strip() else instruction.strip()
         msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+    elif "prompt" in obj and ("completion" in obj or "response" in obj):
+        answer_key = "completion" if "completion" in obj else "response"
+        msgs = [
+            _message(0, {"role": "user", "content": obj["prompt"]}),
+            _message(1, {"role": "assistant", "content": obj[answer_key]}),
+        ]
     else:
-        raise ValueError("missing field 'messages' (or 'instruction'/'output')")
+        raise ValueError("missing field 'messages' (or 'conversations', 'instruction'/'output', 'prompt'/'completion')")
     if not any(m["role"] == "assistant" for m in msgs):
         raise ValueError("no assistant message")
     if msgs[-1]["role"] != "assistant":
@@ -319,3 +338,56 @@ def sft_row(system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]],
         return {"messages": msgs}
 
     return validate
+
+
+def _preference_side(obj: dict[str, Any], key: str) -> list[dict[str, str]]:
+    """`chosen` / `rejected` as assistant turns: a plain string or a list of messages ending with the assistant."""
+    value = obj[key]
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"empty '{key}'")
+        return [{"role": "assistant", "content": value}]
+    if not isinstance(value, list):
+        raise ValueError(f"'{key}' is {type(value).__name__}, expected a string or a list of messages")
+    if not value:
+        raise ValueError(f"empty '{key}'")
+    try:
+        msgs = [_message(i, m) for i, m in enumerate(value)]
+    except ValueError as exc:
+        raise ValueError(f"'{key}': {exc}") from None
+    if msgs[-1]["role"] != "assistant":
+        raise ValueError(f"'{key}' ends with a '{msgs[-1]['role']}' message, expected 'assistant'")
+    return msgs
+
+
+def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A preference pair in TRL's conversational form: `{"prompt": [...], "chosen": [...], "rejected": [...]}`.
+
+    `prompt` is a non-empty string (one user turn) or a list of messages ending with a user turn;
+    `chosen` and `rejected` are non-empty strings (one assistant turn each) or message lists ending with
+    an assistant turn. Identical `chosen` and `rejected` are refused: the pair teaches nothing.
+    Usable as the `validate` callback of `collect_rows`.
+    """
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in obj or obj[key] is None:
+            raise ValueError(f"missing field '{key}'")
+    raw_prompt = obj["prompt"]
+    if isinstance(raw_prompt, str):
+        if not raw_prompt.strip():
+            raise ValueError("empty 'prompt'")
+        prompt = [{"role": "user", "content": raw_prompt}]
+    elif isinstance(raw_prompt, list):
+        if not raw_prompt:
+            raise ValueError("empty 'prompt'")
+        try:
+            prompt = [_message(i, m) for i, m in enumerate(raw_prompt)]
+        except ValueError as exc:
+            raise ValueError(f"'prompt': {exc}") from None
+        if prompt[-1]["role"] != "user":
+            raise ValueError(f"'prompt' ends with a '{prompt[-1]['role']}' message, expected 'user'")
+    else:
+        raise ValueError(f"'prompt' is {type(raw_prompt).__name__}, expected a string or a list of messages")
+    chosen, rejected = _preference_side(obj, "chosen"), _preference_side(obj, "rejected")
+    if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
+        raise ValueError("'chosen' and 'rejected' are identical")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
