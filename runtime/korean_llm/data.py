@@ -50,12 +50,16 @@ CHAT_KEYS = ("messages", "conversations", "conversation")
 
 @dataclass(frozen=True)
 class Record:
-    """One input row with its origin; `error` is set when the row could not even be parsed."""
+    """One input row with its origin; `error` is set when the row could not even be parsed.
+
+    `replaced` marks a row whose invalid UTF-8 bytes were replaced by U+FFFD (`invalid_utf8: replace`).
+    """
 
     file: str
     line: int
     data: dict[str, Any] | None
     error: str | None = None
+    replaced: bool = False
 
 
 @dataclass
@@ -134,7 +138,7 @@ def _decode(raw: bytes, policy: str) -> tuple[str | None, bool]:
 def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            text, _bad = _decode(raw, policy)
+            text, bad = _decode(raw, policy)
             if text is None:
                 yield Record(str(path), lineno, None, "invalid UTF-8")
                 continue
@@ -148,11 +152,11 @@ def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
             if not isinstance(obj, dict):
                 yield Record(str(path), lineno, None, f"not a JSON object: found {type(obj).__name__}")
                 continue
-            yield Record(str(path), lineno, obj)
+            yield Record(str(path), lineno, obj, replaced=bad)
 
 
 def _read_json(path: Path, policy: str) -> Iterator[Record]:
-    text, _ = _decode(path.read_bytes(), policy)
+    text, bad = _decode(path.read_bytes(), policy)
     if text is None:
         yield Record(str(path), 1, None, "invalid UTF-8")
         return
@@ -164,7 +168,7 @@ def _read_json(path: Path, policy: str) -> Iterator[Record]:
     rows = obj if isinstance(obj, list) else [obj]
     for i, row in enumerate(rows, start=1):
         if isinstance(row, dict):
-            yield Record(str(path), i, row)
+            yield Record(str(path), i, row, replaced=bad)
         else:
             yield Record(str(path), i, None, f"not a JSON object: found {type(row).__name__}")
 
@@ -188,17 +192,18 @@ def _read_csv(path: Path, policy: str) -> Iterator[Record]:
     try:
         with open(path, encoding="utf-8", errors=errors, newline="") as fh:
             for i, obj in enumerate(csv.DictReader(fh), start=2):  # line 1 is the header
-                yield Record(str(path), i, dict(obj))
+                replaced = policy == "replace" and any("\ufffd" in str(v) for v in obj.values())
+                yield Record(str(path), i, dict(obj), replaced=replaced)
     except UnicodeDecodeError:
         yield Record(str(path), 0, None, "invalid UTF-8")
 
 
 def _read_text(path: Path, policy: str, text_field: str) -> Iterator[Record]:
-    text, _ = _decode(path.read_bytes(), policy)
+    text, bad = _decode(path.read_bytes(), policy)
     if text is None:
         yield Record(str(path), 1, None, "invalid UTF-8")
         return
-    yield Record(str(path), 1, {text_field: text.replace("\r\n", "\n")})
+    yield Record(str(path), 1, {text_field: text.replace("\r\n", "\n")}, replaced=bad)
 
 
 def _read_hub(source: DataSource) -> Iterator[Record]:
@@ -391,3 +396,62 @@ def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
     if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
         raise ValueError("'chosen' and 'rejected' are identical")
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+class ParquetShardWriter:
+    """Rows appended in order to `part-00000.parquet`, `part-00001.parquet`, ... under `folder`.
+
+    Rows are buffered and written as row groups of `row_group_rows`, so memory holds one row group; a new
+    shard starts once the current one holds `shard_bytes` of (UTF-8) content. `close()` always leaves at
+    least one file, empty when no row came, so a reader finds the folder and its schema.
+    """
+
+    def __init__(self, folder: Path, schema: Any, shard_bytes: int, row_group_rows: int = 2048) -> None:
+        self.folder = folder
+        self.schema = schema
+        self.shard_bytes = shard_bytes
+        self.row_group_rows = row_group_rows
+        self.rows = 0
+        self.files: list[Path] = []
+        self._buffer: list[dict[str, Any]] = []
+        self._writer: Any = None
+        self._shard_used = 0
+
+    def write(self, row: dict[str, Any], nbytes: int) -> None:
+        if self._writer is not None and self._shard_used >= self.shard_bytes:
+            self._flush()
+            self._writer.close()
+            self._writer = None
+        if self._writer is None:
+            self._open()
+        self._buffer.append(row)
+        self._shard_used += nbytes
+        self.rows += 1
+        if len(self._buffer) >= self.row_group_rows:
+            self._flush()
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"part-{len(self.files):05d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self.files.append(path)
+        self._shard_used = 0
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._buffer:
+            columns = {name: [row[name] for row in self._buffer] for name in self.schema.names}
+            self._writer.write_table(pa.Table.from_pydict(columns, schema=self.schema))
+            self._buffer = []
+
+    def close(self) -> list[Path]:
+        if self._writer is None and not self.files:
+            self._open()
+        if self._writer is not None:
+            self._flush()
+            self._writer.close()
+            self._writer = None
+        return self.files

@@ -1,0 +1,287 @@
+"""CPT text cleaning as a batch pipeline: per-document steps in worker processes, deduplication in input order.
+
+Workers run the per-document steps (normalisation, filters, PII masking, dedup keys and MinHash
+signatures) on batches and return one outcome per input document, in order. The main process then
+deduplicates in input order, so the output is identical for any number of workers. At most
+`2 * num_proc` batches are in flight, so memory stays flat however large the input is; only the
+dedup index grows, with the number of *unique* documents kept (about 2-3 KB each: a 16-byte exact key
+plus the LSH band entries).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from korean_llm import korean
+from korean_llm.config import CleaningConfig, DedupConfig
+
+HANGUL_BINS = [round(i / 10, 1) for i in range(11)]  # 10 equal bins over [0, 1]
+LENGTH_EDGES = [0, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000]  # last bin: >= 100k
+ORIGIN_LINE_BITS = 40  # an origin packs (file index, line) into one int: cheap to keep in the dedup index
+TASK_MAX_CHARS = 4_000_000  # a batch also closes at this many characters, so huge documents keep batches small
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a worker needs: a plain, picklable view of the config."""
+
+    cleaning: CleaningConfig
+    split_sentences: bool  # requested and kss importable
+    pii_types: tuple[str, ...]  # empty: no masking
+    exact: bool
+    near: bool
+    shingle_size: int
+    num_perm: int
+    seed: int
+
+
+@dataclass
+class Kept:
+    """A document that passed the per-document steps; deduplication decides whether it is written."""
+
+    origin: int
+    text: str
+    key: bytes | None
+    signature: np.ndarray | None
+    hangul: float
+    pii: Counter[str]
+
+
+@dataclass
+class Dropped:
+    origin: int
+    step: str  # "invalid" for rows that could not be read or had no text, else the step that removed it
+    reason: str
+
+
+@dataclass
+class StepCounts:
+    """Rows and characters into and out of each step, in pipeline order."""
+
+    steps: dict[str, list[int]] = field(default_factory=dict)
+
+    def count(self, step: str, before: str, after: str | None) -> None:
+        row = self.steps.setdefault(step, [0, 0, 0, 0])
+        row[0] += 1
+        row[2] += len(before)
+        if after is not None:
+            row[1] += 1
+            row[3] += len(after)
+
+    def merge(self, other: StepCounts) -> None:
+        for step, values in other.steps.items():
+            row = self.steps.setdefault(step, [0, 0, 0, 0])
+            for i, v in enumerate(values):
+                row[i] += v
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        keys = ("rows_in", "rows_out", "chars_in", "chars_out")
+        return {step: dict(zip(keys, values, strict=True)) for step, values in self.steps.items()}
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Kept | Dropped]
+    counts: StepCounts
+    hangul_hist: list[int]
+    length_hist: list[int]
+    bytes_in: int
+
+
+def hangul_bin(ratio: float) -> int:
+    return min(int(ratio * 10), 9)
+
+
+def length_bin(n: int) -> int:
+    return bisect.bisect_right(LENGTH_EDGES, n) - 1
+
+
+@functools.cache
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from datasketch import MinHash
+
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    return a, b
+
+
+def _filter_reason(s: Settings, text: str, counts: StepCounts, res: BatchResult) -> tuple[str, str] | None:
+    """The (step, reason) of the first filter that removes `text`, counting every filter it passes."""
+    c = s.cleaning
+    n = len(text)
+    res.length_hist[length_bin(n)] += 1
+    low = max(c.min_chars, 1)
+    if n < low or (c.max_chars is not None and n > c.max_chars):
+        counts.count("length", text, None)
+        bound = f"< {low}" if n < low else f"> {c.max_chars}"
+        return "length", f"length: {n} characters {bound}"
+    counts.count("length", text, text)
+    ratio = korean.hangul_ratio(text)
+    res.hangul_hist[hangul_bin(ratio)] += 1
+    if c.min_hangul_ratio > 0:
+        if ratio < c.min_hangul_ratio:
+            counts.count("hangul_ratio", text, None)
+            return "hangul_ratio", f"hangul_ratio: {ratio:.2f} < {c.min_hangul_ratio:.2f}"
+        counts.count("hangul_ratio", text, text)
+    if c.max_duplicate_line_fraction < 1:
+        frac = korean.duplicate_line_fraction(text)
+        if frac > c.max_duplicate_line_fraction:
+            counts.count("duplicate_lines", text, None)
+            return "duplicate_lines", f"duplicate_lines: {frac:.2f} > {c.max_duplicate_line_fraction:.2f}"
+        counts.count("duplicate_lines", text, text)
+    if c.max_repeated_ngram_fraction < 1:
+        frac = korean.repeated_ngram_fraction(text, c.repetition_ngram)
+        if frac > c.max_repeated_ngram_fraction:
+            counts.count("repeated_ngrams", text, None)
+            return "repeated_ngrams", f"repeated_ngrams: {frac:.2f} > {c.max_repeated_ngram_fraction:.2f}"
+        counts.count("repeated_ngrams", text, text)
+    return None
+
+
+def clean_batch(s: Settings, batch: list[tuple[int, str | None, str | None]]) -> BatchResult:
+    """Run the per-document steps on `(origin, text, reason)` items; `text` None means already invalid."""
+    counts = StepCounts()
+    res = BatchResult([], counts, [0] * 10, [0] * len(LENGTH_EDGES), 0)
+    c = s.cleaning
+    transforms = [
+        (name, fn)
+        for name, fn, on in (
+            ("nfc", korean.nfc, c.nfc),
+            ("remove_invisible", korean.remove_invisible, c.remove_invisible),
+            ("normalize_whitespace", korean.normalize_whitespace, c.normalize_whitespace),
+            ("split_sentences", korean.split_sentences, s.split_sentences),
+        )
+        if on
+    ]
+    for origin, text, reason in batch:
+        if text is None:
+            res.outcomes.append(Dropped(origin, "invalid", reason or "unreadable row"))
+            continue
+        res.bytes_in += len(text.encode("utf-8"))
+        counts.count("input", text, text)
+        for name, fn in transforms:
+            new = fn(text) or ""
+            counts.count(name, text, new)
+            text = new
+        dropped = _filter_reason(s, text, counts, res)
+        if dropped is not None:
+            res.outcomes.append(Dropped(origin, *dropped))
+            continue
+        pii: Counter[str] = Counter()
+        if s.pii_types:
+            masked, pii = korean.mask_pii(text, s.pii_types)
+            counts.count("pii_mask", text, masked)
+            text = masked
+        key = korean.exact_key(text) if s.exact else None
+        sig = None
+        if s.near:
+            a, b = _permutations(s.num_perm, s.seed)
+            sig = korean.minhash_signature(text, s.shingle_size, a, b)
+        res.outcomes.append(Kept(origin, text, key, sig, korean.hangul_ratio(text), pii))
+    return res
+
+
+def make_batches(
+    items: Iterable[tuple[int, str | None, str | None]], size: int
+) -> Iterator[list[tuple[int, str | None, str | None]]]:
+    batch: list[tuple[int, str | None, str | None]] = []
+    chars = 0
+    for item in items:
+        batch.append(item)
+        chars += len(item[1] or "")
+        if len(batch) >= size or chars >= TASK_MAX_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+def run_batches(
+    settings: Settings, batches: Iterator[list[tuple[int, str | None, str | None]]], num_proc: int
+) -> Iterator[BatchResult]:
+    """Results in input order; with `num_proc > 1`, a pool with at most `2 * num_proc` batches in flight.
+
+    Pool.imap would read the whole input ahead of the workers; the bounded window keeps memory flat.
+    """
+    if num_proc == 1:
+        for batch in batches:
+            yield clean_batch(settings, batch)
+        return
+    import multiprocessing
+
+    # spawn: the main process holds a metrics server thread and open files that fork would copy.
+    with multiprocessing.get_context("spawn").Pool(num_proc) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            pending.append(pool.apply_async(clean_batch, (settings, batch)))
+            if len(pending) >= 2 * num_proc:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def _band_key(band: bytes) -> bytes:
+    """LSH bucket key: 8 bytes instead of the band's 4 * r bytes, to keep the index small."""
+    return hashlib.blake2b(band, digest_size=8).digest()
+
+
+class Deduplicator:
+    """Exact and near-duplicate decisions, made in input order; the first copy of a document wins."""
+
+    def __init__(self, cfg: DedupConfig) -> None:
+        self.seen: dict[bytes, int] | None = {} if cfg.exact else None
+        self.lsh = None
+        self.seed = cfg.seed
+        self.steps = [step for step, on in (("exact_dedup", cfg.exact), ("near_dedup", cfg.near)) if on]
+        if cfg.near:
+            from datasketch import MinHashLSH
+
+            self.lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm, hashfunc=_band_key)
+
+    def check(self, doc: Kept) -> tuple[str, int] | None:
+        """None when `doc` is new (and remember it), else ("exact_dedup" | "near_dedup", origin of the first copy)."""
+        if self.seen is not None and doc.key is not None:
+            first = self.seen.get(doc.key)
+            if first is not None:
+                return "exact_dedup", first
+        minhash = None
+        if self.lsh is not None and doc.signature is not None:
+            from datasketch import LeanMinHash
+
+            minhash = LeanMinHash(seed=self.seed, hashvalues=doc.signature, scheme="affine32")
+            candidates = self.lsh.query(minhash)
+            if candidates:
+                return "near_dedup", min(candidates)
+        if self.seen is not None and doc.key is not None:
+            self.seen[doc.key] = doc.origin
+        if minhash is not None and self.lsh is not None:
+            self.lsh.insert(doc.origin, minhash, check_duplication=False)
+        return None
+
+
+class Origins:
+    """(file, line) of every row as one int, and back to `file:line` for messages."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def pack(self, file: str, line: int) -> int:
+        idx = self._index.get(file)
+        if idx is None:
+            idx = self._index[file] = len(self.files)
+            self.files.append(file)
+        return (idx << ORIGIN_LINE_BITS) | line
+
+    def unpack(self, origin: int) -> tuple[str, int]:
+        return self.files[origin >> ORIGIN_LINE_BITS], origin & ((1 << ORIGIN_LINE_BITS) - 1)
+
+    def describe(self, origin: int) -> str:
+        file, line = self.unpack(origin)
+        return f"{file}:{line}"
