@@ -158,7 +158,7 @@ def test_worker_count_does_not_change_the_result(tmp_path: Path, write_config: C
         assert cli_main(["preprocess", "--config", str(path)]) == 0
         out = tmp_path / "data" / "tiny-ko" / f"w{num_proc}" / "processed"
         stats = json.loads((out / "stats.json").read_text())
-        stats.pop("seconds"), stats.pop("cpt_mb_per_second"), stats["config"].pop("num_proc")
+        stats.pop("seconds"), stats.pop("cpu_seconds"), stats.pop("cpt_mb_per_second"), stats["config"].pop("num_proc")
         results.append((texts_of(out / "cpt"), (out / "rejected.jsonl").read_text(), stats))
     assert results[0] == results[1]
     assert len(results[0][0]) == 20

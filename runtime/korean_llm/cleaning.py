@@ -48,6 +48,7 @@ class Kept:
 
     origin: int
     text: str
+    nbytes: int  # UTF-8 size of `text`, measured in the worker
     key: bytes | None
     signature: np.ndarray | None
     hangul: float
@@ -111,19 +112,16 @@ def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _filter_reason(s: Settings, text: str, counts: StepCounts, res: BatchResult) -> tuple[str, str] | None:
+def _filter_reason(s: Settings, text: str, ratio: float, counts: StepCounts) -> tuple[str, str] | None:
     """The (step, reason) of the first filter that removes `text`, counting every filter it passes."""
     c = s.cleaning
     n = len(text)
-    res.length_hist[length_bin(n)] += 1
     low = max(c.min_chars, 1)
     if n < low or (c.max_chars is not None and n > c.max_chars):
         counts.count("length", text, None)
         bound = f"< {low}" if n < low else f"> {c.max_chars}"
         return "length", f"length: {n} characters {bound}"
     counts.count("length", text, text)
-    ratio = korean.hangul_ratio(text)
-    res.hangul_hist[hangul_bin(ratio)] += 1
     if c.min_hangul_ratio > 0:
         if ratio < c.min_hangul_ratio:
             counts.count("hangul_ratio", text, None)
@@ -169,7 +167,10 @@ def clean_batch(s: Settings, batch: list[tuple[int, str | None, str | None]]) ->
             new = fn(text) or ""
             counts.count(name, text, new)
             text = new
-        dropped = _filter_reason(s, text, counts, res)
+        ratio = korean.hangul_ratio(text)
+        res.hangul_hist[hangul_bin(ratio)] += 1
+        res.length_hist[length_bin(len(text))] += 1
+        dropped = _filter_reason(s, text, ratio, counts)
         if dropped is not None:
             res.outcomes.append(Dropped(origin, *dropped))
             continue
@@ -183,7 +184,7 @@ def clean_batch(s: Settings, batch: list[tuple[int, str | None, str | None]]) ->
         if s.near:
             a, b = _permutations(s.num_perm, s.seed)
             sig = korean.minhash_signature(text, s.shingle_size, a, b)
-        res.outcomes.append(Kept(origin, text, key, sig, korean.hangul_ratio(text), pii))
+        res.outcomes.append(Kept(origin, text, len(text.encode("utf-8")), key, sig, ratio, pii))
     return res
 
 

@@ -401,16 +401,21 @@ def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
 class ParquetShardWriter:
     """Rows appended in order to `part-00000.parquet`, `part-00001.parquet`, ... under `folder`.
 
-    Rows are buffered and written as row groups of `row_group_rows`, so memory holds one row group; a new
+    Rows are buffered and written as row groups of `row_group_rows` rows or `row_group_bytes` bytes, whichever
+    comes first, so memory holds one small row group whatever the input size; a new
     shard starts once the current one holds `shard_bytes` of (UTF-8) content. `close()` always leaves at
     least one file, empty when no row came, so a reader finds the folder and its schema.
     """
 
-    def __init__(self, folder: Path, schema: Any, shard_bytes: int, row_group_rows: int = 2048) -> None:
+    def __init__(
+        self, folder: Path, schema: Any, shard_bytes: int, row_group_rows: int = 2048, row_group_bytes: int = 4 << 20
+    ) -> None:
         self.folder = folder
         self.schema = schema
         self.shard_bytes = shard_bytes
         self.row_group_rows = row_group_rows
+        self.row_group_bytes = row_group_bytes
+        self._buffered_bytes = 0
         self.rows = 0
         self.files: list[Path] = []
         self._buffer: list[dict[str, Any]] = []
@@ -426,8 +431,9 @@ class ParquetShardWriter:
             self._open()
         self._buffer.append(row)
         self._shard_used += nbytes
+        self._buffered_bytes += nbytes
         self.rows += 1
-        if len(self._buffer) >= self.row_group_rows:
+        if len(self._buffer) >= self.row_group_rows or self._buffered_bytes >= self.row_group_bytes:
             self._flush()
 
     def _open(self) -> None:
@@ -446,6 +452,7 @@ class ParquetShardWriter:
             columns = {name: [row[name] for row in self._buffer] for name in self.schema.names}
             self._writer.write_table(pa.Table.from_pydict(columns, schema=self.schema))
             self._buffer = []
+            self._buffered_bytes = 0
 
     def close(self) -> list[Path]:
         if self._writer is None and not self.files:

@@ -7,6 +7,7 @@ them on any process. Character n-grams are used throughout because Korean word s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -69,11 +70,15 @@ def normalize_whitespace(text: str) -> str:
     return BLANK_LINES_RE.sub("\n\n", text).strip()
 
 
-def _in_ranges(cps: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
-    mask = np.zeros(len(cps), dtype=bool)
-    for lo, hi in ranges:
-        mask |= (cps >= lo) & (cps <= hi)
-    return mask
+@functools.cache
+def _char_classes() -> np.ndarray:
+    """0: not a letter, 1: letter, 2: Hangul, for every BMP code point (characters above it count as letters)."""
+    table = np.ones(0x10000, dtype=np.uint8)
+    for lo, hi in NON_LETTER_RANGES:
+        table[lo : hi + 1] = 0
+    for lo, hi in HANGUL_RANGES:
+        table[lo : hi + 1] = 2
+    return table
 
 
 def hangul_ratio(text: str) -> float:
@@ -82,11 +87,9 @@ def hangul_ratio(text: str) -> float:
     Letters are ASCII letters and every other character outside the punctuation/symbol blocks (Hanja,
     Latin with accents, kana, ...). 0 for a text without letters.
     """
-    cps = codepoints(text)
-    letters = len(cps) - int(np.count_nonzero(_in_ranges(cps, NON_LETTER_RANGES)))
-    if letters == 0:
-        return 0.0
-    return int(np.count_nonzero(_in_ranges(cps, HANGUL_RANGES))) / letters
+    classes = np.bincount(_char_classes()[np.minimum(codepoints(text), 0xFFFF)], minlength=3)
+    letters = int(classes[1] + classes[2])
+    return int(classes[2]) / letters if letters else 0.0
 
 
 def duplicate_line_fraction(text: str) -> float:
@@ -115,11 +118,11 @@ def ngram_hashes(text: str, n: int) -> np.ndarray:
     count = len(cps) - n + 1
     if count <= 0:
         return np.empty(0, dtype=np.uint64)
-    h = np.zeros(count, dtype=np.uint64)
-    mult = np.uint64(0x100000001B3)  # FNV-64 prime; uint64 overflow is the intended modulo 2^64
-    with np.errstate(over="ignore"):
-        for j in range(n):
-            h = h * mult + cps[j : j + count]
+    mult = np.uint64(0x100000001B3)  # FNV-64 prime; array overflow wraps silently: the intended modulo 2^64
+    h = cps[:count].copy()
+    for j in range(1, n):
+        h *= mult
+        h += cps[j : j + count]
     return h
 
 
@@ -201,11 +204,12 @@ def exact_key(text: str) -> bytes:
 
 def _fmix32(h: np.ndarray) -> np.ndarray:
     """MurmurHash3's 32-bit finalizer, the pre-mix datasketch's `affine32` MinHash scheme applies."""
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
+    h = h ^ (h >> np.uint32(16))  # a new array: the caller's stays untouched
+    h *= np.uint32(0x85EBCA6B)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(0xC2B2AE35)
+    h ^= h >> np.uint32(16)
+    return h
 
 
 def shingle_hashes32(text: str, size: int) -> np.ndarray:
@@ -220,12 +224,12 @@ def minhash_signature(text: str, size: int, perm_a: np.ndarray, perm_b: np.ndarr
     `perm_a`/`perm_b` are `MinHash(num_perm, seed, scheme="affine32").permutations`. Vectorised over
     shingles in chunks, so a long document needs `chunk * num_perm * 4` bytes at most.
     """
-    sig = np.full(len(perm_a), np.iinfo(np.uint32).max, dtype=np.uint32)
+    sig = np.full(len(perm_a), 0xFFFFFFFF, dtype=np.uint32)
     hv = shingle_hashes32(text, size)
-    with np.errstate(over="ignore"):
-        for start in range(0, len(hv), chunk):
-            block = _fmix32(hv[start : start + chunk]).reshape(-1, 1)
-            np.minimum(sig, (block * perm_a + perm_b).min(axis=0), out=sig)
+    for start in range(0, len(hv), chunk):
+        values = _fmix32(hv[start : start + chunk]).reshape(-1, 1) * perm_a  # uint32 wrap-around: mod 2^32
+        values += perm_b
+        np.minimum(sig, values.min(axis=0), out=sig)
     return sig
 
 

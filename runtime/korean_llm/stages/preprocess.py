@@ -30,6 +30,7 @@ import importlib.util
 import json
 import logging
 import os
+import resource
 import shutil
 import time
 from collections import Counter
@@ -180,9 +181,8 @@ def _process_cpt(cfg: StageConfig, out: Path, rejects: Rejects, progress: Any) -
                 report.removed[dup[0]] += 1
                 rejects.add("cpt", *origins.unpack(doc.origin), f"{dup[0]}: copy of {origins.describe(dup[1])}")
                 continue
-            nbytes = len(doc.text.encode("utf-8"))
-            writer.write({"text": doc.text}, nbytes)
-            bytes_out += nbytes
+            writer.write({"text": doc.text}, doc.nbytes)
+            bytes_out += doc.nbytes
             report.pii.update(doc.pii)
             hist_out["hangul_ratio"][hangul_bin(doc.hangul)] += 1
             hist_out["length_chars"][length_bin(len(doc.text))] += 1
@@ -359,6 +359,8 @@ def _run(ctx: StageContext) -> Manifest:
     rejects = Rejects(work / "rejected.jsonl")
     stats: dict[str, Any] = {"inputs": {}, "config": pp.model_dump(mode="json")}
     started = time.perf_counter()
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before, children_before = own.ru_utime + own.ru_stime, workers.ru_utime + workers.ru_stime
     console = Console(stderr=True)
     try:
         with _progress(console) as progress:
@@ -382,6 +384,13 @@ def _run(ctx: StageContext) -> Manifest:
         rejects.close()
     seconds = time.perf_counter() - started
     stats["seconds"] = round(seconds, 3)
+    # CPU time of this process and of the finished workers: on a busy machine the per-worker rate is
+    # bytes_in / cpu_seconds, which wall time does not show.
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats["cpu_seconds"] = {
+        "main": round(own.ru_utime + own.ru_stime - cpu_before, 3),
+        "workers": round(workers.ru_utime + workers.ru_stime - children_before, 3),
+    }
     if "cpt" in stats["inputs"]:
         stats["cpt_mb_per_second"] = round(stats["inputs"]["cpt"]["bytes_in"] / MB / seconds, 3)
     atomic_write_json(ctx.dir.work / "stats.json", stats)
