@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from korean_llm.builtin import corpus_texts
+from korean_llm.chats import is_eval
 from korean_llm.cli import main as cli_main
 from korean_llm.config import DataConfig, DataSource, load_config
 from korean_llm.data import RejectLog, collect_rows, sft_row, text_row
 from korean_llm.errors import EXIT_INVALID
 from korean_llm.korean import normalize_whitespace
-from korean_llm.stages import preprocess
 
 
 def constitution_docs(n: int) -> list[str]:
@@ -214,10 +214,10 @@ def test_chats_and_preferences_are_validated_normalised_and_split(
 
 def test_eval_split_is_deterministic() -> None:
     keys = [f"row {i}".encode() for i in range(2000)]
-    first = [preprocess._is_eval(k, 0.1, 42) for k in keys]
-    assert first == [preprocess._is_eval(k, 0.1, 42) for k in keys]
+    first = [is_eval(k, 0.1, 42) for k in keys]
+    assert first == [is_eval(k, 0.1, 42) for k in keys]
     assert 150 < sum(first) < 250
-    assert first != [preprocess._is_eval(k, 0.1, 7) for k in keys]
+    assert first != [is_eval(k, 0.1, 7) for k in keys]
 
 
 def test_shards_follow_the_configured_size(tmp_path: Path, write_config: Callable[..., Path]) -> None:

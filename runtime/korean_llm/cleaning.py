@@ -4,8 +4,11 @@ Workers run the per-document steps (normalisation, filters, PII masking, dedup k
 signatures) on batches and return one outcome per input document, in order. The main process then
 deduplicates in input order, so the output is identical for any number of workers. At most
 `2 * num_proc` batches are in flight, so memory stays flat however large the input is; only the
-dedup index grows, with the number of *unique* documents kept (about 2-3 KB each: a 16-byte exact key
-plus the LSH band entries).
+dedup index grows, with the number of *unique* documents kept (about 2.7 KB each: a 16-byte exact key
+plus datasketch's LSH band entries), e.g. ~100 MB per 40,000 documents.
+
+`process_cpt` runs it for `preprocess.cpt_sources`; `Rejects` (rejected.jsonl) and `Report` (counters
+for stats.json) are shared with the chat and preference path in `korean_llm.chats`.
 """
 
 from __future__ import annotations
@@ -13,14 +16,23 @@ from __future__ import annotations
 import bisect
 import functools
 import hashlib
+import importlib.util
+import json
+import logging
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from korean_llm import korean
-from korean_llm.config import CleaningConfig, DedupConfig
+from korean_llm.config import CleaningConfig, DedupConfig, StageConfig
+from korean_llm.data import ParquetShardWriter, read_source, text_row
+
+log = logging.getLogger("korean_llm")
+MB = 1024 * 1024
 
 HANGUL_BINS = [round(i / 10, 1) for i in range(11)]  # 10 equal bins over [0, 1]
 LENGTH_EDGES = [0, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000]  # last bin: >= 100k
@@ -286,3 +298,144 @@ class Origins:
     def describe(self, origin: int) -> str:
         file, line = self.unpack(origin)
         return f"{file}:{line}"
+
+
+class Rejects:
+    """`rejected.jsonl`, streamed: one line per row that was not written, with its file, line and reason."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - streamed across input kinds, closed by close()
+
+    def add(self, kind: str, file: str, line: int, reason: str) -> None:
+        self._fh.write(json.dumps({"input": kind, "file": file, "line": line, "reason": reason}, ensure_ascii=False))
+        self._fh.write("\n")
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class Report:
+    """Counters of one input kind, the body of its section in stats.json."""
+
+    def __init__(self) -> None:
+        self.rows_in = 0
+        self.invalid: Counter[str] = Counter()  # unreadable or schema-invalid rows, by reason
+        self.removed: Counter[str] = Counter()  # rows removed by a filter or dedup step, by step
+        self.utf8_replaced = 0
+        self.utf8_rejected = 0
+        self.pii: Counter[str] = Counter()
+        self.written: dict[str, int] = {}
+
+    def read(self, rec: Any) -> None:
+        self.rows_in += 1
+        self.utf8_replaced += rec.replaced
+        self.utf8_rejected += rec.error == "invalid UTF-8"
+
+    def as_dict(self, policy: str) -> dict[str, Any]:
+        return {
+            "rows_in": self.rows_in,
+            "rows_out": sum(self.written.values()),
+            "written": self.written,
+            "invalid_rows": sum(self.invalid.values()),
+            "invalid_by_reason": dict(self.invalid.most_common()),
+            "removed_by_step": dict(self.removed),
+            "invalid_utf8": {
+                "policy": policy,
+                "rows_replaced": self.utf8_replaced,
+                "rows_rejected": self.utf8_rejected,
+            },
+            "pii_masked": {kind: self.pii[kind] for kind in korean.PII_TYPES if self.pii[kind]},
+        }
+
+
+def reason_kind(reason: str) -> str:
+    return reason.split(":")[0]
+
+
+def settings_of(cfg: StageConfig) -> Settings:
+    pp = cfg.preprocess
+    split = pp.cleaning.split_sentences
+    if split and importlib.util.find_spec("kss") is None:
+        log.warning("preprocess.cleaning.split_sentences is on but kss is not installed: sentences are NOT split")
+        split = False
+    return Settings(
+        cleaning=pp.cleaning,
+        split_sentences=split,
+        pii_types=tuple(pp.pii.types) if pp.pii.enabled else (),
+        exact=pp.dedup.exact,
+        near=pp.dedup.near,
+        shingle_size=pp.dedup.shingle_size,
+        num_perm=pp.dedup.num_perm,
+        seed=pp.dedup.seed,
+    )
+
+
+def _cpt_items(cfg: StageConfig, report: Report, origins: Origins) -> Iterator[tuple[int, str | None, str | None]]:
+    for source in cfg.preprocess.cpt_sources:
+        for rec in read_source(source, cfg.data.invalid_utf8):
+            report.read(rec)
+            origin = origins.pack(rec.file, rec.line)
+            if rec.error is not None or rec.data is None:
+                yield origin, None, rec.error or "unreadable row"
+                continue
+            try:
+                yield origin, text_row(source, rec.data)["text"], None
+            except ValueError as exc:
+                yield origin, None, str(exc)
+
+
+def process_cpt(cfg: StageConfig, out: Path, rejects: Rejects, progress: Any) -> dict[str, Any]:
+    """Clean, deduplicate and write `preprocess.cpt_sources` to `out/cpt/`; returns its section of stats.json."""
+    import pyarrow as pa
+
+    pp = cfg.preprocess
+    report, origins, counts = Report(), Origins(), StepCounts()
+    dedup = Deduplicator(pp.dedup)
+    writer = ParquetShardWriter(out / "cpt", pa.schema([("text", pa.string())]), int(pp.shard_size_mb * MB))
+    hist_in = {"hangul_ratio": [0] * 10, "length_chars": [0] * len(LENGTH_EDGES)}
+    hist_out = {"hangul_ratio": [0] * 10, "length_chars": [0] * len(LENGTH_EDGES)}
+    bytes_in = bytes_out = 0
+    task = progress.add_task("cpt", total=None, mb=0.0)
+    batches = make_batches(_cpt_items(cfg, report, origins), pp.batch_size)
+    for res in run_batches(settings_of(cfg), batches, pp.num_proc):
+        counts.merge(res.counts)
+        bytes_in += res.bytes_in
+        for name, hist in (("hangul_ratio", res.hangul_hist), ("length_chars", res.length_hist)):
+            hist_in[name] = [a + b for a, b in zip(hist_in[name], hist, strict=True)]
+        for doc in res.outcomes:
+            if isinstance(doc, Dropped):
+                if doc.step == "invalid":
+                    report.invalid[reason_kind(doc.reason)] += 1
+                else:
+                    report.removed[doc.step] += 1
+                rejects.add("cpt", *origins.unpack(doc.origin), doc.reason)
+                continue
+            dup = dedup.check(doc)
+            for step in dedup.steps:  # a copy stops at the step that found it
+                counts.count(step, doc.text, None if dup is not None and dup[0] == step else doc.text)
+                if dup is not None and dup[0] == step:
+                    break
+            if dup is not None:
+                report.removed[dup[0]] += 1
+                rejects.add("cpt", *origins.unpack(doc.origin), f"{dup[0]}: copy of {origins.describe(dup[1])}")
+                continue
+            writer.write({"text": doc.text}, doc.nbytes)
+            bytes_out += doc.nbytes
+            report.pii.update(doc.pii)
+            hist_out["hangul_ratio"][hangul_bin(doc.hangul)] += 1
+            hist_out["length_chars"][length_bin(len(doc.text))] += 1
+        progress.update(task, advance=len(res.outcomes), mb=bytes_in / MB)
+    shards = writer.close()
+    report.written = {"cpt": writer.rows}
+    return {
+        **report.as_dict(cfg.data.invalid_utf8),
+        "bytes_in": bytes_in,
+        "bytes_out": bytes_out,
+        "shards": len(shards),
+        "steps": counts.as_dict(),
+        "histograms": {
+            "hangul_ratio": {"bins": HANGUL_BINS, "in": hist_in["hangul_ratio"], "out": hist_out["hangul_ratio"]},
+            "length_chars": {"edges": LENGTH_EDGES, "in": hist_in["length_chars"], "out": hist_out["length_chars"]},
+        },
+    }
