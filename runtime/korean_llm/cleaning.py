@@ -59,8 +59,8 @@ class Kept:
     """A document that passed the per-document steps; deduplication decides whether it is written."""
 
     origin: int
-    text: str
-    nbytes: int  # UTF-8 size of `text`, measured in the worker
+    data: bytes  # the cleaned text in UTF-8: cheaper to send back and to hand to arrow than a str
+    chars: int
     key: bytes | None
     signature: np.ndarray | None
     hangul: float
@@ -80,13 +80,14 @@ class StepCounts:
 
     steps: dict[str, list[int]] = field(default_factory=dict)
 
-    def count(self, step: str, before: str, after: str | None) -> None:
+    def count(self, step: str, chars_before: int, chars_after: int | None) -> None:
+        """One row through `step`; `chars_after` None: the step removed it."""
         row = self.steps.setdefault(step, [0, 0, 0, 0])
         row[0] += 1
-        row[2] += len(before)
-        if after is not None:
+        row[2] += chars_before
+        if chars_after is not None:
             row[1] += 1
-            row[3] += len(after)
+            row[3] += chars_after
 
     def merge(self, other: StepCounts) -> None:
         for step, values in other.steps.items():
@@ -130,27 +131,27 @@ def _filter_reason(s: Settings, text: str, ratio: float, counts: StepCounts) -> 
     n = len(text)
     low = max(c.min_chars, 1)
     if n < low or (c.max_chars is not None and n > c.max_chars):
-        counts.count("length", text, None)
+        counts.count("length", len(text), None)
         bound = f"< {low}" if n < low else f"> {c.max_chars}"
         return "length", f"length: {n} characters {bound}"
-    counts.count("length", text, text)
+    counts.count("length", len(text), len(text))
     if c.min_hangul_ratio > 0:
         if ratio < c.min_hangul_ratio:
-            counts.count("hangul_ratio", text, None)
+            counts.count("hangul_ratio", len(text), None)
             return "hangul_ratio", f"hangul_ratio: {ratio:.2f} < {c.min_hangul_ratio:.2f}"
-        counts.count("hangul_ratio", text, text)
+        counts.count("hangul_ratio", len(text), len(text))
     if c.max_duplicate_line_fraction < 1:
         frac = korean.duplicate_line_fraction(text)
         if frac > c.max_duplicate_line_fraction:
-            counts.count("duplicate_lines", text, None)
+            counts.count("duplicate_lines", len(text), None)
             return "duplicate_lines", f"duplicate_lines: {frac:.2f} > {c.max_duplicate_line_fraction:.2f}"
-        counts.count("duplicate_lines", text, text)
+        counts.count("duplicate_lines", len(text), len(text))
     if c.max_repeated_ngram_fraction < 1:
         frac = korean.repeated_ngram_fraction(text, c.repetition_ngram)
         if frac > c.max_repeated_ngram_fraction:
-            counts.count("repeated_ngrams", text, None)
+            counts.count("repeated_ngrams", len(text), None)
             return "repeated_ngrams", f"repeated_ngrams: {frac:.2f} > {c.max_repeated_ngram_fraction:.2f}"
-        counts.count("repeated_ngrams", text, text)
+        counts.count("repeated_ngrams", len(text), len(text))
     return None
 
 
@@ -174,10 +175,10 @@ def clean_batch(s: Settings, batch: list[tuple[int, str | None, str | None]]) ->
             res.outcomes.append(Dropped(origin, "invalid", reason or "unreadable row"))
             continue
         res.bytes_in += len(text.encode("utf-8"))
-        counts.count("input", text, text)
+        counts.count("input", len(text), len(text))
         for name, fn in transforms:
             new = fn(text) or ""
-            counts.count(name, text, new)
+            counts.count(name, len(text), len(new))
             text = new
         ratio = korean.hangul_ratio(text)
         res.hangul_hist[hangul_bin(ratio)] += 1
@@ -189,14 +190,14 @@ def clean_batch(s: Settings, batch: list[tuple[int, str | None, str | None]]) ->
         pii: Counter[str] = Counter()
         if s.pii_types:
             masked, pii = korean.mask_pii(text, s.pii_types)
-            counts.count("pii_mask", text, masked)
+            counts.count("pii_mask", len(text), len(masked))
             text = masked
         key = korean.exact_key(text) if s.exact else None
         sig = None
         if s.near:
             a, b = _permutations(s.num_perm, s.seed)
             sig = korean.minhash_signature(text, s.shingle_size, a, b)
-        res.outcomes.append(Kept(origin, text, len(text.encode("utf-8")), key, sig, ratio, pii))
+        res.outcomes.append(Kept(origin, text.encode("utf-8"), len(text), key, sig, ratio, pii))
     return res
 
 
@@ -392,7 +393,8 @@ def process_cpt(cfg: StageConfig, out: Path, rejects: Rejects, progress: Any) ->
     pp = cfg.preprocess
     report, origins, counts = Report(), Origins(), StepCounts()
     dedup = Deduplicator(pp.dedup)
-    writer = ParquetShardWriter(out / "cpt", pa.schema([("text", pa.string())]), int(pp.shard_size_mb * MB))
+    schema = pa.schema([("text", pa.string())])
+    writer = ParquetShardWriter(out / "cpt", schema, int(pp.shard_size_mb * MB), use_dictionary=False)
     hist_in = {"hangul_ratio": [0] * 10, "length_chars": [0] * len(LENGTH_EDGES)}
     hist_out = {"hangul_ratio": [0] * 10, "length_chars": [0] * len(LENGTH_EDGES)}
     bytes_in = bytes_out = 0
@@ -413,18 +415,18 @@ def process_cpt(cfg: StageConfig, out: Path, rejects: Rejects, progress: Any) ->
                 continue
             dup = dedup.check(doc)
             for step in dedup.steps:  # a copy stops at the step that found it
-                counts.count(step, doc.text, None if dup is not None and dup[0] == step else doc.text)
+                counts.count(step, doc.chars, None if dup is not None and dup[0] == step else doc.chars)
                 if dup is not None and dup[0] == step:
                     break
             if dup is not None:
                 report.removed[dup[0]] += 1
                 rejects.add("cpt", *origins.unpack(doc.origin), f"{dup[0]}: copy of {origins.describe(dup[1])}")
                 continue
-            writer.write({"text": doc.text}, doc.nbytes)
-            bytes_out += doc.nbytes
+            writer.write({"text": doc.data}, len(doc.data))
+            bytes_out += len(doc.data)
             report.pii.update(doc.pii)
             hist_out["hangul_ratio"][hangul_bin(doc.hangul)] += 1
-            hist_out["length_chars"][length_bin(len(doc.text))] += 1
+            hist_out["length_chars"][length_bin(doc.chars)] += 1
         progress.update(task, advance=len(res.outcomes), mb=bytes_in / MB)
     shards = writer.close()
     report.written = {"cpt": writer.rows}

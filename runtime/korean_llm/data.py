@@ -404,13 +404,21 @@ class ParquetShardWriter:
     Rows are buffered and written as row groups of `row_group_rows` rows or `row_group_bytes` bytes, whichever
     comes first, so memory holds one small row group whatever the input size; a new
     shard starts once the current one holds `shard_bytes` of (UTF-8) content. `close()` always leaves at
-    least one file, empty when no row came, so a reader finds the folder and its schema.
+    least one file, empty when no row came, so a reader finds the folder and its schema. A string column
+    takes `str` or UTF-8 `bytes` values (arrow validates them).
     """
 
     def __init__(
-        self, folder: Path, schema: Any, shard_bytes: int, row_group_rows: int = 2048, row_group_bytes: int = 4 << 20
+        self,
+        folder: Path,
+        schema: Any,
+        shard_bytes: int,
+        row_group_rows: int = 2048,
+        row_group_bytes: int = 4 << 20,
+        use_dictionary: bool = True,  # False for columns of long, mostly unique texts: it only costs time there
     ) -> None:
         self.folder = folder
+        self.use_dictionary = use_dictionary
         self.schema = schema
         self.shard_bytes = shard_bytes
         self.row_group_rows = row_group_rows
@@ -441,7 +449,7 @@ class ParquetShardWriter:
 
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"part-{len(self.files):05d}.parquet"
-        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", use_dictionary=self.use_dictionary)
         self.files.append(path)
         self._shard_used = 0
 
