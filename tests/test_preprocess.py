@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Callable
@@ -19,6 +21,7 @@ from korean_llm.config import DataConfig, DataSource, load_config
 from korean_llm.data import RejectLog, collect_rows, sft_row, text_row
 from korean_llm.errors import EXIT_INVALID
 from korean_llm.korean import normalize_whitespace
+from korean_llm.stages import preprocess
 
 
 def constitution_docs(n: int) -> list[str]:
@@ -308,3 +311,20 @@ def test_too_many_invalid_rows_exits_2_with_stats_written(
     assert json.loads(stats_path.read_text())["inputs"]["cpt"]["invalid_rows"] == 2
     assert not processed(tmp_path).exists()
     assert not (load_config(path, env={}).run.stage_dir("preprocess") / "manifest.json").exists()
+
+
+def test_sentence_splitting_without_kss_is_skipped_with_a_warning(
+    tmp_path: Path, write_config: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    if importlib.util.find_spec("kss") is not None:
+        pytest.skip("kss is installed: the fallback cannot be observed")
+    docs = constitution_docs(2)
+    src = write_jsonl(tmp_path / "in" / "c.jsonl", [{"text": d} for d in docs])
+    pre = {"cpt_sources": [{"path": str(src)}], "cleaning": {"split_sentences": True}}
+    path = write_config("preprocess", {"preprocess": pre})
+    with caplog.at_level(logging.WARNING, logger="korean_llm"):
+        preprocess.main(load_config(path, env={}))
+    assert "split_sentences is on but kss is not installed: sentences are NOT split" in caplog.text
+    assert texts_of(processed(tmp_path) / "cpt") == docs
+    steps = json.loads((processed(tmp_path) / "stats.json").read_text())["inputs"]["cpt"]["steps"]
+    assert "split_sentences" not in steps
