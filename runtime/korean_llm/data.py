@@ -31,23 +31,35 @@ EXTENSIONS = {
     ".md": "text",
 }
 ROLES = {"system", "user", "assistant"}
+# Role names seen in ShareGPT-style and other public chat dumps, mapped to the chat-template roles.
 SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
     "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+    "bot": "assistant",
     "assistant": "assistant",
     "system": "system",
 }
+# Keys under which a conversation (a list of turns) is stored, in order of preference.
+CHAT_KEYS = ("messages", "conversations", "conversation")
 
 
 @dataclass(frozen=True)
 class Record:
-    """One input row with its origin; `error` is set when the row could not even be parsed."""
+    """One input row with its origin; `error` is set when the row could not even be parsed.
+
+    `replaced` marks a row whose invalid UTF-8 bytes were replaced by U+FFFD (`invalid_utf8: replace`).
+    """
 
     file: str
     line: int
     data: dict[str, Any] | None
     error: str | None = None
+    replaced: bool = False
 
 
 @dataclass
@@ -126,7 +138,7 @@ def _decode(raw: bytes, policy: str) -> tuple[str | None, bool]:
 def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            text, _bad = _decode(raw, policy)
+            text, bad = _decode(raw, policy)
             if text is None:
                 yield Record(str(path), lineno, None, "invalid UTF-8")
                 continue
@@ -141,11 +153,11 @@ def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
             if not isinstance(obj, dict):
                 yield Record(str(path), lineno, None, f"not a JSON object: found {type(obj).__name__}")
                 continue
-            yield Record(str(path), lineno, obj)
+            yield Record(str(path), lineno, obj, replaced=bad)
 
 
 def _read_json(path: Path, policy: str) -> Iterator[Record]:
-    text, _ = _decode(path.read_bytes(), policy)
+    text, bad = _decode(path.read_bytes(), policy)
     if text is None:
         yield Record(str(path), 1, None, "invalid UTF-8")
         return
@@ -157,7 +169,7 @@ def _read_json(path: Path, policy: str) -> Iterator[Record]:
     rows = obj if isinstance(obj, list) else [obj]
     for i, row in enumerate(rows, start=1):
         if isinstance(row, dict):
-            yield Record(str(path), i, row)
+            yield Record(str(path), i, row, replaced=bad)
         else:
             yield Record(str(path), i, None, f"not a JSON object: found {type(row).__name__}")
 
@@ -181,17 +193,18 @@ def _read_csv(path: Path, policy: str) -> Iterator[Record]:
     try:
         with open(path, encoding="utf-8", errors=errors, newline="") as fh:
             for i, obj in enumerate(csv.DictReader(fh), start=2):  # line 1 is the header
-                yield Record(str(path), i, dict(obj))
+                replaced = policy == "replace" and any("\ufffd" in str(v) for v in obj.values())
+                yield Record(str(path), i, dict(obj), replaced=replaced)
     except UnicodeDecodeError:
         yield Record(str(path), 0, None, "invalid UTF-8")
 
 
 def _read_text(path: Path, policy: str, text_field: str) -> Iterator[Record]:
-    text, _ = _decode(path.read_bytes(), policy)
+    text, bad = _decode(path.read_bytes(), policy)
     if text is None:
         yield Record(str(path), 1, None, "invalid UTF-8")
         return
-    yield Record(str(path), 1, {text_field: text.replace("\r\n", "\n")})
+    yield Record(str(path), 1, {text_field: text.replace("\r\n", "\n")}, replaced=bad)
 
 
 def _read_hub(source: DataSource) -> Iterator[Record]:
@@ -268,13 +281,12 @@ def _message(i: int, msg: Any) -> dict[str, str]:
     if not isinstance(msg, dict):
         raise ValueError(f"messages[{i}] is {type(msg).__name__}, expected an object")
     if "from" in msg and "value" in msg:  # ShareGPT
-        role, content = SHAREGPT_ROLES.get(str(msg["from"])), msg["value"]
-        if role is None:
-            raise ValueError(f"unknown role '{msg['from']}' in messages[{i}]")
+        raw_role, content = msg["from"], msg["value"]
     else:
-        role, content = msg.get("role"), msg.get("content")
-        if role not in ROLES:
-            raise ValueError(f"unknown role '{role}' in messages[{i}] (expected one of {sorted(ROLES)})")
+        raw_role, content = msg.get("role"), msg.get("content")
+    role = SHAREGPT_ROLES.get(str(raw_role).lower()) if raw_role is not None else None
+    if role is None:
+        raise ValueError(f"unknown role '{raw_role}' in messages[{i}] (expected one of {sorted(ROLES)})")
     if content is None:
         raise ValueError(f"content is null in messages[{i}]")
     if not isinstance(content, str):
@@ -285,9 +297,15 @@ def _message(i: int, msg: Any) -> dict[str, str]:
 
 
 def chat_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
-    """Normalise a chat row (`messages`, ShareGPT `conversations`, or instruction/input/output)."""
-    if "messages" in obj or "conversations" in obj:
-        raw = obj["messages"] if "messages" in obj else obj["conversations"]
+    """Normalise a chat row to `[{"role", "content"}, ...]` ending with an assistant turn.
+
+    Accepted: `messages` / ShareGPT `conversations` / `conversation` (turns as `role`/`content` or
+    `from`/`value`, roles such as `human`/`gpt` mapped), `instruction`/`input`/`output` (Alpaca), and
+    `prompt` with `completion` or `response`.
+    """
+    chat_key = next((k for k in CHAT_KEYS if k in obj), None)
+    if chat_key is not None:
+        raw = obj[chat_key]
         if not isinstance(raw, list):
             raise ValueError(f"messages is {type(raw).__name__}, expected a list")
         if not raw:
@@ -303,8 +321,14 @@ def chat_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
             raise ValueError(f"'input' is {type(extra).__name__}, expected a string")
         prompt = f"{instruction.strip()}\n\n{extra.strip()}" if extra.strip() else instruction.strip()
         msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+    elif "prompt" in obj and ("completion" in obj or "response" in obj):
+        answer_key = "completion" if "completion" in obj else "response"
+        msgs = [
+            _message(0, {"role": "user", "content": obj["prompt"]}),
+            _message(1, {"role": "assistant", "content": obj[answer_key]}),
+        ]
     else:
-        raise ValueError("missing field 'messages' (or 'instruction'/'output')")
+        raise ValueError("missing field 'messages' (or 'conversations', 'instruction'/'output', 'prompt'/'completion')")
     if not any(m["role"] == "assistant" for m in msgs):
         raise ValueError("no assistant message")
     if msgs[-1]["role"] != "assistant":
@@ -320,3 +344,130 @@ def sft_row(system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]],
         return {"messages": msgs}
 
     return validate
+
+
+def _preference_side(obj: dict[str, Any], key: str) -> list[dict[str, str]]:
+    """`chosen` / `rejected` as assistant turns: a plain string or a list of messages ending with the assistant."""
+    value = obj[key]
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"empty '{key}'")
+        return [{"role": "assistant", "content": value}]
+    if not isinstance(value, list):
+        raise ValueError(f"'{key}' is {type(value).__name__}, expected a string or a list of messages")
+    if not value:
+        raise ValueError(f"empty '{key}'")
+    try:
+        msgs = [_message(i, m) for i, m in enumerate(value)]
+    except ValueError as exc:
+        raise ValueError(f"'{key}': {exc}") from None
+    if msgs[-1]["role"] != "assistant":
+        raise ValueError(f"'{key}' ends with a '{msgs[-1]['role']}' message, expected 'assistant'")
+    return msgs
+
+
+def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A preference pair in TRL's conversational form: `{"prompt": [...], "chosen": [...], "rejected": [...]}`.
+
+    `prompt` is a non-empty string (one user turn) or a list of messages ending with a user turn;
+    `chosen` and `rejected` are non-empty strings (one assistant turn each) or message lists ending with
+    an assistant turn. Identical `chosen` and `rejected` are refused: the pair teaches nothing.
+    Usable as the `validate` callback of `collect_rows`.
+    """
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in obj or obj[key] is None:
+            raise ValueError(f"missing field '{key}'")
+    raw_prompt = obj["prompt"]
+    if isinstance(raw_prompt, str):
+        if not raw_prompt.strip():
+            raise ValueError("empty 'prompt'")
+        prompt = [{"role": "user", "content": raw_prompt}]
+    elif isinstance(raw_prompt, list):
+        if not raw_prompt:
+            raise ValueError("empty 'prompt'")
+        try:
+            prompt = [_message(i, m) for i, m in enumerate(raw_prompt)]
+        except ValueError as exc:
+            raise ValueError(f"'prompt': {exc}") from None
+        if prompt[-1]["role"] != "user":
+            raise ValueError(f"'prompt' ends with a '{prompt[-1]['role']}' message, expected 'user'")
+    else:
+        raise ValueError(f"'prompt' is {type(raw_prompt).__name__}, expected a string or a list of messages")
+    chosen, rejected = _preference_side(obj, "chosen"), _preference_side(obj, "rejected")
+    if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
+        raise ValueError("'chosen' and 'rejected' are identical")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+class ParquetShardWriter:
+    """Rows appended in order to `part-00000.parquet`, `part-00001.parquet`, ... under `folder`.
+
+    Rows are buffered and written as row groups of `row_group_rows` rows or `row_group_bytes` bytes, whichever
+    comes first, so memory holds one small row group whatever the input size; a new
+    shard starts once the current one holds `shard_bytes` of (UTF-8) content. `close()` always leaves at
+    least one file, empty when no row came, so a reader finds the folder and its schema. A string column
+    takes `str` or UTF-8 `bytes` values (arrow validates them).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        schema: Any,
+        shard_bytes: int,
+        row_group_rows: int = 2048,
+        row_group_bytes: int = 4 << 20,
+        use_dictionary: bool = True,  # False for columns of long, mostly unique texts: it only costs time there
+    ) -> None:
+        self.folder = folder
+        self.use_dictionary = use_dictionary
+        self.schema = schema
+        self.shard_bytes = shard_bytes
+        self.row_group_rows = row_group_rows
+        self.row_group_bytes = row_group_bytes
+        self._buffered_bytes = 0
+        self.rows = 0
+        self.files: list[Path] = []
+        self._buffer: list[dict[str, Any]] = []
+        self._writer: Any = None
+        self._shard_used = 0
+
+    def write(self, row: dict[str, Any], nbytes: int) -> None:
+        if self._writer is not None and self._shard_used >= self.shard_bytes:
+            self._flush()
+            self._writer.close()
+            self._writer = None
+        if self._writer is None:
+            self._open()
+        self._buffer.append(row)
+        self._shard_used += nbytes
+        self._buffered_bytes += nbytes
+        self.rows += 1
+        if len(self._buffer) >= self.row_group_rows or self._buffered_bytes >= self.row_group_bytes:
+            self._flush()
+
+    def _open(self) -> None:
+        import pyarrow.parquet as pq
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"part-{len(self.files):05d}.parquet"
+        self._writer = pq.ParquetWriter(path, self.schema, compression="zstd", use_dictionary=self.use_dictionary)
+        self.files.append(path)
+        self._shard_used = 0
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._buffer:
+            columns = {name: [row[name] for row in self._buffer] for name in self.schema.names}
+            self._writer.write_table(pa.Table.from_pydict(columns, schema=self.schema))
+            self._buffer = []
+            self._buffered_bytes = 0
+
+    def close(self) -> list[Path]:
+        if self._writer is None and not self.files:
+            self._open()
+        if self._writer is not None:
+            self._flush()
+            self._writer.close()
+            self._writer = None
+        return self.files

@@ -108,7 +108,8 @@ def load_tokenizer(init: InitPoint, cfg: StageConfig) -> Any:
         )
     except OSError as exc:
         raise ConfigError(f"{cfg.source}: cannot load a tokenizer from '{path}': {exc}") from exc
-    if init.previous is not None and init.previous.tokenizer_hash != tokenizer_fingerprint(tok):
+    prev = init.previous
+    if prev is not None and prev.tokenizer_hash is not None and prev.tokenizer_hash != tokenizer_fingerprint(tok):
         raise ManifestError(
             f"{init.previous_dir}/manifest.json: tokenizer hash {init.previous.tokenizer_hash} does not match "
             f"the tokenizer in {path} ({tokenizer_fingerprint(tok)})"
