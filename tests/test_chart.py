@@ -450,15 +450,20 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
                 assert step.env["STAGE"] == name
 
 
-def test_local_values_keep_the_runner_on_cpu_cpt_then_sft() -> None:
-    (pipe,) = parse_pipelines(docs_of("local"))
-    assert [s.name for s in pipe.steps] == ["cpt", "sft"]
+def test_local_values_run_the_whole_dag_on_cpu() -> None:
+    docs = docs_of("local")
+    (pipe,) = parse_pipelines(docs)
+    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "evaluate", "deploy"]
     assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in pipe.steps)
-    job = job_of(docs_of("local"), "korean-llm-tiny-ko", "cpt")
+    job = job_of(docs, "korean-llm-tiny-ko", "cpt")
     assert (
         "nvidia.com/gpu"
         not in job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     )
+    (cm,) = [d for d in kind(docs, "ConfigMap") if d["metadata"]["name"] == "korean-llm-tiny-ko"]
+    previous = {k.removesuffix(".yaml"): yaml.safe_load(v)["run"].get("previous_stage") for k, v in cm["data"].items()}
+    # deploy releases what evaluate judged; evaluate judges the last trained stage
+    assert previous == {"preprocess": None, "cpt": None, "sft": "cpt", "evaluate": "sft", "deploy": "evaluate"}
 
 
 # --- cluster integration ---------------------------------------------------------------------------------------

@@ -80,6 +80,10 @@ stageDefaults.<stage>.config < models[].stages.<stage>.config, plus what the cha
 {{- $cfg := mergeOverwrite (deepCopy (default dict .root.Values.runtimeDefaults)) (deepCopy (default dict .model.config)) (deepCopy (default dict $st.config)) -}}
 {{- $run := mergeOverwrite (default dict (get $cfg "run")) (dict "model_name" .model.name "run_id" (toString .root.Values.runId) "data_root" "/data" "output_root" "/output") -}}
 {{- $prev := include "korean-llm.previousModelStage" . -}}
+{{- /* deploy releases what evaluate judged: it starts from the evaluate manifest when that stage runs */ -}}
+{{- if and (eq .stage "deploy") (has "evaluate" (splitList " " (include "korean-llm.enabledStages" .))) -}}
+{{- $prev = "evaluate" -}}
+{{- end -}}
 {{- if $prev -}}{{- $_ := set $run "previous_stage" $prev -}}{{- end -}}
 {{- $_ := set $cfg "run" $run -}}
 {{- $_ := set $cfg "stage" .stage -}}
