@@ -13,45 +13,51 @@ from korean_llm.local import PathMap, Step, _topological, parse_pipelines
 
 from .conftest import REPO, run_cli
 
+FAST = [
+    "--set",
+    "models[0].stages.cpt.config.training.max_steps=8",
+    "--set",
+    "models[0].stages.sft.config.training.num_train_epochs=1",
+    "--set",
+    "models[0].stages.evaluate.config.evaluate.max_new_tokens=4",
+    "--set",
+    "models[0].stages.evaluate.config.evaluate.gate.max_perplexity=100000",
+]
 
-def test_runner_completes_cpt_then_sft_and_writes_the_report(tmp_path: Path) -> None:
+
+def test_runner_runs_the_local_dag_and_writes_the_report(tmp_path: Path) -> None:
     result = run_cli(
-        "run",
-        "-f",
-        str(REPO / "values" / "local.yaml"),
-        "--runs-dir",
-        str(tmp_path),
-        "--run-id",
-        "ci",
-        "--set",
-        "stageDefaults.cpt.config.training.max_steps=8",
+        "run", "-f", str(REPO / "values" / "local.yaml"), "--runs-dir", str(tmp_path), "--run-id", "ci", *FAST
     )
     assert result.returncode == 0, result.stderr[-3000:]
     root = tmp_path / "ci"
-    cpt = json.loads((root / "output" / "tiny-ko" / "ci" / "cpt" / "manifest.json").read_text())
-    sft = json.loads((root / "output" / "tiny-ko" / "ci" / "sft" / "manifest.json").read_text())
-    assert cpt["run_id"] == sft["run_id"] == "ci"  # the workflow parameter reached the runtime
-    assert sft["init_from"] == str(root / "output" / "tiny-ko" / "ci" / "cpt")  # /output mapped into runs/<id>
+    out = root / "output" / "tiny-ko" / "ci"
+    manifests = {
+        s: json.loads((out / s / "manifest.json").read_text())
+        for s in ("preprocess", "cpt", "sft", "evaluate", "deploy")
+    }
+    assert {m["run_id"] for m in manifests.values()} == {"ci"}  # the workflow parameter reached the runtime
+    assert manifests["sft"]["init_from"] == str(out / "cpt")  # /output mapped into runs/<id>
+    assert manifests["cpt"]["metrics"]["documents"] == 9  # read from preprocess's shards (2 near-duplicates gone)
+    assert (root / "output" / "tiny-ko" / "releases" / "current").resolve().name == "ci"
     report = (root / "report.html").read_text()
     assert 'src="tiny-ko-cpt-loss.png"' in report and 'src="tiny-ko-sft-loss.png"' in report
+    assert 'href="output/tiny-ko/ci/evaluate/eval.html"' in report
     assert (root / "tiny-ko-cpt-loss.png").stat().st_size > 1000
     config = yaml.safe_load((root / "config" / "korean-llm-tiny-ko" / "cpt.yaml").read_text())
     assert config["run"]["output_root"] == str(root / "output")
-    assert "korean-llm run ci" in result.stderr and "ok" in result.stderr
 
-    again = run_cli(
-        "run",
-        "-f",
-        str(REPO / "values" / "local.yaml"),
-        "--runs-dir",
-        str(tmp_path),
-        "--run-id",
-        "ci",
-        "--set",
-        "stageDefaults.cpt.config.training.max_steps=8",
+    # The same run from manifests rendered elsewhere (a GPU host without helm): finished stages are skipped.
+    rendered = tmp_path / "rendered.yaml"
+    assert (
+        run_cli(
+            "render", "-f", str(REPO / "values" / "local.yaml"), "--run-id", "ci", *FAST, "-o", str(rendered)
+        ).returncode
+        == 0
     )
-    assert again.returncode == 0
-    assert again.stderr.count("done before") == 2  # finished stages are not trained again
+    again = run_cli("run", "--manifests", str(rendered), "--runs-dir", str(tmp_path), "--run-id", "ci")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("done before") == 5
 
 
 def test_failed_step_stops_the_pipeline_with_its_exit_code(tmp_path: Path) -> None:

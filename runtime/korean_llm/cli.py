@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("render", "render the chart with helm and list the DAG"),
     ):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("-f", "--values", action="append", required=True, help="values file (repeatable)")
+        p.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
         p.add_argument(
             "--set",
             dest="helm_set",
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run-id", default=None, help="run id (default: the values' runId)")
         if name == "run":
             p.add_argument("--only", action="append", default=[], help="run only these steps (repeatable)")
+            p.add_argument("--manifests", default=None, help="run manifests rendered elsewhere (no helm needed)")
+        else:
+            p.add_argument("-o", "--output", default=None, help="also write the rendered manifests to this file")
     from korean_llm import bench
 
     bench.add_parser(sub)

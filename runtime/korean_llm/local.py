@@ -82,8 +82,8 @@ def find_helm() -> str:
     raise ConfigError("helm >= 3.14 not found: run `make setup` (it installs helm into .venv/bin)")
 
 
-def render(chart: Path, values: list[str], sets: list[str], release: str = "korean-llm") -> list[dict[str, Any]]:
-    """`helm template` the chart and return its objects."""
+def render_text(chart: Path, values: list[str], sets: list[str], release: str = "korean-llm") -> str:
+    """`helm template` output of the chart (YAML stream)."""
     cmd = [find_helm(), "template", release, str(chart)]
     for v in values:
         if not Path(v).is_file():
@@ -94,7 +94,24 @@ def render(chart: Path, values: list[str], sets: list[str], release: str = "kore
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise ConfigError(f"helm template failed for {', '.join(values)}:\n{out.stderr.strip()}")
-    return [d for d in yaml.safe_load_all(out.stdout) if isinstance(d, dict)]
+    return out.stdout
+
+
+def render(chart: Path, values: list[str], sets: list[str], release: str = "korean-llm") -> list[dict[str, Any]]:
+    """`helm template` the chart and return its objects."""
+    return [d for d in yaml.safe_load_all(render_text(chart, values, sets, release)) if isinstance(d, dict)]
+
+
+def load_objects(args: Any) -> list[dict[str, Any]]:
+    """The chart's objects: rendered now with helm, or read from `--manifests` (rendered elsewhere)."""
+    if getattr(args, "manifests", None):
+        path = Path(args.manifests)
+        if not path.is_file():
+            raise ConfigError(f"{path}: rendered manifests not found")
+        return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
+    chart, values = _chart_and_values(args)
+    sets = list(args.helm_set) + ([f"runId={args.run_id}"] if args.run_id else [])
+    return render(chart, values, sets)
 
 
 def _volumes_by_mount(container: dict[str, Any], pod_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -342,6 +359,8 @@ def _manifest_of(root: Path, r: StepResult) -> dict[str, Any] | None:
 
 
 def _chart_and_values(args: Any) -> tuple[Path, list[str]]:
+    if not args.values:
+        raise ConfigError("no values file: pass -f values/<file>.yaml (or --manifests for run)")
     chart = Path(args.chart) if args.chart else REPO_ROOT / "charts"
     if not (chart / "Chart.yaml").is_file():
         raise ConfigError(f"{chart}: not a Helm chart (no Chart.yaml)")
@@ -349,10 +368,15 @@ def _chart_and_values(args: Any) -> tuple[Path, list[str]]:
 
 
 def render_command(args: Any) -> int:
-    """`korean-llm render`: print the DAG of every model as the runner would run it."""
+    """`korean-llm render`: print the DAG of every model as the runner would run it (`-o`: save the manifests)."""
     chart, values = _chart_and_values(args)
     sets = list(args.helm_set) + ([f"runId={args.run_id}"] if args.run_id else [])
-    for pipe in parse_pipelines(render(chart, values, sets)):
+    text = render_text(chart, values, sets)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        console.print(f"rendered manifests written to {args.output} (run them with `korean-llm run --manifests`)")
+    docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    for pipe in parse_pipelines(docs):
         console.print(f"[bold]{pipe.template}[/] (model {pipe.model}, run {pipe.parameters.get('run-id')})")
         for s in pipe.steps:
             after = f" after {', '.join(s.depends)}" if s.depends else ""
@@ -365,9 +389,7 @@ def run_command(args: Any) -> int:
     """`korean-llm run`: render, then run every model's DAG in order; exit code of the first failed step."""
     from korean_llm.report import write_report
 
-    chart, values = _chart_and_values(args)
-    sets = list(args.helm_set) + ([f"runId={args.run_id}"] if args.run_id else [])
-    pipelines = parse_pipelines(render(chart, values, sets))
+    pipelines = parse_pipelines(load_objects(args))
     run_id = args.run_id or pipelines[0].parameters.get("run-id") or "local"
     root = Path(args.runs_dir).resolve() / run_id
     root.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,9 @@ def _stage_section(root: Path, model: str, stage: str, status: str) -> str:
         png = root / f"{model}-{stage}-loss.png"
         if loss_curve(json.loads(history_file.read_text()), f"{model} {stage}", png):
             parts.append(f'<img src="{png.name}" alt="{html.escape(stage)} loss curve">')
+    for page in sorted(stage_dir.glob("*.html")):
+        rel = page.relative_to(root)
+        parts.append(f'<p><a href="{html.escape(str(rel))}">{html.escape(page.name)}</a></p>')
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in manifest.get("metrics", {}).items()
