@@ -12,7 +12,7 @@ from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
 from korean_llm.errors import DataError, ManifestError
-from korean_llm.telemetry import StageMetrics, emit_event
+from korean_llm.telemetry import StageMetrics, emit_event, gpu_peak_memory
 
 log = logging.getLogger("korean_llm")
 
@@ -79,6 +79,9 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
     failed = True
     try:
         manifest = body(StageContext(cfg, sdir, metrics))
+        peak = gpu_peak_memory()
+        if peak is not None:
+            manifest.metrics.setdefault("peak_gpu_memory_bytes", peak)
         if dist.is_main():  # one process publishes; the others wait until the stage folder is in place
             sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
         dist.barrier()
