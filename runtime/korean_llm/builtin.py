@@ -67,6 +67,8 @@ BUILTIN_DATA = {
     "kobill": lambda: [konlpy_corpus_dir("kobill")],
     "korean-corpus": lambda: [konlpy_corpus_dir("kolaw"), konlpy_corpus_dir("kobill")],
     "sft-ko": lambda: [fixture_path("sft_ko.jsonl")],
+    "preference-ko": lambda: [fixture_path("preference_ko.jsonl")],
+    "grpo-prompts-ko": lambda: [fixture_path("grpo_prompts_ko.jsonl")],
 }
 
 

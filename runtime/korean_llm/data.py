@@ -319,3 +319,65 @@ def sft_row(system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]],
         return {"messages": msgs}
 
     return validate
+
+
+def _turns(value: Any, field_name: str, role: str) -> list[dict[str, str]]:
+    """A plain string or a message list, as chat messages; a string becomes one `role` turn."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"empty {field_name}")
+        return [{"role": role, "content": value}]
+    if not isinstance(value, list):
+        raise ValueError(f"'{field_name}' is {type(value).__name__}, expected a string or a list of messages")
+    if not value:
+        raise ValueError(f"empty {field_name}")
+    msgs = [_message(i, m) for i, m in enumerate(value)]
+    if msgs[-1]["role"] != role:
+        raise ValueError(f"last message of '{field_name}' is from '{msgs[-1]['role']}', expected '{role}'")
+    return msgs
+
+
+def _required(obj: dict[str, Any], *names: str) -> None:
+    for name in names:
+        if name not in obj or obj[name] is None:
+            raise ValueError(f"missing field '{name}'")
+
+
+def preference_pair(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A DPO/ORPO pair: `prompt`, `chosen`, `rejected`, each a string or messages; returned as messages."""
+    _required(obj, "prompt", "chosen", "rejected")
+    prompt = _turns(obj["prompt"], "prompt", "user")
+    chosen = _turns(obj["chosen"], "chosen", "assistant")
+    rejected = _turns(obj["rejected"], "rejected", "assistant")
+    if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
+        raise ValueError("chosen and rejected are identical")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _label(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # CSV cells
+        return value.strip().lower() == "true"
+    raise ValueError(f"'label' is {value!r}, expected true or false")
+
+
+def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A KTO example: `prompt` + `completion` + boolean `label` (desirable or not), or a preference pair.
+
+    A pair is kept whole here; the stage unpairs it into chosen -> True and rejected -> False.
+    """
+    if "chosen" in obj or "rejected" in obj:
+        return preference_pair(source, obj)
+    _required(obj, "prompt", "completion", "label")
+    return {
+        "prompt": _turns(obj["prompt"], "prompt", "user"),
+        "completion": _turns(obj["completion"], "completion", "assistant"),
+        "label": _label(obj["label"]),
+    }
+
+
+def prompt_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A GRPO prompt (string or messages); other fields are kept for user reward functions (TRL passes them on)."""
+    _required(obj, "prompt")
+    return {**obj, "prompt": _turns(obj["prompt"], "prompt", "user")}
