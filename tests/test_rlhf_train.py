@@ -4,7 +4,7 @@ ORPO and KTO train and save, bad rows are quarantined with their reasons."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,16 @@ from korean_llm.config import load_config
 from korean_llm.data import RejectLog
 from korean_llm.rewards import KoreanResponseReward
 from korean_llm.stages import rlhf, sft
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """The tiny model's ops are too small to gain from threads; on a shared CPU extra threads only spin."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 BAD_ROWS = [
     {"prompt": "서울은?", "chosen": "수도입니다.", "rejected": "수도입니다."},
