@@ -15,6 +15,7 @@ from korean_llm.artifacts import read_manifest
 from korean_llm.builtin import fixture_path, tiny_model_path
 from korean_llm.config import load_config
 from korean_llm.data import RejectLog
+from korean_llm.errors import ConfigError
 from korean_llm.rewards import KoreanResponseReward
 from korean_llm.stages import rlhf, sft
 
@@ -202,3 +203,20 @@ def test_orpo_and_kto_train_save_and_quarantine_bad_rows(
     assert all(r["file"] == str(bad) for r in rejected)
     # ORPO logs the odds-ratio margin; KTO its KL estimate (and margins only for batches holding both labels).
     assert ("reward_margin" if method == "orpo" else "kl") in manifest.metrics
+
+
+def test_dpo_with_a_separate_reference_model(tmp_path: Path, write_config: Callable[..., Path]) -> None:
+    def config(reference: str, run_id: str) -> Any:
+        overrides = {
+            "run": {"run_id": run_id},
+            "rlhf": {"reference_model": reference},
+            "data": {"sources": [{"path": "builtin:preference-ko", "max_rows": 8}]},
+            "training": {"max_steps": 1, "per_device_train_batch_size": 8, "gradient_checkpointing": False},
+        }
+        return load_config(write_config("rlhf", overrides, name=f"{run_id}.yaml"), env={})
+
+    manifest = rlhf.main(config("builtin:tiny-ko", "ok"))
+    assert manifest.extra["reference"] == "builtin:tiny-ko"
+    assert manifest.metrics["global_step"] == 1
+    with pytest.raises(ConfigError, match=r"key 'rlhf\.reference_model': cannot load the reference model"):
+        rlhf.main(config(str(tmp_path / "missing-model"), "bad"))
