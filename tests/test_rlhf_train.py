@@ -128,7 +128,8 @@ def test_grpo_raises_the_korean_response_reward(write_config: Callable[..., Path
     # Strict setting (any foreign letter counts as another language) so that the random tiny model, which
     # already answers in mostly-Hangul tokens, has room to improve; full fine-tuning so the output
     # embeddings can move (LoRA alone barely changes the near-uniform distribution of a random model).
-    rewards = [{"type": "korean", "min_hangul_share": 1.0}]
+    # The length reward has weight 0: it is computed and logged but does not steer the run.
+    rewards = [{"type": "korean", "min_hangul_share": 1.0}, {"type": "length", "weight": 0.0, "min_chars": 5}]
     cfg = load_config(
         write_config(
             "rlhf",
@@ -162,7 +163,9 @@ def test_grpo_raises_the_korean_response_reward(write_config: Callable[..., Path
     assert after > before + 0.15, (before, after)
     assert manifest.merged_path == "model"
     assert manifest.extra["reference"] == "none"  # GRPO's default beta 0: no reference model at all
-    assert {"reward_korean_mean", "reward_korean_mean_first", "reward_mean"} <= set(manifest.metrics)
+    assert {"reward_korean_mean", "reward_korean_mean_first", "reward_length_mean", "reward_mean"} <= set(
+        manifest.metrics
+    )
 
 
 @pytest.mark.parametrize("method", ["orpo", "kto"])

@@ -83,12 +83,12 @@ def trl_classes(method: str) -> tuple[type, type]:
     return getattr(trl, f"{name}Trainer"), getattr(trl, f"{name}Config")
 
 
-def grpo_settings(cfg: StageConfig, notes: list[str]) -> dict[str, Any]:
+def grpo_settings(cfg: StageConfig, weights: list[float], notes: list[str]) -> dict[str, Any]:
     """GRPOConfig defaults of this stage: reward weights from `rlhf.rewards`, generation backend."""
     if "reward_weights" in cfg.training:
         raise ConfigError(f"{cfg.source}: set reward weights as rlhf.rewards[].weight, not training.reward_weights")
     settings: dict[str, Any] = {
-        "reward_weights": [r.weight for r in cfg.rlhf.rewards],
+        "reward_weights": weights,
         "num_generations": 8,
         "per_device_train_batch_size": 8,
         "max_completion_length": 256,
@@ -144,6 +144,7 @@ def _run(ctx: StageContext) -> Manifest:
     rejects = RejectLog()
     rows = training_rows(cfg, rejects)
     ctx.record_rejects(rejects, f"rlhf ({method}) data")
+    reward_funcs, weights = build_rewards(cfg.rlhf.rewards) if method == "grpo" else ([], [])
     init = init_point(cfg)
     loaded = load_for_training(cfg, init)
     if loaded.backend == "unsloth":
@@ -152,8 +153,8 @@ def _run(ctx: StageContext) -> Manifest:
     defaults: dict[str, Any] = {"learning_rate": LEARNING_RATES[method]}
     kwargs: dict[str, Any] = {}
     if method == "grpo":
-        defaults.update(grpo_settings(cfg, loaded.notes))
-        kwargs["reward_funcs"] = build_rewards(cfg.rlhf.rewards)[0]
+        defaults.update(grpo_settings(cfg, weights, loaded.notes))
+        kwargs["reward_funcs"] = reward_funcs
     else:
         defaults["max_length"] = cfg.model.max_seq_length
     if method in ("dpo", "kto") and cfg.rlhf.reference_model:
