@@ -17,6 +17,7 @@ from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError, DataError
 from korean_llm.eval_inputs import load_inputs, load_tasks
 from korean_llm.eval_report import gate_checks
+from korean_llm.korean import hangul_ratio
 from korean_llm.release import new_staging, publish, switch_current
 from korean_llm.stages.evaluate import baseline_point, run_lm_eval
 
@@ -32,11 +33,11 @@ def tiny(tiny_model: Path) -> tuple[object, object]:
     return model, AutoTokenizer.from_pretrained(tiny_model)
 
 
-def test_hangul_share_counts_letters_only() -> None:
-    assert scoring.hangul_share("안녕하세요 123!") == 1.0
-    assert scoring.hangul_share("한국 AI") == pytest.approx(0.5)
-    assert scoring.hangul_share("...") == 0.0
-    assert scoring.hangul_share("hello") == 0.0
+def test_korean_share_counts_letters_only() -> None:
+    assert hangul_ratio("안녕하세요 123!") == 1.0
+    assert hangul_ratio("한국 AI") == pytest.approx(0.5)
+    assert hangul_ratio("...") == 0.0
+    assert hangul_ratio("hello") == 0.0
 
 
 def test_perplexity_matches_a_direct_forward(tiny: tuple[object, object]) -> None:
@@ -128,7 +129,7 @@ def test_builtin_fixtures_hold_enough_items(write_config: Callable[..., Path]) -
     tasks, prompts, rejects = inputs.tasks, inputs.prompts, inputs.rejects
     assert len(tasks) >= 3 and sum(len(v) for v in tasks.values()) >= 40
     assert len(prompts) >= 20 and not rejects.rejected
-    assert all(scoring.hangul_share(p) > 0.8 for p in prompts)
+    assert all(hangul_ratio(p) > 0.8 for p in prompts)
 
 
 def test_gate_checks_limits_and_regressions() -> None:

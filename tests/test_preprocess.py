@@ -272,7 +272,7 @@ def test_malformed_json_line_is_reported_with_its_line(tmp_path: Path, write_con
     [row] = rejected(tmp_path)
     assert row["line"] == 3
     assert row["reason"].startswith("malformed JSON: ")
-    assert row["reason"].endswith("column 17")
+    assert row["reason"].endswith("(column 10)")
 
 
 def test_empty_input_exits_2(tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture) -> None:

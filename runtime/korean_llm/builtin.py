@@ -70,6 +70,8 @@ BUILTIN_DATA = {
     "eval-ko-tasks": lambda: [fixture_path("eval/tasks")],
     "eval-ko-prompts": lambda: [fixture_path("eval/prompts_ko.jsonl")],
     "eval-ko-text": lambda: [fixture_path("eval/heldout_ko.txt")],
+    "preference-ko": lambda: [fixture_path("preference_ko.jsonl")],
+    "grpo-prompts-ko": lambda: [fixture_path("grpo_prompts_ko.jsonl")],
 }
 
 

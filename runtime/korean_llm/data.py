@@ -346,59 +346,6 @@ def sft_row(system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]],
     return validate
 
 
-def _preference_side(obj: dict[str, Any], key: str) -> list[dict[str, str]]:
-    """`chosen` / `rejected` as assistant turns: a plain string or a list of messages ending with the assistant."""
-    value = obj[key]
-    if isinstance(value, str):
-        if not value.strip():
-            raise ValueError(f"empty '{key}'")
-        return [{"role": "assistant", "content": value}]
-    if not isinstance(value, list):
-        raise ValueError(f"'{key}' is {type(value).__name__}, expected a string or a list of messages")
-    if not value:
-        raise ValueError(f"empty '{key}'")
-    try:
-        msgs = [_message(i, m) for i, m in enumerate(value)]
-    except ValueError as exc:
-        raise ValueError(f"'{key}': {exc}") from None
-    if msgs[-1]["role"] != "assistant":
-        raise ValueError(f"'{key}' ends with a '{msgs[-1]['role']}' message, expected 'assistant'")
-    return msgs
-
-
-def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
-    """A preference pair in TRL's conversational form: `{"prompt": [...], "chosen": [...], "rejected": [...]}`.
-
-    `prompt` is a non-empty string (one user turn) or a list of messages ending with a user turn;
-    `chosen` and `rejected` are non-empty strings (one assistant turn each) or message lists ending with
-    an assistant turn. Identical `chosen` and `rejected` are refused: the pair teaches nothing.
-    Usable as the `validate` callback of `collect_rows`.
-    """
-    for key in ("prompt", "chosen", "rejected"):
-        if key not in obj or obj[key] is None:
-            raise ValueError(f"missing field '{key}'")
-    raw_prompt = obj["prompt"]
-    if isinstance(raw_prompt, str):
-        if not raw_prompt.strip():
-            raise ValueError("empty 'prompt'")
-        prompt = [{"role": "user", "content": raw_prompt}]
-    elif isinstance(raw_prompt, list):
-        if not raw_prompt:
-            raise ValueError("empty 'prompt'")
-        try:
-            prompt = [_message(i, m) for i, m in enumerate(raw_prompt)]
-        except ValueError as exc:
-            raise ValueError(f"'prompt': {exc}") from None
-        if prompt[-1]["role"] != "user":
-            raise ValueError(f"'prompt' ends with a '{prompt[-1]['role']}' message, expected 'user'")
-    else:
-        raise ValueError(f"'prompt' is {type(raw_prompt).__name__}, expected a string or a list of messages")
-    chosen, rejected = _preference_side(obj, "chosen"), _preference_side(obj, "rejected")
-    if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
-        raise ValueError("'chosen' and 'rejected' are identical")
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-
-
 class ParquetShardWriter:
     """Rows appended in order to `part-00000.parquet`, `part-00001.parquet`, ... under `folder`.
 
@@ -471,3 +418,73 @@ class ParquetShardWriter:
             self._writer.close()
             self._writer = None
         return self.files
+
+
+def _turns(value: Any, field_name: str, role: str) -> list[dict[str, str]]:
+    """A plain string or a message list, as chat messages; a string becomes one `role` turn."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"empty '{field_name}'")
+        return [{"role": role, "content": value}]
+    if not isinstance(value, list):
+        raise ValueError(f"'{field_name}' is {type(value).__name__}, expected a string or a list of messages")
+    if not value:
+        raise ValueError(f"empty '{field_name}'")
+    try:
+        msgs = [_message(i, m) for i, m in enumerate(value)]
+    except ValueError as exc:
+        raise ValueError(f"'{field_name}': {exc}") from None
+    if msgs[-1]["role"] != role:
+        raise ValueError(f"last message of '{field_name}' is from '{msgs[-1]['role']}', expected '{role}'")
+    return msgs
+
+
+def _required(obj: dict[str, Any], *names: str) -> None:
+    for name in names:
+        if name not in obj or obj[name] is None:
+            raise ValueError(f"missing field '{name}'")
+
+
+def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A preference pair in TRL's conversational form: `{"prompt": [...], "chosen": [...], "rejected": [...]}`.
+
+    `prompt` is a non-empty string (one user turn) or messages ending with a user turn; `chosen` and
+    `rejected` are strings (one assistant turn) or messages ending with an assistant turn. Identical
+    `chosen` and `rejected` are refused: the pair teaches nothing. A `collect_rows` validator.
+    """
+    _required(obj, "prompt", "chosen", "rejected")
+    prompt = _turns(obj["prompt"], "prompt", "user")
+    chosen = _turns(obj["chosen"], "chosen", "assistant")
+    rejected = _turns(obj["rejected"], "rejected", "assistant")
+    if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
+        raise ValueError("'chosen' and 'rejected' are identical")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def _label(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # CSV cells
+        return value.strip().lower() == "true"
+    raise ValueError(f"'label' is {value!r}, expected true or false")
+
+
+def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A KTO example: `prompt` + `completion` + boolean `label` (desirable or not), or a preference pair.
+
+    A pair is kept whole here; the stage unpairs it into chosen -> True and rejected -> False.
+    """
+    if "chosen" in obj or "rejected" in obj:
+        return preference_row(source, obj)
+    _required(obj, "prompt", "completion", "label")
+    return {
+        "prompt": _turns(obj["prompt"], "prompt", "user"),
+        "completion": _turns(obj["completion"], "completion", "assistant"),
+        "label": _label(obj["label"]),
+    }
+
+
+def prompt_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+    """A GRPO prompt (string or messages); other fields are kept for user reward functions (TRL passes them on)."""
+    _required(obj, "prompt")
+    return {**obj, "prompt": _turns(obj["prompt"], "prompt", "user")}

@@ -239,6 +239,21 @@ def load_for_training(cfg: StageConfig, init: InitPoint) -> Loaded:
     return _load_hf(cfg, init, tokenizer)
 
 
+def load_reference_model(cfg: StageConfig, spec: str, key: str) -> Any:
+    """A frozen reference model (hub id, folder or builtin name) in the policy's dtype, for preference losses."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=_torch_dtype(cfg.model.dtype), trust_remote_code=cfg.model.trust_remote_code
+        )
+    except OSError as exc:
+        raise ConfigError(f"{cfg.source}: key '{key}': cannot load the reference model '{spec}': {exc}") from exc
+    model.requires_grad_(False)
+    return model.eval()
+
+
 def trainable_parameters(model: Any) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

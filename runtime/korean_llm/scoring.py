@@ -12,18 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Hangul syllables, Jamo and compatibility Jamo.
-HANGUL_RANGES = ((0xAC00, 0xD7A3), (0x1100, 0x11FF), (0x3130, 0x318F))
-
-
-def hangul_share(text: str) -> float:
-    """Share of Hangul among the letters of `text` (digits, punctuation and spaces are ignored); 0 without letters."""
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
-        return 0.0
-    hangul = sum(1 for ch in letters if any(lo <= ord(ch) <= hi for lo, hi in HANGUL_RANGES))
-    return hangul / len(letters)
-
 
 def continuation_logprobs(
     model: Any, pairs: Sequence[tuple[list[int], list[int]]], *, batch_size: int, max_length: int, pad_id: int

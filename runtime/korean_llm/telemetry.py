@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,19 @@ from korean_llm.config import StageConfig
 log = logging.getLogger("korean_llm")
 EVENTS_ENV = "KOREAN_LLM_EVENTS"
 LABELS = ("model", "stage", "run", "rank")
+
+
+# Log keys of TRL's preference and RL trainers (DPO, ORPO, KTO and GRPO share them) -> gauge names.
+PREFERENCE_LOG_KEYS = {
+    "rewards/margins": ("reward_margin", "Mean implicit reward of chosen minus rejected answers"),
+    "rewards/chosen": ("reward_chosen", "Mean implicit reward of chosen (desirable) answers"),
+    "rewards/rejected": ("reward_rejected", "Mean implicit reward of rejected (undesirable) answers"),
+    "rewards/accuracies": ("reward_accuracy", "Share of pairs whose chosen answer out-scores the rejected one"),
+    "kl": ("kl", "KL divergence of the policy from the reference model"),
+    "reward": ("reward_mean", "Mean weighted total reward of the sampled completions (GRPO)"),
+}
+# GRPO logs every reward function as `rewards/<function>/mean`.
+REWARD_FUNCTION_KEY = re.compile(r"^rewards/(?P<function>[^/]+)/mean$")
 
 
 class StageMetrics:
@@ -48,6 +62,13 @@ class StageMetrics:
         self.gpu_memory_bytes = gauge("gpu_memory_bytes", "Peak GPU memory allocated by this process")
         self.last_progress = gauge("last_progress_timestamp_seconds", "Unix time of the last completed step")
         self.up = gauge("stage_running", "1 while the stage process runs, 0 once it has ended")
+        self.preference = {key: gauge(name, doc) for key, (name, doc) in PREFERENCE_LOG_KEYS.items()}
+        self.reward_function = Gauge(
+            "korean_llm_reward_function_mean",
+            "Mean reward of one GRPO reward function at the last logging step",
+            (*LABELS, "function"),
+            registry=self.registry,
+        )
         self.failures = Counter(
             "korean_llm_stage_failures", "Stage runs that ended with an error", LABELS, registry=self.registry
         )
@@ -88,6 +109,11 @@ class StageMetrics:
             self.tokens_per_second.labels(**lab).set(tokens_per_s)
         if eta is not None:
             self.eta_seconds.labels(**lab).set(eta)
+        for key, value in logs.items():
+            if key in self.preference:
+                self.preference[key].labels(**lab).set(value)
+            elif match := REWARD_FUNCTION_KEY.match(key):
+                self.reward_function.labels(**lab, function=match["function"]).set(value)
         mem = gpu_peak_memory()
         if mem is not None:
             self.gpu_memory_bytes.labels(**lab).set(mem)

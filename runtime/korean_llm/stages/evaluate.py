@@ -37,6 +37,7 @@ from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, GateFailed
 from korean_llm.eval_inputs import EvalInputs, load_inputs
 from korean_llm.eval_report import Scores, gate_checks, render_html
+from korean_llm.korean import hangul_ratio
 from korean_llm.models import InitPoint, _torch_dtype, init_point, load_tokenizer
 from korean_llm.release import current_release, releases_dir
 from korean_llm.stage import StageContext, execute
@@ -109,7 +110,7 @@ def measure(
             max_new_tokens=ev.max_new_tokens,
             batch_size=ev.batch_size,
         )
-        scores["korean_share"] = sum(scoring.hangul_share(a) >= ev.korean_threshold for a in answers) / len(answers)
+        scores["korean_share"] = sum(hangul_ratio(a) >= ev.korean_threshold for a in answers) / len(answers)
     if ev.lm_eval_tasks:
         scores.update(run_lm_eval(model, tokenizer, cfg, skipped))
     del model
@@ -163,7 +164,7 @@ def _run(ctx: StageContext) -> Manifest:
             "prompt": p,
             "candidate": a,
             "baseline": base_answers[i] if base_answers else None,
-            "hangul_share": scoring.hangul_share(a),
+            "hangul_share": hangul_ratio(a),
         }
         for i, (p, a) in enumerate(zip(inputs.prompts, cand_answers, strict=True))
     ]
