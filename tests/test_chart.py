@@ -453,7 +453,7 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
 def test_local_values_run_the_whole_dag_on_cpu() -> None:
     docs = docs_of("local")
     (pipe,) = parse_pipelines(docs)
-    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "evaluate", "deploy"]
+    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy"]
     assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in pipe.steps)
     job = job_of(docs, "korean-llm-tiny-ko", "cpt")
     assert (
@@ -463,7 +463,14 @@ def test_local_values_run_the_whole_dag_on_cpu() -> None:
     (cm,) = [d for d in kind(docs, "ConfigMap") if d["metadata"]["name"] == "korean-llm-tiny-ko"]
     previous = {k.removesuffix(".yaml"): yaml.safe_load(v)["run"].get("previous_stage") for k, v in cm["data"].items()}
     # deploy releases what evaluate judged; evaluate judges the last trained stage
-    assert previous == {"preprocess": None, "cpt": None, "sft": "cpt", "evaluate": "sft", "deploy": "evaluate"}
+    assert previous == {
+        "preprocess": None,
+        "cpt": None,
+        "sft": "cpt",
+        "rlhf": "sft",
+        "evaluate": "rlhf",
+        "deploy": "evaluate",
+    }
 
 
 # --- cluster integration ---------------------------------------------------------------------------------------

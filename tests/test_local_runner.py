@@ -38,6 +38,7 @@ def test_runner_runs_the_local_dag_and_writes_the_report(tmp_path: Path) -> None
     }
     assert {m["run_id"] for m in manifests.values()} == {"ci"}  # the workflow parameter reached the runtime
     assert manifests["sft"]["init_from"] == str(out / "cpt")  # /output mapped into runs/<id>
+    assert manifests["evaluate"]["extra"]["candidate_stage"] == "rlhf"
     assert manifests["cpt"]["metrics"]["documents"] == 9  # read from preprocess's shards (2 near-duplicates gone)
     assert (root / "output" / "tiny-ko" / "releases" / "current").resolve().name == "ci"
     report = (root / "report.html").read_text()
@@ -57,7 +58,7 @@ def test_runner_runs_the_local_dag_and_writes_the_report(tmp_path: Path) -> None
     )
     again = run_cli("run", "--manifests", str(rendered), "--runs-dir", str(tmp_path), "--run-id", "ci")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("done before") == 5
+    assert again.stderr.count("done before") == 6
 
 
 def test_failed_step_stops_the_pipeline_with_its_exit_code(tmp_path: Path) -> None:
