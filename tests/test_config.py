@@ -104,3 +104,10 @@ def test_source_paths_expand_run_placeholders() -> None:
         env={},
     )
     assert cfg.data.sources[0].path == "/data/m/r3/x"
+
+
+def test_small_floats_rendered_by_helm_are_numbers(tmp_path: Path) -> None:
+    p = tmp_path / "cfg.yaml"
+    p.write_text("stage: rlhf\ntraining:\n  learning_rate: 5e-05\n  weight_decay: 1E-2\n")
+    cfg = load_config(p, env={})
+    assert cfg.training == {"learning_rate": 5e-05, "weight_decay": 0.01}

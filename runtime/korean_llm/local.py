@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from korean_llm.config import yaml_load
 from korean_llm.errors import ConfigError
 from korean_llm.telemetry import EVENTS_ENV
 
@@ -253,7 +254,7 @@ def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dic
         if "configMap" in volume:
             data = pipe.configmaps.get(volume["configMap"]["name"], {})
             for key, text in data.items():
-                parsed = yaml.safe_load(_substitute(text, pipe.parameters))
+                parsed = yaml_load(_substitute(text, pipe.parameters))
                 (local / key).write_text(yaml.safe_dump(pmap.walk(parsed), allow_unicode=True, sort_keys=False))
     command = [pmap(_substitute(a, pipe.parameters)) for a in step.command]
     if command and command[0] in ("python", "python3"):
