@@ -1,4 +1,4 @@
-"""Lifecycle of one stage process: skip when already done, work folder, metrics, manifest, atomic publish."""
+"""Lifecycle of one stage process: skip when already done, work folder, metrics, tracking, manifest, atomic publish."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
 from korean_llm.errors import DataError, ManifestError
 from korean_llm.telemetry import StageMetrics, emit_event
+from korean_llm.tracking import ExperimentTracker
 
 log = logging.getLogger("korean_llm")
 
@@ -71,13 +72,16 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
     sdir.prepare()
     metrics = StageMetrics(cfg)
     metrics.serve()
-    failed = True
+    tracker = ExperimentTracker(cfg).start()
     try:
         manifest = body(StageContext(cfg, sdir, metrics))
         sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
-        failed = False
-    finally:
-        metrics.close(failed=failed)
+    except BaseException as exc:
+        metrics.close(failed=True)
+        tracker.finish(error=exc)
+        raise
+    metrics.close(failed=False)
+    tracker.finish(stage_dir=sdir.final, manifest=manifest)
     emit_event({"type": "done", "stage": cfg.stage, "metrics": manifest.metrics})
     log.info("%s: published %s", cfg.stage, sdir.final)
     return manifest
