@@ -185,6 +185,7 @@ class MlflowBackend:
         from mlflow.entities import Param
 
         self.connect(tags)
+        self.client.update_run(self.run_id, status="RUNNING")
         self.client.update_run(self.parent_id, status="RUNNING")
         logged = {} if self.created else self.client.get_run(self.run_id).data.params
         changed = sorted(k for k, v in params.items() if k in logged and logged[k] != v)
@@ -244,7 +245,6 @@ class MlflowBackend:
         if found:
             run_id = str(found[0].info.run_id)
             self.client.set_tag(run_id, PARENT_TAG, self.parent_id)
-            self.client.update_run(run_id, status="RUNNING")
             return run_id, False
         all_tags = {**tags, **{TAG + k: v for k, v in key.items()}, PARENT_TAG: self.parent_id}
         created = self.client.create_run(
@@ -514,6 +514,7 @@ def _register(backend: MlflowBackend, name: str, path: Path, version: str) -> st
         run_id=backend.run_id,
         tags=tags,
         description=f"{cfg.run.model_name} release {version} (run {cfg.run.run_id})",
+        await_creation_for=math.ceil(cfg.tracking.flush_timeout_seconds),
     )
     if backend.created:  # a run opened only to hold the release: close it
         client.set_terminated(backend.run_id, "FINISHED")
