@@ -55,6 +55,7 @@ ENV_TOUCHED = (
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
     "WANDB_API_KEY",
     "WANDB_MODE",
     "WANDB_DIR",
@@ -94,6 +95,8 @@ def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         stdout=log_file,
         stderr=subprocess.STDOUT,
         cwd=root,
+        # The job executor (GenAI scorers) boots extra worker processes that the tests do not use.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     yield proc, f"http://127.0.0.1:{port}", root
     proc.terminate()
@@ -181,6 +184,138 @@ def wandb_history(records: list[Any]) -> list[dict[str, Any]]:
                 {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in rec.history.item}
             )
     return rows
+
+
+# ---- an unreachable backend never fails or stalls a stage ---------------------------------------------------
+
+
+def test_a_closed_port_leaves_the_stage_successful_with_one_warning(write_config, tmp_path: Path, caplog) -> None:
+    from korean_llm.stages import cpt
+
+    port = free_port()  # nothing listens there any more
+    path = write_config("cpt", {**CPT, "training": {**CPT["training"], "max_steps": 4}})
+    cfg = load_config(path, [f"tracking.mlflow_tracking_uri=http://127.0.0.1:{port}"])
+    caplog.set_level(logging.INFO, logger="korean_llm")
+    started = time.time()
+    manifest = cpt.main(cfg)
+    assert manifest.metrics["global_step"] == 4
+    (warning,) = tracking_warnings(caplog)
+    assert f"MLflow at http://127.0.0.1:{port} failed" in warning and "off for the rest of this cpt stage" in warning
+    assert time.time() - started < 120
+    assert (tmp_path / "output" / "tiny-ko" / "t" / "cpt" / "manifest.json").is_file()
+
+
+def test_a_server_that_never_answers_costs_only_the_connect_timeout(tmp_path: Path, caplog) -> None:
+    with socket.socket() as sink:  # accepts connections (kernel backlog) and never replies
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(16)
+        uri = f"http://127.0.0.1:{sink.getsockname()[1]}"
+        cfg = stage_cfg(tmp_path, "sft", "slow", mlflow_tracking_uri=uri, connect_timeout_seconds=1)
+        importlib.import_module("mlflow.tracking")  # the import is not what is timed
+        started = time.time()
+        tracker = ExperimentTracker(cfg).start()
+        elapsed = time.time() - started
+    assert tracker.backends == [] and elapsed < 6, elapsed
+    assert len(tracking_warnings(caplog)) == 1
+    tracker.log_metrics(1, {"loss": 1.0})  # a tracker with nothing on is a no-op
+    tracker.finish(error=None)
+
+
+def test_a_backend_failing_mid_stage_warns_once_and_is_dropped(tmp_path: Path, caplog) -> None:
+    class Flaky:
+        name = "MLflow"
+        calls = 0
+
+        def describe(self) -> str:
+            return "MLflow at test"
+
+        def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+            Flaky.calls += 1
+            raise ConnectionError("server went away")
+
+        def finish(self, *args: Any) -> None:
+            raise AssertionError("a dropped backend is not finished")
+
+    tracker = ExperimentTracker(stage_cfg(tmp_path, "sft", "flaky"))
+    tracker.backends = [Flaky()]  # type: ignore[list-item]
+    tracker._thread = threading.Thread(target=tracker._work, daemon=True)
+    tracker._thread.start()
+    for step in range(1, 51):
+        tracker.log_metrics(step, {"loss": 1.0 / step})
+    tracker.finish(error=None)
+    assert Flaky.calls == 1 and tracker.backends == []
+    (warning,) = tracking_warnings(caplog)
+    assert "server went away" in warning
+
+
+# ---- configuration ------------------------------------------------------------------------------------------
+
+
+def test_backends_follow_config_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = stage_cfg(tmp_path, "sft", "x", wandb_mode="auto", wandb_project="p")
+    assert configured_backends(cfg) == [] and os.environ["WANDB_MODE"] == "disabled"  # no key: W&B never prompts
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert mlflow_uri(cfg) == "sqlite:///from-env.db"
+    cfg = stage_cfg(tmp_path, "sft", "x", mlflow_tracking_uri="http://mlflow:5000", wandb_mode="offline")
+    assert [type(b).__name__ for b in configured_backends(cfg)] == ["MlflowBackend", "WandbBackend"]
+    assert mlflow_uri(cfg) == "http://mlflow:5000"
+    with pytest.raises(ConfigError, match=r"unknown key 'tracking\.mlflow_token'"):
+        build_config({"stage": "sft", "tracking": {"mlflow_token": "secret"}}, env={})
+
+
+def test_trainer_report_to_cannot_log_a_second_time(tmp_path: Path) -> None:
+    cfg = build_config({"stage": "sft", "training": {"report_to": ["tensorboard", "wandb"]}}, env={})
+    with pytest.raises(ConfigError, match=r"training\.report_to' names wandb"):
+        reject_trainer_trackers(cfg)
+    reject_trainer_trackers(build_config({"stage": "sft", "training": {"report_to": "none"}}, env={}))
+
+
+def test_params_are_the_flattened_resolved_config() -> None:
+    cfg = build_config({"stage": "sft", "training": {"max_steps": 5}, "lora": {"r": 4}}, env={})
+    params = flatten(cfg.model_dump(mode="json"))
+    assert params["training.max_steps"] == "5" and params["lora.r"] == "4"
+    assert params["lora.target_modules"] == json.dumps(cfg.lora.target_modules)
+    assert params["tracking.mlflow_tracking_uri"] == "null"
+    assert len(flatten({"long": "x" * 10_000})["long"]) == 6000
+
+
+def test_local_runner_points_stages_at_a_sqlite_store_under_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rich.progress import Progress
+
+    from korean_llm.local import Pipeline, Step, run_step
+
+    step = Step("show", [], [sys.executable, "-c", "import os; print('URI=' + os.environ['MLFLOW_TRACKING_URI'])"])
+    pipe = Pipeline("tiny-ko", "t", {}, [step], {})
+    with Progress() as progress:
+        result = run_step(step, pipe, tmp_path, progress)
+    assert result.status == "ok"
+    assert f"URI=sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" in result.log.read_text()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")  # the user's choice wins
+    with Progress() as progress:
+        result = run_step(step, pipe, tmp_path, progress)
+    assert "URI=http://mlflow.example:5000" in result.log.read_text()
+
+
+def test_values_config_with_tracking_parses(tmp_path: Path) -> None:
+    path = tmp_path / "sft.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "stage": "sft",
+                "tracking": {
+                    "mlflow_tracking_uri": "http://mlflow.mlflow.svc:5000",
+                    "mlflow_experiment": "korean-llm",
+                    "registered_model_name": "korean-7b-chat",
+                    "wandb_project": "korean-llm",
+                    "wandb_mode": "auto",
+                },
+            }
+        )
+    )
+    cfg = load_config(path)
+    assert cfg.tracking.registered_model_name == "korean-7b-chat" and cfg.tracking.request_max_retries == 1
 
 
 # ---- the pipeline, tracked ----------------------------------------------------------------------------------
@@ -326,135 +461,3 @@ def test_register_release_is_off_without_mlflow_and_refuses_a_missing_folder(tmp
     cfg = stage_cfg(tmp_path, "deploy", "x", mlflow_tracking_uri="http://127.0.0.1:9")
     with pytest.raises(ConfigError, match="does not exist"):
         register_release(cfg, tmp_path / "nope", "v1")
-
-
-# ---- an unreachable backend never fails or stalls a stage ---------------------------------------------------
-
-
-def test_a_closed_port_leaves_the_stage_successful_with_one_warning(write_config, tmp_path: Path, caplog) -> None:
-    from korean_llm.stages import cpt
-
-    port = free_port()  # nothing listens there any more
-    path = write_config("cpt", {**CPT, "training": {**CPT["training"], "max_steps": 4}})
-    cfg = load_config(path, [f"tracking.mlflow_tracking_uri=http://127.0.0.1:{port}"])
-    caplog.set_level(logging.INFO, logger="korean_llm")
-    started = time.time()
-    manifest = cpt.main(cfg)
-    assert manifest.metrics["global_step"] == 4
-    (warning,) = tracking_warnings(caplog)
-    assert f"MLflow at http://127.0.0.1:{port} failed" in warning and "off for the rest of this cpt stage" in warning
-    assert time.time() - started < 120
-    assert (tmp_path / "output" / "tiny-ko" / "t" / "cpt" / "manifest.json").is_file()
-
-
-def test_a_server_that_never_answers_costs_only_the_connect_timeout(tmp_path: Path, caplog) -> None:
-    with socket.socket() as sink:  # accepts connections (kernel backlog) and never replies
-        sink.bind(("127.0.0.1", 0))
-        sink.listen(16)
-        uri = f"http://127.0.0.1:{sink.getsockname()[1]}"
-        cfg = stage_cfg(tmp_path, "sft", "slow", mlflow_tracking_uri=uri, connect_timeout_seconds=1)
-        importlib.import_module("mlflow.tracking")  # the import is not what is timed
-        started = time.time()
-        tracker = ExperimentTracker(cfg).start()
-        elapsed = time.time() - started
-    assert tracker.backends == [] and elapsed < 6, elapsed
-    assert len(tracking_warnings(caplog)) == 1
-    tracker.log_metrics(1, {"loss": 1.0})  # a tracker with nothing on is a no-op
-    tracker.finish(error=None)
-
-
-def test_a_backend_failing_mid_stage_warns_once_and_is_dropped(tmp_path: Path, caplog) -> None:
-    class Flaky:
-        name = "MLflow"
-        calls = 0
-
-        def describe(self) -> str:
-            return "MLflow at test"
-
-        def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-            Flaky.calls += 1
-            raise ConnectionError("server went away")
-
-        def finish(self, *args: Any) -> None:
-            raise AssertionError("a dropped backend is not finished")
-
-    tracker = ExperimentTracker(stage_cfg(tmp_path, "sft", "flaky"))
-    tracker.backends = [Flaky()]  # type: ignore[list-item]
-    tracker._thread = threading.Thread(target=tracker._work, daemon=True)
-    tracker._thread.start()
-    for step in range(1, 51):
-        tracker.log_metrics(step, {"loss": 1.0 / step})
-    tracker.finish(error=None)
-    assert Flaky.calls == 1 and tracker.backends == []
-    (warning,) = tracking_warnings(caplog)
-    assert "server went away" in warning
-
-
-# ---- configuration ------------------------------------------------------------------------------------------
-
-
-def test_backends_follow_config_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = stage_cfg(tmp_path, "sft", "x", wandb_mode="auto", wandb_project="p")
-    assert configured_backends(cfg) == [] and os.environ["WANDB_MODE"] == "disabled"  # no key: W&B never prompts
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
-    assert mlflow_uri(cfg) == "sqlite:///from-env.db"
-    cfg = stage_cfg(tmp_path, "sft", "x", mlflow_tracking_uri="http://mlflow:5000", wandb_mode="offline")
-    assert [type(b).__name__ for b in configured_backends(cfg)] == ["MlflowBackend", "WandbBackend"]
-    assert mlflow_uri(cfg) == "http://mlflow:5000"
-    with pytest.raises(ConfigError, match=r"unknown key 'tracking\.mlflow_token'"):
-        build_config({"stage": "sft", "tracking": {"mlflow_token": "secret"}}, env={})
-
-
-def test_trainer_report_to_cannot_log_a_second_time(tmp_path: Path) -> None:
-    cfg = build_config({"stage": "sft", "training": {"report_to": ["tensorboard", "wandb"]}}, env={})
-    with pytest.raises(ConfigError, match=r"training\.report_to' names wandb"):
-        reject_trainer_trackers(cfg)
-    reject_trainer_trackers(build_config({"stage": "sft", "training": {"report_to": "none"}}, env={}))
-
-
-def test_params_are_the_flattened_resolved_config() -> None:
-    cfg = build_config({"stage": "sft", "training": {"max_steps": 5}, "lora": {"r": 4}}, env={})
-    params = flatten(cfg.model_dump(mode="json"))
-    assert params["training.max_steps"] == "5" and params["lora.r"] == "4"
-    assert params["lora.target_modules"] == json.dumps(cfg.lora.target_modules)
-    assert params["tracking.mlflow_tracking_uri"] == "null"
-    assert len(flatten({"long": "x" * 10_000})["long"]) == 6000
-
-
-def test_local_runner_points_stages_at_a_sqlite_store_under_the_run(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from rich.progress import Progress
-
-    from korean_llm.local import Pipeline, Step, run_step
-
-    step = Step("show", [], [sys.executable, "-c", "import os; print('URI=' + os.environ['MLFLOW_TRACKING_URI'])"])
-    pipe = Pipeline("tiny-ko", "t", {}, [step], {})
-    with Progress() as progress:
-        result = run_step(step, pipe, tmp_path, progress)
-    assert result.status == "ok"
-    assert f"URI=sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" in result.log.read_text()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")  # the user's choice wins
-    with Progress() as progress:
-        result = run_step(step, pipe, tmp_path, progress)
-    assert "URI=http://mlflow.example:5000" in result.log.read_text()
-
-
-def test_values_config_with_tracking_parses(tmp_path: Path) -> None:
-    path = tmp_path / "sft.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "stage": "sft",
-                "tracking": {
-                    "mlflow_tracking_uri": "http://mlflow.mlflow.svc:5000",
-                    "mlflow_experiment": "korean-llm",
-                    "registered_model_name": "korean-7b-chat",
-                    "wandb_project": "korean-llm",
-                    "wandb_mode": "auto",
-                },
-            }
-        )
-    )
-    cfg = load_config(path)
-    assert cfg.tracking.registered_model_name == "korean-7b-chat" and cfg.tracking.request_max_retries == 1

@@ -144,6 +144,7 @@ def _http_limits(timeout: float, retries: int) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, math.ceil(timeout)))
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(retries)
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout carries the stage's JSON summary
 
 
 def _local_artifact_root(uri: str) -> str | None:
@@ -175,6 +176,8 @@ class MlflowBackend:
 
         tr = self.cfg.tracking
         _http_limits(tr.connect_timeout_seconds, 0)
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         exp_id = self._experiment_id()
         self.parent_id = self._pipeline_run(exp_id)
