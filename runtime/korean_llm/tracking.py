@@ -245,11 +245,13 @@ class MlflowBackend:
         run = self.cfg.run
         key = {"kind": "stage", "model": run.model_name, "run": run.run_id, "stage": self.cfg.stage}
         found = self._search(exp_id, **key)
-        if found:
-            run_id = str(found[0].info.run_id)
-            self.client.set_tag(run_id, PARENT_TAG, self.parent_id)
-            return run_id, False
         all_tags = {**tags, **{TAG + k: v for k, v in key.items()}, PARENT_TAG: self.parent_id}
+        if found:  # a restarted stage: same run, tags of this attempt (config hash, commit, parent)
+            from mlflow.entities import RunTag
+
+            run_id = str(found[0].info.run_id)
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+            return run_id, False
         created = self.client.create_run(
             exp_id, run_name=f"{run.model_name}/{run.run_id}/{self.cfg.stage}", tags=all_tags
         )
