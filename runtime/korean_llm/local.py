@@ -404,6 +404,8 @@ def run_command(args: Any) -> int:
     console.print(summary_table(results, root))
     report = write_report(root, [(r.model, r.step, r.status) for r in results])
     console.print(f"report: {report}")
+    if (root / "mlruns" / "mlflow.db").is_file():
+        console.print(f"tracked runs: mlflow ui --backend-store-uri sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     for r in results:
         if r.status == "failed":
             console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {r.detail}\n  log: {r.log}")
