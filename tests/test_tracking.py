@@ -199,6 +199,7 @@ def test_a_closed_port_leaves_the_stage_successful_with_one_warning(write_config
     started = time.time()
     manifest = cpt.main(cfg)
     assert manifest.metrics["global_step"] == 4
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1  # from any logger
     (warning,) = tracking_warnings(caplog)
     assert f"MLflow at http://127.0.0.1:{port} failed" in warning and "off for the rest of this cpt stage" in warning
     assert time.time() - started < 120
@@ -246,6 +247,32 @@ def test_a_backend_failing_mid_stage_warns_once_and_is_dropped(tmp_path: Path, c
     assert Flaky.calls == 1 and tracker.backends == []
     (warning,) = tracking_warnings(caplog)
     assert "server went away" in warning
+
+
+def test_only_the_main_process_of_a_distributed_job_tracks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    monkeypatch.setenv("RANK", "3")
+    tracker = ExperimentTracker(stage_cfg(tmp_path, "sft", "ddp", mlflow_tracking_uri="http://127.0.0.1:9")).start()
+    assert tracker.backends == [] and tracking_warnings(caplog) == []  # rank 3 never even tried to connect
+
+
+def test_a_stage_without_tracking_imports_neither_mlflow_nor_wandb(tmp_path: Path) -> None:
+    code = (
+        "import sys; from korean_llm import stage, training; from korean_llm.config import build_config; "
+        "from korean_llm.tracking import ExperimentTracker; "
+        "t = ExperimentTracker(build_config({'stage': 'sft'}, env={})).start(); t.log_metrics(1, {'loss': 1.0}); "
+        "t.finish(); print(sorted(m for m in ('mlflow', 'wandb') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "WANDB_API_KEY")}
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "runtime")},
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # ---- configuration ------------------------------------------------------------------------------------------
