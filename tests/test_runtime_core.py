@@ -11,7 +11,7 @@ from korean_llm.artifacts import Manifest, StageDir, atomic_write_json, read_man
 from korean_llm.config import build_config
 from korean_llm.errors import ConfigError, ManifestError
 from korean_llm.models import choose_backend
-from korean_llm.telemetry import StageMetrics, report_to
+from korean_llm.telemetry import StageMetrics
 
 
 def test_auto_backend_is_hf_without_cuda_and_unsloth_is_refused_on_cpu() -> None:
@@ -48,15 +48,6 @@ def test_metrics_endpoint_serves_labelled_korean_llm_metrics() -> None:
     ):
         assert line in body
     assert metrics.failures.labels(**metrics.labels)._value.get() == 1
-
-
-def test_wandb_stays_off_without_a_key(monkeypatch) -> None:
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    cfg = build_config({"stage": "sft", "tracking": {"wandb_project": "p"}}, env={})
-    assert report_to(cfg) == []
-    import os
-
-    assert os.environ["WANDB_MODE"] == "disabled"
 
 
 def test_stage_dir_publishes_atomically_and_refuses_to_overwrite(tmp_path: Path) -> None:

@@ -7,12 +7,15 @@ configs from the rendered ConfigMaps, and runs every step's container command (t
 Master's `pytorch` container, or a plain container step) as a local process. Volumes are mapped
 into `runs/<run-id>/`: PVCs mounted at `/data` and `/output` become `runs/<run-id>/data` and
 `runs/<run-id>/output`; ConfigMap volumes are written out under `runs/<run-id>/config/`.
+With mlflow installed and no `MLFLOW_TRACKING_URI` set, stages track into `runs/<run-id>/mlruns/mlflow.db`
+(`mlflow ui --backend-store-uri sqlite:///runs/<run-id>/mlruns/mlflow.db` shows them).
 Steps that only make sense in a cluster (a patch of the inference Deployment, the exit handler)
 are reported as skipped with the reason, never silently dropped.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -295,6 +298,9 @@ def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress) -> Step
     events.unlink(missing_ok=True)
     full_env = {**os.environ, **env, EVENTS_ENV: str(events), "PYTHONUNBUFFERED": "1"}
     full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT / "runtime"), os.environ.get("PYTHONPATH")]))
+    if importlib.util.find_spec("mlflow") is not None:  # tracked runs with no server: a store beside the outputs
+        (root / "mlruns").mkdir(exist_ok=True)
+        full_env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     task = progress.add_task(label, total=None, info="starting")
     started = time.time()
     with open(log_path, "w", encoding="utf-8") as log_fh:
@@ -421,6 +427,8 @@ def run_command(args: Any) -> int:
     console.print(summary_table(results, root))
     report = write_report(root, [(r.model, r.step, r.status) for r in results])
     console.print(f"report: {report}")
+    if (root / "mlruns" / "mlflow.db").is_file():
+        console.print(f"tracked runs: mlflow ui --backend-store-uri sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     for r in results:
         if r.status == "failed":
             console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {r.detail}\n  log: {r.log}")

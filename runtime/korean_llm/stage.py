@@ -1,4 +1,4 @@
-"""Lifecycle of one stage process: skip when already done, work folder, metrics, manifest, atomic publish."""
+"""Lifecycle of one stage process: skip when already done, work folder, metrics, tracking, manifest, atomic publish."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
 from korean_llm.errors import DataError, ManifestError
 from korean_llm.telemetry import StageMetrics, emit_event, gpu_peak_memory
+from korean_llm.tracking import ExperimentTracker
 
 log = logging.getLogger("korean_llm")
 
@@ -76,7 +77,7 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
     sdir.work.mkdir(parents=True, exist_ok=True)
     metrics = StageMetrics(cfg)
     metrics.serve()
-    failed = True
+    tracker = ExperimentTracker(cfg).start()
     try:
         manifest = body(StageContext(cfg, sdir, metrics))
         peak = gpu_peak_memory()
@@ -85,9 +86,12 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
         if dist.is_main():  # one process publishes; the others wait until the stage folder is in place
             sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
         dist.barrier()
-        failed = False
-    finally:
-        metrics.close(failed=failed)
+    except BaseException as exc:
+        metrics.close(failed=True)
+        tracker.finish(error=exc)
+        raise
+    metrics.close(failed=False)
+    tracker.finish(stage_dir=sdir.final, manifest=manifest)
     emit_event({"type": "done", "stage": cfg.stage, "metrics": manifest.metrics})
     log.info("%s: published %s", cfg.stage, sdir.final)
     return manifest

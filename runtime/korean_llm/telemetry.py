@@ -1,14 +1,12 @@
-"""Telemetry of a stage process: Prometheus `/metrics`, W&B set-up, and a progress event stream.
+"""Telemetry of a stage process: Prometheus `/metrics` and a progress event stream.
 
 Metrics are prefixed `korean_llm_` and labelled `model`, `stage`, `run` (DESIGN.md). Each stage
 process owns a private registry, so tests can run several stages in one interpreter.
-W&B is switched on only when `WANDB_API_KEY` is set (or `tracking.wandb_mode: offline`); otherwise
-it is disabled outright, so a run never blocks on a login prompt.
+Experiment trackers (MLflow, W&B) are in tracking.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -132,25 +130,3 @@ def emit_event(event: dict[str, Any]) -> None:
         return
     with open(Path(path), "a", encoding="utf-8") as fh:
         fh.write(json.dumps({"time": time.time(), **event}, ensure_ascii=False) + "\n")
-
-
-def report_to(cfg: StageConfig) -> list[str]:
-    """The Trainer's `report_to`: W&B only when it can run without prompting."""
-    tr = cfg.tracking
-    has_wandb = importlib.util.find_spec("wandb") is not None
-    mode = tr.wandb_mode
-    if mode == "auto":
-        mode = "online" if os.environ.get("WANDB_API_KEY") else "disabled"
-    if mode == "disabled" or not has_wandb:
-        os.environ["WANDB_MODE"] = "disabled"
-        if tr.wandb_mode in ("online", "offline") and not has_wandb:
-            log.warning("tracking.wandb_mode is %s but wandb is not installed: not logging to W&B", tr.wandb_mode)
-        return []
-    os.environ["WANDB_MODE"] = mode
-    os.environ.setdefault("WANDB_SILENT", "true")
-    if tr.wandb_project:
-        os.environ["WANDB_PROJECT"] = tr.wandb_project
-    if tr.wandb_entity:
-        os.environ["WANDB_ENTITY"] = tr.wandb_entity
-    os.environ.setdefault("WANDB_RUN_GROUP", f"{cfg.run.model_name}-{cfg.run.run_id}")
-    return ["wandb"]

@@ -22,7 +22,8 @@ from korean_llm.artifacts import COMPLETE_MARKER, StageDir, atomic_write_json, l
 from korean_llm.config import StageConfig, check_training_keys
 from korean_llm.errors import ConfigError, Terminated
 from korean_llm.models import choose_backend
-from korean_llm.telemetry import StageMetrics, emit_event, report_to
+from korean_llm.telemetry import StageMetrics, emit_event
+from korean_llm.tracking import log_step, reject_trainer_trackers
 
 log = logging.getLogger("korean_llm")
 console = Console(stderr=True)
@@ -51,7 +52,9 @@ def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stag
     check_training_keys(cfg, config_class)
     if "output_dir" in cfg.training:
         raise ConfigError(f"{cfg.source}: training.output_dir is managed by the stage (it is {stage_dir.checkpoints})")
-    kwargs = {**DEFAULT_ARGS, "seed": cfg.run.seed, "report_to": report_to(cfg), **stage_defaults}
+    reject_trainer_trackers(cfg)
+    # W&B and MLflow are logged by korean_llm.tracking (from the callback below), not by the Trainer.
+    kwargs = {**DEFAULT_ARGS, "seed": cfg.run.seed, "report_to": "none", **stage_defaults}
     kwargs.update(cfg.training)
     kwargs["output_dir"] = str(stage_dir.checkpoints)
     kwargs.setdefault("run_name", f"{cfg.run.model_name}-{cfg.run.run_id}-{cfg.stage}")
@@ -192,6 +195,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
             eta = (state.max_steps - state.global_step) * elapsed / done if done > 0 else None
             numeric = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
             metrics.record(state.global_step, state.max_steps, numeric, tps, eta)
+            log_step(state.global_step, {**numeric, **({"tokens_per_second": tps} if tps is not None else {})})
             emit_event(
                 {
                     "type": "log",

@@ -34,6 +34,7 @@ from korean_llm.config import DeployConfig, StageConfig
 from korean_llm.errors import ConfigError, GateFailed, KoreanLLMError
 from korean_llm.models import InitPoint, init_point, load_tokenizer
 from korean_llm.stage import StageContext, execute
+from korean_llm.tracking import register_release
 
 log = logging.getLogger("korean_llm")
 
@@ -167,6 +168,7 @@ def _run(ctx: StageContext) -> Manifest:
         }
         release.publish(staging, root, version, info)
     release.switch_current(root, version)
+    registered = register_release(cfg, root / version, version)  # MLflow model registry, when configured
     pruned = release.prune(root, dc.keep_releases)
     result_file = release.write_result(version)
     log.info(
@@ -183,6 +185,7 @@ def _run(ctx: StageContext) -> Manifest:
             "gguf": info["gguf"],
             "pruned_releases": pruned,
             "result_file": str(result_file) if result_file else None,
+            "mlflow_model_version": registered,
         },
     )
 
