@@ -638,6 +638,9 @@ def test_secrets_only_by_reference() -> None:
     env = {e["name"]: e for e in c["env"]}
     assert env["WANDB_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "wandb", "key": "api-key"}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf", "key": "token"}
+    assert env["MLFLOW_TRACKING_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mlflow", "key": "token"}
+    (cm,) = [d for d in kind(docs, "ConfigMap") if d["metadata"]["name"] == "korean-llm-qwen7b"]
+    assert yaml.safe_load(cm["data"]["sft.yaml"])["tracking"]["mlflow_tracking_uri"] == "http://mlflow.mlops.svc:5000"
 
 
 def test_workflow_role_is_namespaced_minimal_and_wildcard_free() -> None:

@@ -139,6 +139,13 @@ Usage: include "korean-llm.stageEnv" (dict "root" $ "stage" "cpt" "cfg" $cfg) */
       name: {{ . }}
       key: {{ $.root.Values.secrets.wandb.key }}
 {{- end }}
+{{- with .root.Values.secrets.mlflow.existingSecret }}
+- name: MLFLOW_TRACKING_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.root.Values.secrets.mlflow.key }}
+{{- end }}
 {{- with .root.Values.secrets.huggingface.existingSecret }}
 - name: HF_TOKEN
   valueFrom:
