@@ -13,7 +13,7 @@ SFT_ROWS = [
     {"messages": [{"role": "user", "content": "안녕?"}, {"role": "assistant", "content": "안녕하세요!"}]},
     {"messages": []},
     {"messages": [{"role": "user", "content": "질문"}, {"role": "assistant", "content": None}]},
-    {"messages": [{"role": "user", "content": "질문"}, {"role": "bot", "content": "답"}]},
+    {"messages": [{"role": "user", "content": "질문"}, {"role": "narrator", "content": "답"}]},
     {"text": "no messages here"},
 ]
 
@@ -58,8 +58,8 @@ def test_every_bad_sft_row_is_quarantined_with_line_and_reason(tmp_path: Path, w
     assert [(r["line"], r["reason"]) for r in rows] == [
         (1, "empty messages list"),
         (2, "content is null in messages[1]"),
-        (3, "unknown role 'bot' in messages[1] (expected one of ['assistant', 'system', 'user'])"),
-        (4, "missing field 'messages' (or 'instruction'/'output')"),
+        (3, "unknown role 'narrator' in messages[1] (expected one of ['assistant', 'system', 'user'])"),
+        (4, "missing field 'messages' (or 'conversations', 'instruction'/'output', 'prompt'/'completion')"),
         (8, "invalid UTF-8"),
         (9, "malformed JSON: Unterminated string starting at (column 24)"),
     ]

@@ -12,18 +12,29 @@ import math
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from korean_llm import dist
-from korean_llm.artifacts import COMPLETE_MARKER, StageDir, atomic_write_json, latest_checkpoint
+from korean_llm.artifacts import (
+    COMPLETE_MARKER,
+    Manifest,
+    StageDir,
+    atomic_write_json,
+    latest_checkpoint,
+    tokenizer_fingerprint,
+)
 from korean_llm.config import StageConfig, check_training_keys
+from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError, Terminated
-from korean_llm.models import choose_backend
+from korean_llm.models import Loaded, choose_backend, trainable_parameters
 from korean_llm.telemetry import StageMetrics, emit_event
 from korean_llm.tracking import log_step, reject_trainer_trackers
+
+if TYPE_CHECKING:
+    from korean_llm.stage import StageContext
 
 log = logging.getLogger("korean_llm")
 console = Console(stderr=True)
@@ -282,3 +293,38 @@ def write_config_snapshot(cfg: StageConfig, stage_dir: StageDir) -> None:
     """The resolved config next to the weights (what was actually run)."""
     if dist.is_main():
         atomic_write_json(stage_dir.work / "config.resolved.json", cfg.model_dump(mode="json"))
+
+
+def training_manifest(
+    ctx: StageContext,
+    trainer: Any,
+    loaded: Loaded,
+    rejects: RejectLog,
+    summary: dict[str, Any],
+    *,
+    metrics: dict[str, Any],
+    extra: dict[str, Any],
+) -> Manifest:
+    """Save the trained weights and describe them: the manifest every training stage publishes."""
+    paths = save_trained(trainer, loaded.tokenizer, ctx.cfg, ctx.dir)
+    trainable, total = trainable_parameters(trainer.model)
+    return ctx.manifest(
+        **paths,
+        tokenizer_hash=tokenizer_fingerprint(loaded.tokenizer),
+        inputs=[s.path for s in ctx.cfg.data.sources],
+        outputs={"log_history": "log_history.json", "rejected": "rejected.jsonl"},
+        metrics={
+            **summary,
+            **metrics,
+            "rows_rejected": len(rejects.rejected),
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+        },
+        extra={
+            "backend": loaded.backend,
+            "quantization": loaded.quantization,
+            "notes": loaded.notes,
+            "rejected_by_reason": rejects.counts(),
+            **extra,
+        },
+    )

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from korean_llm.artifacts import Manifest, StageDir, tokenizer_fingerprint
+from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, text_row
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.models import Loaded, init_point, load_for_training, trainable_parameters
+from korean_llm.models import Loaded, init_point, load_for_training
 from korean_llm.stage import StageContext, execute
-from korean_llm.training import build_args, embedding_lr_trainer, save_trained, train, write_config_snapshot
+from korean_llm.training import build_args, embedding_lr_trainer, train, training_manifest, write_config_snapshot
 
 
 def separator_id(tokenizer: Any, configured: str | None) -> int:
@@ -87,28 +87,14 @@ def _run(ctx: StageContext) -> Manifest:
     trainer = build_trainer(cfg, loaded, blocks, ctx.dir)
     write_config_snapshot(cfg, ctx.dir)
     summary = train(trainer, cfg, ctx.dir, ctx.metrics)
-    paths = save_trained(trainer, loaded.tokenizer, cfg, ctx.dir)
-    trainable, total = trainable_parameters(trainer.model)
-    return ctx.manifest(
-        **paths,
-        tokenizer_hash=tokenizer_fingerprint(loaded.tokenizer),
-        inputs=[s.path for s in cfg.data.sources],
-        outputs={"log_history": "log_history.json", "rejected": "rejected.jsonl"},
-        metrics={
-            **summary,
-            "documents": len(rows),
-            "blocks": len(blocks),
-            "block_size": block,
-            "rows_rejected": len(rejects.rejected),
-            "trainable_parameters": trainable,
-            "total_parameters": total,
-        },
-        extra={
-            "backend": loaded.backend,
-            "quantization": loaded.quantization,
-            "notes": loaded.notes,
-            "rejected_by_reason": rejects.counts(),
-        },
+    return training_manifest(
+        ctx,
+        trainer,
+        loaded,
+        rejects,
+        summary,
+        metrics={"documents": len(rows), "blocks": len(blocks), "block_size": block},
+        extra={},
     )
 
 

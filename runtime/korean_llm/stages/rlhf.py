@@ -24,15 +24,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from korean_llm.artifacts import Manifest, tokenizer_fingerprint
+from korean_llm.artifacts import Manifest
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, kto_row, preference_row, prompt_row
 from korean_llm.errors import ConfigError
-from korean_llm.models import cuda_available, init_point, load_for_training, load_reference_model, trainable_parameters
+from korean_llm.models import cuda_available, init_point, load_for_training, load_reference_model
 from korean_llm.rewards import build_rewards
 from korean_llm.stage import StageContext, execute
 from korean_llm.telemetry import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
-from korean_llm.training import build_args, save_trained, train, write_config_snapshot
+from korean_llm.training import build_args, train, training_manifest, write_config_snapshot
 
 log = logging.getLogger("korean_llm")
 
@@ -172,29 +172,17 @@ def _run(ctx: StageContext) -> Manifest:
     model = trainer.model
     if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")  # TRL's frozen reference copy: not part of the result
-    paths = save_trained(trainer, loaded.tokenizer, cfg, ctx.dir)
-    trainable, total = trainable_parameters(model)
-    return ctx.manifest(
-        **paths,
-        tokenizer_hash=tokenizer_fingerprint(loaded.tokenizer),
-        inputs=[s.path for s in cfg.data.sources],
-        outputs={"log_history": "log_history.json", "rejected": "rejected.jsonl"},
-        metrics={
-            **summary,
-            **rlhf_metrics(trainer.state.log_history),
-            "examples": len(rows),
-            "rows_rejected": len(rejects.rejected),
-            "trainable_parameters": trainable,
-            "total_parameters": total,
-        },
+    return training_manifest(
+        ctx,
+        trainer,
+        loaded,
+        rejects,
+        summary,
+        metrics={**rlhf_metrics(trainer.state.log_history), "examples": len(rows)},
         extra={
             "method": method,
-            "backend": loaded.backend,
-            "quantization": loaded.quantization,
-            "notes": loaded.notes,
             "reference": reference_kind(cfg, args),
             "rewards": [r.model_dump() for r in cfg.rlhf.rewards] if method == "grpo" else [],
-            "rejected_by_reason": rejects.counts(),
         },
     )
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from korean_llm.artifacts import Manifest, StageDir, tokenizer_fingerprint
+from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, sft_row
-from korean_llm.models import Loaded, init_point, load_for_training, trainable_parameters
+from korean_llm.models import Loaded, init_point, load_for_training
 from korean_llm.stage import StageContext, execute
-from korean_llm.training import build_args, save_trained, train, write_config_snapshot
+from korean_llm.training import build_args, train, training_manifest, write_config_snapshot
 
 
 def build_trainer(cfg: StageConfig, loaded: Loaded, dataset: Any, stage_dir: StageDir) -> Any:
@@ -51,27 +51,14 @@ def _run(ctx: StageContext) -> Manifest:
     trainer = build_trainer(cfg, loaded, Dataset.from_list(rows), ctx.dir)
     write_config_snapshot(cfg, ctx.dir)
     summary = train(trainer, cfg, ctx.dir, ctx.metrics)
-    paths = save_trained(trainer, loaded.tokenizer, cfg, ctx.dir)
-    trainable, total = trainable_parameters(trainer.model)
-    return ctx.manifest(
-        **paths,
-        tokenizer_hash=tokenizer_fingerprint(loaded.tokenizer),
-        inputs=[s.path for s in cfg.data.sources],
-        outputs={"log_history": "log_history.json", "rejected": "rejected.jsonl"},
-        metrics={
-            **summary,
-            "conversations": len(rows),
-            "rows_rejected": len(rejects.rejected),
-            "trainable_parameters": trainable,
-            "total_parameters": total,
-        },
-        extra={
-            "backend": loaded.backend,
-            "quantization": loaded.quantization,
-            "notes": loaded.notes,
-            "rejected_by_reason": rejects.counts(),
-            "system_prompt": cfg.sft.system_prompt,
-        },
+    return training_manifest(
+        ctx,
+        trainer,
+        loaded,
+        rejects,
+        summary,
+        metrics={"conversations": len(rows)},
+        extra={"system_prompt": cfg.sft.system_prompt},
     )
 
 
