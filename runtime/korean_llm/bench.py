@@ -44,6 +44,7 @@ from rich.table import Table
 from korean_llm.artifacts import StageDir, atomic_write_json
 from korean_llm.builtin import TINY_MODEL, cache_root, tiny_model_path
 from korean_llm.config import build_config
+from korean_llm.console import stderr_console
 from korean_llm.errors import EXIT_BUG, ConfigError, KoreanLLMError
 
 log = logging.getLogger("korean_llm")
@@ -585,7 +586,7 @@ def run_command(args: argparse.Namespace) -> int:
             spec["peak_tflops"], spec["peak_source"] = measured[0]["peak_tflops"], measured[0]["peak_source"]
         if args.json_out:  # after each backend, so an interrupted comparison keeps what finished
             atomic_write_json(Path(args.json_out), rows)
-    print_table(rows, Console(stderr=True))
+    print_table(rows, stderr_console())
     print(json.dumps(rows, ensure_ascii=False), flush=True)
     return EXIT_BUG if any("error" in r for r in rows) else 0
 

@@ -28,15 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from korean_llm.config import yaml_load
+from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
 from korean_llm.telemetry import EVENTS_ENV
 
-console = Console(stderr=True)
+console = stderr_console()
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIN_HELM = (3, 14)
 PARAM = re.compile(r"\{\{\s*workflow\.parameters\.([A-Za-z0-9_-]+)\s*\}\}")

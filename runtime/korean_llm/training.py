@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from korean_llm import dist
@@ -27,6 +26,7 @@ from korean_llm.artifacts import (
     tokenizer_fingerprint,
 )
 from korean_llm.config import StageConfig, check_training_keys
+from korean_llm.console import stderr_console
 from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError, Terminated
 from korean_llm.models import Loaded, choose_backend, trainable_parameters
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from korean_llm.stage import StageContext
 
 log = logging.getLogger("korean_llm")
-console = Console(stderr=True)
+console = stderr_console()
 
 # Our defaults for TRL's config; anything in the stage's `training:` block wins (except output_dir).
 DEFAULT_ARGS: dict[str, Any] = {
