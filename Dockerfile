@@ -42,7 +42,7 @@ WORKDIR /opt/korean-llm
 COPY pyproject.toml constraints.txt ./
 COPY runtime ./runtime
 RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
-    && pip install -c constraints.txt ".[gpu]" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+    && pip install -c constraints.txt ".[gpu,tracking]" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 
 RUN useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin korean-llm \
     && mkdir -p /data /output /cache \

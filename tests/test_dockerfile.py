@@ -91,7 +91,7 @@ def test_installs_the_gpu_extra_with_the_constraints_file_the_tests_use() -> Non
         for src in sources:
             assert (REPO / src).exists(), f"Dockerfile copies {src}, which does not exist"
     installs = [a for k, a in steps if k == "RUN" and f"-c {CONSTRAINTS}" in a]
-    assert installs and '".[gpu]"' in installs[0]
+    assert installs and '".[gpu,tracking]"' in installs[0]  # stages track to MLflow / W&B in the cluster
     assert f"-c {CONSTRAINTS}" in (REPO / "Makefile").read_text()  # the test environment's install
     pinned = pins(REPO / CONSTRAINTS)
     # The versions the tests just ran with are the versions the image installs.
