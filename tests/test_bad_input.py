@@ -154,3 +154,16 @@ def test_previous_stage_for_another_base_model_is_refused(tmp_path: Path, write_
     code, err = run("sft", cfg, capsys)
     assert code == 2
     assert "trained on base model 'Qwen/Qwen2.5-7B'" in err and "says model.base_model 'builtin:tiny-ko'" in err
+
+
+def test_stage_command_runs_the_stage_named_by_the_seed_env(tmp_path, write_config, capsys, monkeypatch) -> None:
+    sft_data = {"data": {"sources": [{"path": "builtin:sft-ko"}]}, "training": {"max_steps": 1, "save_steps": 100}}
+    cfg = write_config("cpt", sft_data)  # the file says cpt; the seed's STAGE picks the stage
+    monkeypatch.setenv("STAGE", "sft")
+    assert main(["stage", "--config", str(cfg)]) == 0
+    assert json.loads((tmp_path / "output" / "tiny-ko" / "t" / "sft" / "manifest.json").read_text())["stage"] == "sft"
+    monkeypatch.setenv("STAGE", "pretrain")
+    assert main(["stage", "--config", str(cfg)]) == 2
+    assert "error: STAGE='pretrain': expected one of preprocess, cpt, sft, rlhf, evaluate, deploy" in (
+        capsys.readouterr().err
+    )
