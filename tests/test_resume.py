@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from korean_llm.artifacts import checkpoint_problem, latest_checkpoint
+from korean_llm.artifacts import checkpoint_problem, checkpoint_step, latest_checkpoint
 
 from .conftest import REPO
 
@@ -54,6 +54,14 @@ def wait_for_step(events: Path, step: int, proc: subprocess.Popen[str], timeout:
     raise AssertionError(f"step {step} not reached")
 
 
+def kill_9_at_step(config: Path, events: Path, step: int) -> None:
+    """Start a CPT process and SIGKILL it once it has logged `step`."""
+    proc = start_cpt(config, events)
+    wait_for_step(events, step, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def stage_paths(tmp_path: Path) -> tuple[Path, Path]:
     out = tmp_path / "output" / "tiny-ko" / "t"
     return out / "cpt.partial" / "checkpoints", out / "cpt"
@@ -61,15 +69,11 @@ def stage_paths(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_kill_9_then_rerun_resumes_and_reaches_the_same_final_step(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", CPT)
-    events = tmp_path / "events.jsonl"
-    proc = start_cpt(config, events)
-    wait_for_step(events, 12, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_9_at_step(config, tmp_path / "events.jsonl", 12)
     ckpts, final = stage_paths(tmp_path)
     resumable = latest_checkpoint(ckpts)
     assert resumable is not None and not final.exists()
-    step_at_kill = int(resumable.name.split("-")[1])
+    step_at_kill = checkpoint_step(resumable)
 
     proc = start_cpt(config, tmp_path / "events2.jsonl")
     out, _ = proc.communicate(timeout=300)
@@ -92,7 +96,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path: Path, write_config) 
     newest = latest_checkpoint(ckpts)
     assert newest is not None and not final.exists()
     last_logged = max(json.loads(ln).get("step", 0) for ln in events.read_text().splitlines())
-    assert int(newest.name.split("-")[1]) == last_logged  # saved at the step where it stopped, not an older one
+    assert checkpoint_step(newest) == last_logged  # saved at the step where it stopped, not an older one
 
 
 def _good_checkpoint(tmp_path: Path, write_config) -> Path:
@@ -131,15 +135,11 @@ def test_torn_checkpoints_are_skipped(tmp_path: Path, write_config) -> None:
 
 def test_resume_after_torn_newest_checkpoint(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", {**CPT, "training": {**CPT["training"], "max_steps": 14}})
-    events = tmp_path / "events.jsonl"
-    proc = start_cpt(config, events)
-    wait_for_step(events, 11, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_9_at_step(config, tmp_path / "events.jsonl", 11)
     ckpts, final = stage_paths(tmp_path)
     newest = latest_checkpoint(ckpts)
     assert newest is not None
-    step = int(newest.name.split("-")[1])
+    step = checkpoint_step(newest)
     weights = newest / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # tear the newest one
 
