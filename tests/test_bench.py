@@ -15,33 +15,37 @@ TINY_PARAMETERS = 284_736  # builtin:tiny-ko: 2 layers of width 64, 3003-token v
 def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = cli(
-        "bench", "--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "cpt,sft,bare",
+        "bench", "--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "cpt,sft,dpo,bare",
         "--steps", "3", "--warmup", "1", "--seq-len", "128", "--batch-size", "2",
         "--peak-tflops", "0.1", "--json-out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert json.loads(proc.stdout) == rows  # stdout carries only the JSON document
-    assert [r["mode"] for r in rows] == ["cpt", "sft", "bare"]
+    assert [r["mode"] for r in rows] == ["cpt", "sft", "dpo", "bare"]
     for r in rows:
         assert r["backend"] == "hf" and r["lora"] == "lora" and r["parameters"] == TINY_PARAMETERS
+        assert r["world_size"] == 1 and r["strategy"] is None
         assert r["nonpad_tokens_per_second"] <= r["tokens_per_second"]
-        assert r["mfu"] == 6 * TINY_PARAMETERS * r["nonpad_tokens_per_second"] / 0.1e12
+        flops = 8 if r["mode"] == "dpo" else 6  # DPO adds the reference model's forward pass
+        assert r["mfu"] == pytest.approx(flops * TINY_PARAMETERS * r["nonpad_tokens_per_second"] / 0.1e12)
         assert r["step_seconds"] > 0 and r["peak_memory_gib"] is None  # no GPU here
-    cpt, sft, bare = rows
+    cpt, sft, dpo, bare = rows
     # CPT blocks and the bare loop's random ids are full: 3 steps x 2 rows x 128 tokens, no padding.
     assert cpt["tokens_per_second"] * cpt["step_seconds"] * 3 == pytest.approx(3 * 2 * 128)
     assert cpt["tokens_per_second"] == cpt["nonpad_tokens_per_second"]
     assert bare["tokens_per_second"] == bare["nonpad_tokens_per_second"]
     # Chats of half to full length are padded to the longest of the batch.
     assert sft["nonpad_tokens_per_second"] < sft["tokens_per_second"]
+    # DPO: chosen and rejected of each pair are two padded sequences of at most --seq-len tokens.
+    assert 3 * 2 * 2 * 64 < dpo["tokens_per_second"] * dpo["step_seconds"] * 3 <= 3 * 2 * 2 * 128
     assert bare["first_loss"] > 0 and bare["last_loss"] > 0
     assert "backend" in proc.stderr and "MFU" in proc.stderr  # the rich table
 
 
 def test_bench_rejects_bad_arguments_before_loading(cli) -> None:
-    proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "cpt,dpo")
-    assert proc.returncode == 2 and "--mode 'cpt,dpo'" in proc.stderr
+    proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "cpt,orpo")
+    assert proc.returncode == 2 and "--mode 'cpt,orpo'" in proc.stderr
     proc = cli("bench", "--model", "/nonexistent/model")
     assert proc.returncode == 2 and "/nonexistent/model" in proc.stderr and "qwen2.5-7b" in proc.stderr
     proc = cli("bench", "--model", "builtin:tiny-ko", "--set", "sft.pakcing=true")
@@ -65,3 +69,36 @@ def test_named_shapes_match_qwen25_parameter_counts(tmp_path: Path) -> None:
         folder = tmp_path / name
         Qwen2Config(**shape).save_pretrained(folder)
         assert count_parameters(str(folder)) == expected[name], name
+
+
+def test_bench_under_torchrun_sums_tokens_over_ranks(tmp_path: Path) -> None:
+    """Two gloo processes as the operator launches them: one report, tokens of both ranks, MFU against both peaks."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+    from .test_distributed import free_port
+
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "runtime"), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+        "-m", "korean_llm", "bench", "--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "cpt",
+        "--steps", "3", "--warmup", "1", "--seq-len", "128", "--batch-size", "2", "--peak-tflops", "0.1",
+        "--json-out", str(out),
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [row] = json.loads(out.read_text())
+    assert json.loads(proc.stdout) == [row]  # rank 1 prints nothing
+    assert row["world_size"] == 2 and row["strategy"] == "ddp"
+    # 3 measured steps x 2 ranks x 2 blocks x 128 tokens
+    assert row["tokens_per_second"] * row["step_seconds"] * 3 == pytest.approx(3 * 2 * 2 * 128)
+    assert row["mfu"] == pytest.approx(6 * TINY_PARAMETERS * row["nonpad_tokens_per_second"] / (2 * 0.1e12))
+    assert proc.stderr.count("korean-llm bench") == 1  # one table
+
+
+def test_bench_refuses_the_bare_loop_under_torchrun(cli) -> None:
+    proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "sft,bare", env={"WORLD_SIZE": "2", "RANK": "1"})
+    assert proc.returncode == 2 and "--mode bare is a single-process loop" in proc.stderr

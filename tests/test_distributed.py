@@ -114,8 +114,11 @@ def test_fsdp_is_refused_for_lora_and_for_unsloth(monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"'fsdp' is for lora\.method 'full'"):
         distributed_args(lora, {})
     full = build_config({"stage": "sft", "distributed": {"strategy": "fsdp"}, "lora": {"method": "full"}}, env={})
-    args = distributed_args(full, {})
-    assert args["fsdp"] == "full_shard auto_wrap" and args["fsdp_config"]["fsdp_version"] == 2
+    args = distributed_args(full, {"gradient_checkpointing": True})
+    assert args["fsdp"] is True and args["fsdp_config"]["version"] == 2
+    assert args["fsdp_config"]["reshard_after_forward"] is True and args["fsdp_config"]["cpu_offload"] is False
+    # checkpointing moves into FSDP's wrapping (the Trainer's would all-gather every block a second time)
+    assert args["fsdp_config"]["activation_checkpointing"] is True and args["gradient_checkpointing"] is False
     ddp = build_config({"stage": "sft"}, env={})
     assert distributed_args(ddp, {}) == {"ddp_find_unused_parameters": False, "use_cpu": True, "ddp_backend": "gloo"}
     monkeypatch.setenv("WORLD_SIZE", "1")

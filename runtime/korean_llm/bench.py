@@ -10,15 +10,24 @@ once from the Qwen2.5 config, with the builtin tokenizer, cached under `$KOREAN_
 - `cpt`: synthetic documents through `stages.cpt.pack_blocks` and `stages.cpt.build_trainer`;
 - `sft`: synthetic chats (half to full `--seq-len` tokens) through `stages.sft.build_trainer`
   (chat template, assistant-only loss, the collator; `--set sft.packing=true` packs without padding);
-- `bare`: the same loaded model in a plain PyTorch loop (AdamW, no Trainer): the reference the
+- `dpo`: synthetic preference pairs (prompt up to a quarter, answers a quarter to three quarters of
+  `--seq-len`) through `stages.rlhf.build_trainer` (TRL's DPOTrainer, Unsloth's patch on CUDA; the
+  reference is the policy with its adapter disabled, one more forward per pair);
+- `bare`: the same loaded model in a plain PyTorch loop (AdamW, no Trainer; gradient checkpointing as
+  the stages have it: TRL's default on the HF backend, Unsloth's own on Unsloth): the reference the
   stages are held against.
 
 Trainer modes run through `training.train` with the project's callbacks and the Prometheus
 exporter on. Every backend runs in its own process (independent memory peaks, Unsloth imported
 first); the modes and batch sizes of one backend share its loaded model, with the peak memory
 reset before each. Figures cover only the `--steps` steps after `--warmup` (Unsloth compiles in
-its first step). MFU = 6 × parameters × non-padding tokens/s ÷ peak FLOP/s (`--peak-tflops`, or a
-bf16 8192³ matmul measured on the device; fp32 on a CPU).
+its first step). MFU = 6 × parameters × non-padding tokens/s ÷ peak FLOP/s (8 × for DPO: the
+reference forward; `--peak-tflops`, or a bf16 8192³ matmul measured on the device; fp32 on a CPU).
+
+Under torchrun (`torchrun --nproc-per-node 2 -m korean_llm bench --model qwen2.5-1.5b --mode sft`)
+every rank runs the same worker, the stages' DDP / FSDP settings apply (`--set
+distributed.strategy=fsdp --lora full`), tokens are summed over ranks, MFU is against the peak of
+all GPUs, peak memory is per GPU, and rank 0 prints the table.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from korean_llm import dist
 from korean_llm.artifacts import StageDir, atomic_write_json
 from korean_llm.builtin import TINY_MODEL, cache_root, tiny_model_path
 from korean_llm.config import build_config
@@ -49,8 +59,11 @@ from korean_llm.errors import EXIT_BUG, ConfigError, KoreanLLMError
 
 log = logging.getLogger("korean_llm")
 SHAPE_VERSION = "v1"
+SHAPE_WAIT_SECONDS = 1800
 BACKENDS = ("unsloth", "hf", "auto")
-MODES = ("cpt", "sft", "bare")
+MODES = ("cpt", "sft", "dpo", "bare")
+# FLOPs per token in units of the parameter count: forward + backward, plus a reference forward for DPO.
+FLOPS_PER_TOKEN = {"cpt": 6, "sft": 6, "bare": 6, "dpo": 8}
 
 # Published Qwen2.5 configs (hidden size, MLP size, layers, heads, KV heads, vocabulary, tied embeddings).
 SHAPES: dict[str, dict[str, Any]] = {
@@ -115,6 +128,15 @@ def shape_path(name: str) -> Path:
     """Cached folder of a named shape, built on first use (in a worker process: it needs the GPU)."""
     target = cache_root() / "shapes" / f"{name}-{SHAPE_VERSION}"
     if (target / "config.json").is_file():
+        return target
+    if not dist.is_main():  # under torchrun rank 0 builds it; the folder appears whole (rename)
+        deadline = time.monotonic() + SHAPE_WAIT_SECONDS
+        while not (target / "config.json").is_file():
+            if time.monotonic() > deadline:
+                raise KoreanLLMError(
+                    f"bench: rank {dist.rank()} waited {SHAPE_WAIT_SECONDS} s for rank 0 to build {target}"
+                )
+            time.sleep(2)
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
@@ -225,6 +247,26 @@ def sft_chats(cfg: Any, tokenizer: Any, n_rows: int, seed: int) -> Any:
     return Dataset.from_list(rows)
 
 
+def preference_pairs(cfg: Any, tokenizer: Any, n_rows: int, seed: int) -> list[dict[str, Any]]:
+    """DPO rows as the rlhf stage prepares them: a prompt of up to a quarter of `max_seq_length` tokens, then
+    chosen and rejected answers of a quarter to three quarters (each pair: two sequences of up to full length)."""
+    from korean_llm.stages.rlhf import with_system
+
+    rng, pool, seq = random.Random(seed), _token_pool(tokenizer), cfg.model.max_seq_length
+    rows = []
+    for _ in range(n_rows):
+        prompt = [{"role": "user", "content": _random_text(tokenizer, rng, rng.randint(seq // 8, seq // 4), pool)}]
+        answers = [_random_text(tokenizer, rng, rng.randint(seq // 4, 3 * seq // 4) - 16, pool) for _ in range(2)]
+        rows.append(
+            {
+                "prompt": with_system(prompt, cfg.rlhf.system_prompt),
+                "chosen": [{"role": "assistant", "content": answers[0]}],
+                "rejected": [{"role": "assistant", "content": answers[1]}],
+            }
+        )
+    return rows
+
+
 # ----------------------------------------------------------------------------------------- measuring
 
 
@@ -243,8 +285,18 @@ class TokenCounter:
         return batch
 
     def between(self, first: int, last: int) -> tuple[int, int]:
+        """Tokens of batches [first, last) of this process, summed over every rank when distributed."""
         chosen = self.batches[first:last]
-        return sum(t for t, _ in chosen), sum(n for _, n in chosen)
+        counts = [sum(t for t, _ in chosen), sum(n for _, n in chosen)]
+        if dist.world_size() > 1 and dist._initialized():
+            import torch
+            import torch.distributed as torch_dist
+
+            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
+            total = torch.tensor(counts, dtype=torch.int64, device=device)
+            torch_dist.all_reduce(total)
+            counts = [int(x) for x in total.tolist()]
+        return counts[0], counts[1]
 
 
 def _step_timer(warmup: int, total: int) -> Any:
@@ -288,7 +340,7 @@ def _peak_memory() -> tuple[float | None, float | None]:
 
 
 def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    from korean_llm.stages import cpt, sft
+    from korean_llm.stages import cpt, rlhf, sft
     from korean_llm.telemetry import StageMetrics
     from korean_llm.training import train
 
@@ -299,6 +351,9 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
     sdir.prepare()
     if mode == "cpt":
         trainer = cpt.build_trainer(cfg, loaded, cpt_blocks(cfg, loaded.tokenizer, batches, cfg.run.seed), sdir)
+    elif mode == "dpo":
+        rows = preference_pairs(cfg, loaded.tokenizer, batches, cfg.run.seed)
+        trainer = rlhf.build_trainer(cfg, loaded, rows, sdir)
     else:
         rows = 2 * batches if cfg.sft.packing else batches
         trainer = sft.build_trainer(cfg, loaded, sft_chats(cfg, loaded.tokenizer, rows, cfg.run.seed), sdir)
@@ -319,8 +374,13 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
         metrics.close()
     tokens, nonpad = counter.between(warmup * accum, (warmup + steps) * accum)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    strategy = ("fsdp" if trainer.is_fsdp_enabled else "ddp") if dist.world_size() > 1 else None
+    model = trainer.model
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
     del trainer
     return {
+        "strategy": strategy,
         "seconds": timer.end - timer.start,
         "tokens": tokens,
         "nonpad_tokens": nonpad,
@@ -335,6 +395,10 @@ def _run_bare(cfg: Any, loaded: Any, spec: dict[str, Any]) -> dict[str, Any]:
 
     model = loaded.model
     model.train()
+    checkpointing = loaded.backend == "hf" and cfg.training.get("gradient_checkpointing", True)
+    if checkpointing:  # as the stages' Trainer does (TRL's default); Unsloth's own checkpointing is always on
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     device = next(p.device for p in model.parameters() if p.device.type != "meta")
     batch, seq = cfg.training["per_device_train_batch_size"], cfg.model.max_seq_length
     params = [p for p in model.parameters() if p.requires_grad]
@@ -357,6 +421,8 @@ def _run_bare(cfg: Any, loaded: Any, spec: dict[str, Any]) -> dict[str, Any]:
     _sync()
     seconds = time.perf_counter() - start
     del optimizer
+    if checkpointing:
+        model.gradient_checkpointing_disable()
     tokens = batch * seq * spec["steps"]
     return {
         "seconds": seconds,
@@ -374,7 +440,7 @@ def _stage_config(spec: dict[str, Any], mode: str, batch: int, workdir: Path) ->
         "save_strategy": "no",
     }
     data = {
-        "stage": "cpt" if mode == "bare" else mode,
+        "stage": {"bare": "cpt", "dpo": "rlhf"}.get(mode, mode),
         "run": {"model_name": "bench", "run_id": "bench", "output_root": str(workdir), "data_root": str(workdir)},
         "model": {"base_model": spec["model_path"], "backend": spec["backend"], "max_seq_length": spec["seq_len"]},
         "lora": {"method": spec["lora"]},
@@ -415,6 +481,8 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
                     "lora": spec["lora"],
                     "packing": cfg.sft.packing if mode == "sft" else None,
                     "steps": spec["steps"],
+                    "world_size": dist.world_size(),
+                    "strategy": cfg.distributed.strategy if dist.world_size() > 1 else None,
                     "parameters": params,
                     "peak_tflops": peak,
                     "peak_source": peak_source,
@@ -434,7 +502,8 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
                     log.exception("bench %s %s batch %d failed", loaded.backend, mode, batch)
                     row["error"] = f"{type(exc).__name__}: {exc}"
                 else:
-                    row.update(_figures(run, spec["steps"], params, peak))
+                    row.update(_figures(run, spec["steps"], params * FLOPS_PER_TOKEN[mode], peak * dist.world_size()))
+                    row["strategy"] = run.get("strategy")  # what the Trainer ran (accelerate runs DDP on a CPU)
                 row["peak_memory_gib"], row["reserved_memory_gib"] = _peak_memory()
                 for p in loaded.model.parameters():
                     p.grad = None
@@ -445,14 +514,15 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
     return results
 
 
-def _figures(run: dict[str, Any], steps: int, params: int, peak_tflops: float) -> dict[str, Any]:
+def _figures(run: dict[str, Any], steps: int, flops_per_token: int, peak_tflops: float) -> dict[str, Any]:
+    """Rates of the measured steps; tokens of every rank, `peak_tflops` of every device together."""
     seconds = run["seconds"]
     nonpad_tps = run["nonpad_tokens"] / seconds
     return {
         "step_seconds": seconds / steps,
         "tokens_per_second": run["tokens"] / seconds,
         "nonpad_tokens_per_second": nonpad_tps,
-        "mfu": 6 * params * nonpad_tps / (peak_tflops * 1e12),
+        "mfu": flops_per_token * nonpad_tps / (peak_tflops * 1e12),
         "first_loss": run["first_loss"],
         "last_loss": run["last_loss"],
     }
@@ -494,6 +564,8 @@ def worker(spec: dict[str, Any], result: Path) -> None:
 def print_table(rows: list[dict[str, Any]], console: Console) -> None:
     first = next((r for r in rows if "parameters" in r), None)
     title = f": {first['device']}, sequence {first['seq_len']}, {first['lora']}" if first else ""
+    if first and first.get("world_size", 1) > 1:
+        title += f", {first['world_size']} processes ({first['strategy']}; batch per process)"
     table = Table(title=f"korean-llm bench{title}")
     for col in ("backend", "mode", "batch", "step s", "tokens/s", "non-pad tokens/s", "peak GiB", "MFU", "loss"):
         table.add_column(col, justify="left" if col in ("backend", "mode") else "right")
@@ -517,9 +589,10 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
     console.print(table)
     if first is None:
         return
+    devices = f" × {first['world_size']} devices" if first.get("world_size", 1) > 1 else ""
     console.print(
-        f"MFU = 6 × {first['parameters']:,} parameters × non-padding tokens/s ÷ {first['peak_tflops']:.2f} TFLOP/s "
-        f"({first['peak_source']}); loss shown when a logging step fell in the measured run"
+        f"MFU = 6 (DPO: 8) × {first['parameters']:,} parameters × non-padding tokens/s ÷ {first['peak_tflops']:.2f} "
+        f"TFLOP/s{devices} ({first['peak_source']}); loss shown when a logging step fell in the measured run"
     )
 
 
@@ -564,6 +637,8 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size '{args.batch_size}': expected comma-separated integers") from None
     if args.steps < 1 or args.warmup < 0 or min(batch_sizes) < 1:
         raise ConfigError("--steps and --batch-size must be at least 1, --warmup at least 0")
+    if dist.world_size() > 1 and "bare" in modes:
+        raise ConfigError("--mode bare is a single-process loop: leave it out under torchrun (WORLD_SIZE > 1)")
     for expr in args.overrides:  # a typo must fail here, not after minutes of model loading
         build_config({"stage": "sft", "model": {"base_model": "x"}}, source="--set", overrides=[expr], env={})
     spec: dict[str, Any] = {
@@ -584,11 +659,14 @@ def run_command(args: argparse.Namespace) -> int:
         measured = [r for r in rows if "peak_tflops" in r]
         if measured:  # measure the device once
             spec["peak_tflops"], spec["peak_source"] = measured[0]["peak_tflops"], measured[0]["peak_source"]
-        if args.json_out:  # after each backend, so an interrupted comparison keeps what finished
+        if args.json_out and dist.is_main():  # after each backend, so an interrupted comparison keeps what finished
             atomic_write_json(Path(args.json_out), rows)
+    failed = any("error" in r for r in rows)
+    if not dist.is_main():  # figures are summed over ranks; rank 0 reports them
+        return EXIT_BUG if failed else 0
     print_table(rows, stderr_console())
     print(json.dumps(rows, ensure_ascii=False), flush=True)
-    return EXIT_BUG if any("error" in r for r in rows) else 0
+    return EXIT_BUG if failed else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from korean_llm import dist
 from korean_llm.artifacts import Manifest, read_manifest, tokenizer_fingerprint
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
@@ -45,6 +46,16 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def this_device() -> int:
+    """This process's CUDA device (LOCAL_RANK under torchrun), made current so plain `cuda` allocations land there."""
+    import torch
+
+    index = dist.local_rank()
+    if torch.cuda.current_device() != index:
+        torch.cuda.set_device(index)
+    return index
 
 
 def choose_backend(requested: str) -> str:
@@ -167,6 +178,8 @@ def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any) -> Loaded:
         kwargs["attn_implementation"] = cfg.model.attn_implementation
     if quant is not None:
         kwargs["quantization_config"] = quant
+        # 4-bit weights cannot be moved after loading: place them on this process's GPU (its LOCAL_RANK under torchrun).
+        kwargs["device_map"] = {"": this_device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(init.weights, **kwargs)
     except OSError as exc:
@@ -230,6 +243,8 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
 def load_for_training(cfg: StageConfig, init: InitPoint) -> Loaded:
     """Load the model and tokenizer this stage trains, on the backend the config and machine allow."""
     backend = choose_backend(cfg.model.backend)
+    if cuda_available():
+        this_device()
     if backend == "unsloth":
         loaded = _load_unsloth(cfg, init)
         if init.tokenizer:  # keep the previous stage's tokenizer files (chat template included)

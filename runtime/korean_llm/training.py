@@ -73,6 +73,9 @@ def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stag
 
     if not torch.cuda.is_available():
         kwargs["bf16"] = kwargs["fp16"] = False
+    checkpointing = getattr(config_class, "__dataclass_fields__", {}).get("gradient_checkpointing")
+    if checkpointing is not None:  # TRL's default (True) made explicit: the FSDP arguments depend on it
+        kwargs.setdefault("gradient_checkpointing", checkpointing.default)
     kwargs.update(distributed_args(cfg, kwargs))
     try:
         return config_class(**kwargs)
@@ -103,11 +106,21 @@ def distributed_args(cfg: StageConfig, kwargs: dict[str, Any]) -> dict[str, Any]
             f"{cfg.source}: distributed.strategy 'fsdp' is for lora.method 'full' (found '{cfg.lora.method}'); "
             "use 'ddp' for LoRA / QLoRA"
         )
-    fsdp_config: dict[str, Any] = {"fsdp_version": cfg.distributed.fsdp_version, "cpu_ram_efficient_loading": True}
+    if device:
+        log.warning("distributed.strategy 'fsdp' shards over CUDA devices only: on the CPU accelerate runs DDP (gloo)")
+    version = cfg.distributed.fsdp_version
+    fsdp_config: dict[str, Any] = {
+        "version": version,
+        "cpu_ram_efficient_loading": True,
+        # fully sharded: parameters are freed after each block's forward and gathered again for backward
+        "reshard_after_forward": True if version == 2 else "FULL_SHARD",
+        "cpu_offload": cfg.distributed.fsdp_cpu_offload,
+        # recomputation inside FSDP's wrapping; the Trainer's own gradient checkpointing would gather twice
+        "activation_checkpointing": bool(kwargs.get("gradient_checkpointing", False)),
+    }
     if cfg.distributed.fsdp_wrap_layer:
         fsdp_config["transformer_layer_cls_to_wrap"] = [cfg.distributed.fsdp_wrap_layer]
-    option = "full_shard auto_wrap" + (" offload" if cfg.distributed.fsdp_cpu_offload else "")
-    return {"fsdp": option, "fsdp_config": fsdp_config, **device}
+    return {"fsdp": True, "fsdp_config": fsdp_config, "gradient_checkpointing": False, **device}
 
 
 def embedding_lr_trainer(base: type, embedding_lr: float | None) -> type:

@@ -24,11 +24,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from korean_llm.artifacts import Manifest
+from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, kto_row, preference_row, prompt_row
 from korean_llm.errors import ConfigError
-from korean_llm.models import cuda_available, init_point, load_for_training, load_reference_model
+from korean_llm.models import Loaded, cuda_available, init_point, load_for_training, load_reference_model
 from korean_llm.rewards import build_rewards
 from korean_llm.stage import StageContext, execute
 from korean_llm.telemetry import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
@@ -136,17 +136,12 @@ def reference_kind(cfg: StageConfig, args: Any) -> str:
     return cfg.rlhf.reference_model or "policy (LoRA adapter disabled or its frozen copy)"
 
 
-def _run(ctx: StageContext) -> Manifest:
+def build_trainer(cfg: StageConfig, loaded: Loaded, rows: list[dict[str, Any]], stage_dir: StageDir) -> Any:
+    """The method's TRL trainer over prepared rows; shared by the stage and `korean-llm bench --mode dpo`."""
     from datasets import Dataset
 
-    cfg = ctx.cfg
     method = cfg.rlhf.method
-    rejects = RejectLog()
-    rows = training_rows(cfg, rejects)
-    ctx.record_rejects(rejects, f"rlhf ({method}) data")
     reward_funcs, weights = build_rewards(cfg.rlhf.rewards) if method == "grpo" else ([], [])
-    init = init_point(cfg)
-    loaded = load_for_training(cfg, init)
     if loaded.backend == "unsloth":
         patch_unsloth(method)
     trainer_cls, config_cls = trl_classes(method)
@@ -159,14 +154,27 @@ def _run(ctx: StageContext) -> Manifest:
         defaults["max_length"] = cfg.model.max_seq_length
     if method in ("dpo", "kto") and cfg.rlhf.reference_model:
         kwargs["ref_model"] = load_reference_model(cfg, cfg.rlhf.reference_model, "rlhf.reference_model")
-    args = build_args(cfg, config_cls, ctx.dir, **defaults)
-    trainer = trainer_cls(
+    args = build_args(cfg, config_cls, stage_dir, **defaults)
+    return trainer_cls(
         model=loaded.model,
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=loaded.tokenizer,
         **kwargs,
     )
+
+
+def _run(ctx: StageContext) -> Manifest:
+    cfg = ctx.cfg
+    method = cfg.rlhf.method
+    rejects = RejectLog()
+    rows = training_rows(cfg, rejects)
+    ctx.record_rejects(rejects, f"rlhf ({method}) data")
+    if method == "grpo":
+        build_rewards(cfg.rlhf.rewards)  # a bad reward function fails before the model is loaded
+    loaded = load_for_training(cfg, init_point(cfg))
+    trainer = build_trainer(cfg, loaded, rows, ctx.dir)
+    args = trainer.args
     write_config_snapshot(cfg, ctx.dir)
     summary = train(trainer, cfg, ctx.dir, ctx.metrics)
     model = trainer.model
