@@ -98,7 +98,9 @@ def test_two_processes_train_publish_once_and_resume(tmp_path: Path, write_confi
     assert proc.returncode == 0, out
     manifests = list(tmp_path.rglob("manifest.json"))
     assert manifests == [stage / "cpt" / "manifest.json"]
-    metrics = json.loads(manifests[0].read_text())["metrics"]
+    manifest = json.loads(manifests[0].read_text())
+    assert manifest["extra"]["world_size"] == 2 and manifest["extra"]["distributed_strategy"] == "ddp"
+    metrics = manifest["metrics"]
     assert metrics["global_step"] == 16 and metrics["resumed_from_step"] == stopped_at
     losses = [e["loss"] for e in logged(events) + logged(events2) if "loss" in e]
     assert len(losses) == 16  # each step logged once: rank 0 alone writes events

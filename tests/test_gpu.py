@@ -1,4 +1,5 @@
-"""The stages on a CUDA device with Unsloth: 4-bit loading, CPT then SFT with falling loss, resume, bench.
+"""The stages on a CUDA device with Unsloth: 4-bit loading, CPT then SFT with falling loss, resume, bench;
+with two or more GPUs also DDP (Unsloth, QLoRA) and FSDP (HF, full fine-tuning) under torchrun.
 
 Skipped without CUDA and Unsloth. On a GPU host (see docs/benchmarks.md, "GPU (H200)"):
 
@@ -134,17 +135,69 @@ def test_cpt_resumes_from_checkpoint_after_sigterm(
 def test_bench_compares_unsloth_and_hf(small_model: Path, cli: Callable[..., Any], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = cli(
-        "bench", "--model", str(small_model), "--compare", "unsloth,hf", "--mode", "cpt,bare",
+        "bench", "--model", str(small_model), "--compare", "unsloth,hf", "--mode", "cpt,dpo,bare",
         "--steps", "3", "--warmup", "2", "--seq-len", "256", "--json-out", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert [(r["backend"], r["mode"]) for r in rows] == [
         ("unsloth", "cpt"),
+        ("unsloth", "dpo"),
         ("unsloth", "bare"),
         ("hf", "cpt"),
+        ("hf", "dpo"),
         ("hf", "bare"),
     ]
     for r in rows:
         assert r["lora"] == "qlora" and r["peak_memory_gib"] > 0 and 0 < r["mfu"] < 1
         assert r["peak_source"].startswith("measured: bf16")
+
+
+TWO_GPUS = pytest.mark.skipif(not GPU_READY or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+
+
+def torchrun_stage(stage: str, config: Path, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", "29517"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "runtime")}
+    cmd += ["-m", "korean_llm", stage, "--config", str(config)]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
+
+
+@TWO_GPUS
+def test_ddp_sft_on_two_gpus_with_unsloth(small_model: Path, write_config: Callable[..., Path], tmp_path: Path) -> None:
+    from korean_llm.artifacts import read_manifest
+
+    over = gpu_stage(small_model, "builtin:sft-ko", max_steps=12)
+    proc = torchrun_stage("sft", write_config("sft", {**over, "distributed": {"strategy": "ddp"}}))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stage_dir = tmp_path / "output" / "tiny-ko" / "t" / "sft"
+    manifest = read_manifest(stage_dir)
+    assert manifest.extra["backend"] == "unsloth" and manifest.extra["world_size"] == 2
+    assert manifest.extra["distributed_strategy"] == "ddp"
+    assert manifest.metrics["final_loss"] < manifest.metrics["first_loss"], manifest.metrics
+    assert (stage_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert proc.stderr.count("published") == 1  # rank 0 alone publishes
+
+
+@TWO_GPUS
+def test_fsdp_full_fine_tuning_on_two_gpus(
+    small_model: Path, write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from korean_llm.artifacts import read_manifest
+
+    over = gpu_stage(small_model, "builtin:sft-ko", max_steps=12, learning_rate=1e-4)
+    over["model"]["backend"] = "hf"
+    over["lora"] = {"method": "full"}
+    proc = torchrun_stage("sft", write_config("sft", {**over, "distributed": {"strategy": "fsdp"}}))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    stage_dir = tmp_path / "output" / "tiny-ko" / "t" / "sft"
+    manifest = read_manifest(stage_dir)
+    assert manifest.extra["world_size"] == 2 and manifest.extra["distributed_strategy"] == "fsdp"
+    assert manifest.metrics["final_loss"] < manifest.metrics["first_loss"], manifest.metrics
+    # the gathered full state dict: every weight of the model, loadable on its own
+    trained = AutoModelForCausalLM.from_pretrained(stage_dir / manifest.merged_path)
+    base = AutoModelForCausalLM.from_pretrained(small_model)
+    assert trained.state_dict().keys() == base.state_dict().keys()
+    assert not torch.equal(trained.model.layers[0].mlp.down_proj.weight, base.model.layers[0].mlp.down_proj.weight)

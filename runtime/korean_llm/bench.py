@@ -342,7 +342,7 @@ def _peak_memory() -> tuple[float | None, float | None]:
 def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
     from korean_llm.stages import cpt, rlhf, sft
     from korean_llm.telemetry import StageMetrics
-    from korean_llm.training import train
+    from korean_llm.training import distributed_strategy, train
 
     warmup, steps = spec["warmup"], spec["steps"]
     accum = int(cfg.training.get("gradient_accumulation_steps", 1))
@@ -374,7 +374,7 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
         metrics.close()
     tokens, nonpad = counter.between(warmup * accum, (warmup + steps) * accum)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    strategy = ("fsdp" if trainer.is_fsdp_enabled else "ddp") if dist.world_size() > 1 else None
+    strategy = distributed_strategy(trainer)
     model = trainer.model
     if "ref" in getattr(model, "peft_config", {}):
         model.delete_adapter("ref")
@@ -509,6 +509,8 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
                     p.grad = None
                 results.append(row)
                 atomic_write_json(done, results)
+                if dist.is_main():  # in the log as soon as it is known: a job killed later still shows it
+                    log.info("bench result %s", json.dumps(row, ensure_ascii=False))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results

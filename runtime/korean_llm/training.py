@@ -302,6 +302,13 @@ def save_trained(trainer: Any, tokenizer: Any, cfg: StageConfig, stage_dir: Stag
     return {"adapter_path": "adapter", "merged_path": None, "tokenizer_path": "tokenizer"}
 
 
+def distributed_strategy(trainer: Any) -> str | None:
+    """What the Trainer ran: `fsdp`, `ddp` (also what accelerate runs for FSDP on a CPU), or None for one process."""
+    if dist.world_size() == 1:
+        return None
+    return "fsdp" if getattr(trainer, "is_fsdp_enabled", False) else "ddp"
+
+
 def write_config_snapshot(cfg: StageConfig, stage_dir: StageDir) -> None:
     """The resolved config next to the weights (what was actually run)."""
     if dist.is_main():
@@ -338,6 +345,8 @@ def training_manifest(
             "quantization": loaded.quantization,
             "notes": loaded.notes,
             "rejected_by_reason": rejects.counts(),
+            "world_size": dist.world_size(),
+            "distributed_strategy": distributed_strategy(trainer),
             **extra,
         },
     )
