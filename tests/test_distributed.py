@@ -125,3 +125,27 @@ def test_fsdp_is_refused_for_lora_and_for_unsloth(monkeypatch) -> None:
     assert distributed_args(ddp, {}) == {"ddp_find_unused_parameters": False, "use_cpu": True, "ddp_backend": "gloo"}
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert distributed_args(full, {}) == {}
+
+
+def test_fsdp_sft_uses_the_plain_loss(monkeypatch, tmp_path: Path) -> None:
+    """TRL's chunked loss reads lm_head.weight directly, which FSDP2 keeps sharded outside lm_head's own forward."""
+    from trl import DPOConfig, SFTConfig
+
+    from korean_llm.artifacts import StageDir
+    from korean_llm.training import build_args
+
+    def capturing(config_class: type) -> type:  # the arguments build_args hands to TRL, without a process group
+        return type("Capture", (), {"__dataclass_fields__": config_class.__dataclass_fields__, "__init__": _keep})
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for stage, config_class, expected in (("sft", SFTConfig, "nll"), ("rlhf", DPOConfig, None)):
+        data = {"stage": stage, "distributed": {"strategy": "fsdp"}, "lora": {"method": "full"}}
+        args = build_args(build_config(data, env={}), capturing(config_class), StageDir(tmp_path / stage, stage))
+        assert args.kwargs["fsdp"] is True and args.kwargs.get("loss_type") == expected, stage
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    sft = build_config({"stage": "sft", "lora": {"method": "full"}}, env={})
+    assert "loss_type" not in build_args(sft, capturing(SFTConfig), StageDir(tmp_path / "one", "sft")).kwargs
+
+
+def _keep(self: object, **kwargs: object) -> None:
+    self.kwargs = kwargs  # type: ignore[attr-defined]

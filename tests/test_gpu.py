@@ -101,10 +101,15 @@ def test_cpt_then_sft_train_with_falling_loss(
     sft_over = gpu_stage(small_model, "builtin:sft-ko", max_steps=15)
     sft_cfg = load_config(write_config("sft", {**sft_over, "run": {"previous_stage": "cpt"}}))
     sft_manifest = sft.main(sft_cfg)
-    for manifest in (cpt_manifest, sft_manifest):
+    for manifest, cfg in ((cpt_manifest, cpt_cfg), (sft_manifest, sft_cfg)):
         assert manifest.extra["backend"] == "unsloth" and manifest.extra["quantization"] == "nf4"
         assert manifest.metrics["global_step"] == 15
-        assert manifest.metrics["final_loss"] < 0.9 * manifest.metrics["first_loss"], manifest.metrics
+        history = json.loads((cfg.stage_dir / "log_history.json").read_text())
+        losses = [h["loss"] for h in history if "loss" in h]
+        print(cfg.stage, "losses", [round(x, 3) for x in losses])
+        assert len(losses) == 15
+        # single steps are noisy (SFT batches differ in length); the average of the last three is clearly lower
+        assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, (cfg.stage, losses)
     assert sft_manifest.init_from == str(cpt_cfg.stage_dir)
     assert read_manifest(sft_cfg.stage_dir).adapter_path == "adapter"
 

@@ -77,6 +77,11 @@ def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stag
     if checkpointing is not None:  # TRL's default (True) made explicit: the FSDP arguments depend on it
         kwargs.setdefault("gradient_checkpointing", checkpointing.default)
     kwargs.update(distributed_args(cfg, kwargs))
+    fields = getattr(config_class, "__dataclass_fields__", {})
+    if kwargs.get("fsdp") and "loss_type" in fields and fields["loss_type"].default is None:
+        # SFTConfig's default "chunked_nll" reads lm_head.weight without calling lm_head, which FSDP2 shards as a
+        # unit of its own (its forward hook is what gathers it): the plain loss under FSDP.
+        kwargs.setdefault("loss_type", "nll")
     try:
         return config_class(**kwargs)
     except (TypeError, ValueError) as exc:
