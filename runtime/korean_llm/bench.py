@@ -607,7 +607,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", default="4", help="per-device batch size; comma-separated to sweep")
     p.add_argument("--seq-len", type=int, default=2048, help="tokens per sequence (model.max_seq_length)")
     p.add_argument("--steps", type=int, default=10, help="measured steps")
-    p.add_argument("--warmup", type=int, default=3, help="steps run before measuring")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=6,
+        help="steps run before measuring (default 6: SFT/DPO batch shapes vary, and Unsloth recompiles for new ones)",
+    )
     p.add_argument("--lora", default=None, choices=("lora", "qlora", "full"), help="default: qlora on CUDA, else lora")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s for MFU (default: measured)")
     p.add_argument("--json-out", default=None, help="also write the results to this file")
