@@ -287,15 +287,7 @@ class TokenCounter:
     def between(self, first: int, last: int) -> tuple[int, int]:
         """Tokens of batches [first, last) of this process, summed over every rank when distributed."""
         chosen = self.batches[first:last]
-        counts = [sum(t for t, _ in chosen), sum(n for _, n in chosen)]
-        if dist.world_size() > 1 and dist._initialized():
-            import torch
-            import torch.distributed as torch_dist
-
-            device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else "cpu"
-            total = torch.tensor(counts, dtype=torch.int64, device=device)
-            torch_dist.all_reduce(total)
-            counts = [int(x) for x in total.tolist()]
+        counts = dist.all_sum([sum(t for t, _ in chosen), sum(n for _, n in chosen)])
         return counts[0], counts[1]
 
 
@@ -375,9 +367,7 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
     tokens, nonpad = counter.between(warmup * accum, (warmup + steps) * accum)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     strategy = distributed_strategy(trainer)
-    model = trainer.model
-    if "ref" in getattr(model, "peft_config", {}):
-        model.delete_adapter("ref")
+    rlhf.drop_reference_adapter(trainer.model)
     del trainer
     return {
         "strategy": strategy,

@@ -55,6 +55,19 @@ def any_rank(flag: bool) -> bool:
     return bool(t.item())
 
 
+def all_sum(values: list[int]) -> list[int]:
+    """Element-wise sum of `values` over every rank (the values themselves in a single process)."""
+    if world_size() == 1 or not _initialized():
+        return values
+    import torch
+    import torch.distributed as torch_dist
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.int64, device=device)
+    torch_dist.all_reduce(t)
+    return [int(x) for x in t.tolist()]
+
+
 def allow_indexed_cpu_location() -> None:
     """Let torch.load map tensors to `cpu:N`.
 

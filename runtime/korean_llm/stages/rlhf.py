@@ -136,12 +136,28 @@ def reference_kind(cfg: StageConfig, args: Any) -> str:
     return cfg.rlhf.reference_model or "policy (LoRA adapter disabled or its frozen copy)"
 
 
-def build_trainer(cfg: StageConfig, loaded: Loaded, rows: list[dict[str, Any]], stage_dir: StageDir) -> Any:
-    """The method's TRL trainer over prepared rows; shared by the stage and `korean-llm bench --mode dpo`."""
+def drop_reference_adapter(model: Any) -> None:
+    """Remove TRL's frozen `ref` copy of a continued adapter: it is not part of the result."""
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+
+
+def build_trainer(
+    cfg: StageConfig,
+    loaded: Loaded,
+    rows: list[dict[str, Any]],
+    stage_dir: StageDir,
+    rewards: tuple[list[Callable[..., list[float]]], list[float]] | None = None,
+) -> Any:
+    """The method's TRL trainer over prepared rows; shared by the stage and `korean-llm bench --mode dpo`.
+
+    `rewards`: GRPO's reward functions and weights when already built (else built here from the config)."""
     from datasets import Dataset
 
     method = cfg.rlhf.method
-    reward_funcs, weights = build_rewards(cfg.rlhf.rewards) if method == "grpo" else ([], [])
+    if rewards is None:
+        rewards = build_rewards(cfg.rlhf.rewards) if method == "grpo" else ([], [])
+    reward_funcs, weights = rewards
     if loaded.backend == "unsloth":
         patch_unsloth(method)
     trainer_cls, config_cls = trl_classes(method)
@@ -170,16 +186,12 @@ def _run(ctx: StageContext) -> Manifest:
     rejects = RejectLog()
     rows = training_rows(cfg, rejects)
     ctx.record_rejects(rejects, f"rlhf ({method}) data")
-    if method == "grpo":
-        build_rewards(cfg.rlhf.rewards)  # a bad reward function fails before the model is loaded
+    rewards = build_rewards(cfg.rlhf.rewards) if method == "grpo" else ([], [])  # fails before the model loads
     loaded = load_for_training(cfg, init_point(cfg))
-    trainer = build_trainer(cfg, loaded, rows, ctx.dir)
-    args = trainer.args
+    trainer = build_trainer(cfg, loaded, rows, ctx.dir, rewards)
     write_config_snapshot(cfg, ctx.dir)
     summary = train(trainer, cfg, ctx.dir, ctx.metrics)
-    model = trainer.model
-    if "ref" in getattr(model, "peft_config", {}):
-        model.delete_adapter("ref")  # TRL's frozen reference copy: not part of the result
+    drop_reference_adapter(trainer.model)
     return training_manifest(
         ctx,
         trainer,
@@ -189,7 +201,7 @@ def _run(ctx: StageContext) -> Manifest:
         metrics={**rlhf_metrics(trainer.state.log_history), "examples": len(rows)},
         extra={
             "method": method,
-            "reference": reference_kind(cfg, args),
+            "reference": reference_kind(cfg, trainer.args),
             "rewards": [r.model_dump() for r in cfg.rlhf.rewards] if method == "grpo" else [],
         },
     )
