@@ -606,14 +606,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lora", default=None, choices=("lora", "qlora", "full"), help="default: qlora on CUDA, else lora")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s for MFU (default: measured)")
     p.add_argument("--json-out", default=None, help="also write the results to this file")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="stage config override, e.g. --set sft.packing=true (repeatable)",
-    )
+    from korean_llm.cli import add_overrides
+
+    add_overrides(p, "sft.packing=true")
 
 
 def _csv(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:

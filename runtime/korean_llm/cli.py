@@ -60,6 +60,18 @@ def run_stage(stage: str, config_path: str, overrides: Sequence[str]) -> int:
     return 0
 
 
+def add_overrides(p: argparse.ArgumentParser, example: str) -> None:
+    """`--set KEY=VALUE` (repeatable): stage config overrides, collected in `args.overrides`."""
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a stage config key, e.g. --set {example} (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="korean-llm", description=__doc__.split("\n\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -67,14 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in (*STAGES, "stage"):
         p = sub.add_parser(stage, help=f"run the {stage} stage" if stage != "stage" else "run the stage in $STAGE")
         p.add_argument("--config", "-c", required=True, help="stage config YAML (the chart's ConfigMap entry)")
-        p.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a config key, e.g. --set training.max_steps=10 (repeatable)",
-        )
+        add_overrides(p, "training.max_steps=10")
     for name, helptext in (
         ("run", "render the chart and run the pipeline DAG locally"),
         ("render", "render the chart with helm and list the DAG"),
