@@ -121,12 +121,12 @@ def test_embedding_learning_rate_gets_its_own_param_group(tiny_model: Path, writ
     from korean_llm.artifacts import StageDir
     from korean_llm.config import load_config
     from korean_llm.models import init_point, load_for_training
-    from korean_llm.training import build_args, embedding_lr_trainer
+    from korean_llm.training import build_args, stage_trainer
 
     cfg = load_config(write_config("cpt", CPT), env={})
     loaded = load_for_training(cfg, init_point(cfg))
     args = build_args(cfg, SFTConfig, StageDir(tmp_path, "cpt"), max_length=16)
-    trainer = embedding_lr_trainer(SFTTrainer, 5e-4)(
+    trainer = stage_trainer(SFTTrainer, 5e-4)(
         model=loaded.model,
         args=args,
         train_dataset=Dataset.from_list([{"input_ids": [1, 2, 3, 4]}]),
@@ -138,3 +138,63 @@ def test_embedding_learning_rate_gets_its_own_param_group(tiny_model: Path, writ
     emb = next(g for g in opt.param_groups if g["lr"] == 5e-4)
     names = {id(p): n for n, p in trainer.model.named_parameters()}
     assert all("embed_tokens" in names[id(p)] or "lm_head" in names[id(p)] for p in emb["params"])
+
+
+def test_stage_trainer_reads_tokens_seen_back_only_to_log_or_save_and_counts_parameters_once(
+    tiny_model: Path, write_config, tmp_path: Path
+) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from korean_llm.artifacts import StageDir
+    from korean_llm.config import load_config
+    from korean_llm.data import RejectLog, collect_rows, sft_row
+    from korean_llm.models import init_point, load_for_training
+    from korean_llm.stages import sft
+
+    over = {
+        "lora": {"r": 4},
+        "data": {"sources": [{"path": "builtin:sft-ko"}]},
+        "training": {"max_steps": 6, "per_device_train_batch_size": 3, "logging_steps": 3, "save_steps": 4},
+    }
+    cfg = load_config(write_config("sft", over), env={})
+    loaded = load_for_training(cfg, init_point(cfg))
+    sdir = StageDir(tmp_path / "sft-dir", "sft")
+    sdir.prepare()
+    rows = collect_rows(cfg.data, sft_row(None), RejectLog())
+    trainer = sft.build_trainer(cfg, loaded, Dataset.from_list(rows), sdir)
+    assert trainer.args.optim == "adamw_torch_fused"  # both backends; Unsloth's configs would pick 8-bit AdamW
+    collate, batches = trainer.data_collator, []
+
+    def counting(features):
+        batch = collate(features)
+        batches.append(int(batch["attention_mask"].sum()))
+        return batch
+
+    trainer.data_collator = counting
+    seen: list[tuple[int, int, bool]] = []
+    counted = []
+    count_parameters = trainer.model.num_parameters
+    trainer.model.num_parameters = lambda **kw: counted.append(kw) or count_parameters(**kw)
+
+    class Watch(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            seen.append((state.global_step, state.num_input_tokens_seen, trainer._pending_tokens is None))
+
+    trainer.add_callback(Watch())
+    trainer.train()
+    # the host reads the count back only at the log of step 3 and the save of step 4 (both after on_step_end)
+    assert [s[1] for s in seen] == [0, 0, 0, sum(batches[:3]), sum(batches[:4]), sum(batches[:4])]
+    assert not any(s[2] for s in seen)
+    assert trainer.state.num_input_tokens_seen == sum(batches[:6]) and trainer._pending_tokens is None
+    saved = json.loads((sdir.checkpoints / "checkpoint-4" / "trainer_state.json").read_text())
+    assert saved["num_input_tokens_seen"] == sum(batches[:4])  # flushed before the checkpoint was written
+    logged = [h["num_input_tokens_seen"] for h in trainer.state.log_history if "loss" in h]
+    assert logged == [sum(batches[:3]), sum(batches[:6])]
+    # FLOPs as transformers counts them (6 x parameters without embeddings x tokens), the parameters counted once
+    assert counted == [{"exclude_embeddings": True}]
+    ids = 3 * cfg.model.max_seq_length
+    assert trainer.floating_point_ops({"input_ids": torch.zeros(3, cfg.model.max_seq_length)}) == 6 * ids * (
+        count_parameters(exclude_embeddings=True)
+    )

@@ -17,7 +17,7 @@ from korean_llm.data import RejectLog, collect_rows, text_row
 from korean_llm.errors import ConfigError, DataError
 from korean_llm.models import Loaded, init_point, load_for_training
 from korean_llm.stage import StageContext, execute
-from korean_llm.training import build_args, embedding_lr_trainer, train, training_manifest, write_config_snapshot
+from korean_llm.training import build_args, stage_trainer, train, training_manifest, write_config_snapshot
 
 
 def separator_id(tokenizer: Any, configured: str | None) -> int:
@@ -60,7 +60,7 @@ def build_trainer(cfg: StageConfig, loaded: Loaded, blocks: Any, stage_dir: Stag
         stage_defaults["loss_type"] = "nll"  # TRL's chunked loss cannot see a PEFT-wrapped lm_head
     args = build_args(cfg, SFTConfig, stage_dir, **stage_defaults)
     emb_lr = cfg.lora.embedding_learning_rate if cfg.lora.train_embeddings else None
-    return embedding_lr_trainer(SFTTrainer, emb_lr)(
+    return stage_trainer(SFTTrainer, emb_lr)(
         model=loaded.model, args=args, train_dataset=blocks, processing_class=loaded.tokenizer
     )
 

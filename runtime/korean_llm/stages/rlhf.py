@@ -32,7 +32,7 @@ from korean_llm.models import Loaded, cuda_available, init_point, load_for_train
 from korean_llm.rewards import build_rewards
 from korean_llm.stage import StageContext, execute
 from korean_llm.telemetry import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
-from korean_llm.training import build_args, train, training_manifest, write_config_snapshot
+from korean_llm.training import build_args, stage_trainer, train, training_manifest, write_config_snapshot
 
 log = logging.getLogger("korean_llm")
 
@@ -171,7 +171,7 @@ def build_trainer(
     if method in ("dpo", "kto") and cfg.rlhf.reference_model:
         kwargs["ref_model"] = load_reference_model(cfg, cfg.rlhf.reference_model, "rlhf.reference_model")
     args = build_args(cfg, config_cls, stage_dir, **defaults)
-    return trainer_cls(
+    return stage_trainer(trainer_cls)(
         model=loaded.model,
         args=args,
         train_dataset=Dataset.from_list(rows),

@@ -18,7 +18,7 @@ from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, sft_row
 from korean_llm.models import Loaded, init_point, load_for_training
 from korean_llm.stage import StageContext, execute
-from korean_llm.training import build_args, train, training_manifest, write_config_snapshot
+from korean_llm.training import build_args, stage_trainer, train, training_manifest, write_config_snapshot
 
 
 def build_trainer(cfg: StageConfig, loaded: Loaded, dataset: Any, stage_dir: StageDir) -> Any:
@@ -36,7 +36,9 @@ def build_trainer(cfg: StageConfig, loaded: Loaded, dataset: Any, stage_dir: Sta
         # `sft.packing` still packs without padding.
         padding_free=False,
     )
-    return SFTTrainer(model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.tokenizer)
+    return stage_trainer(SFTTrainer)(
+        model=loaded.model, args=args, train_dataset=dataset, processing_class=loaded.tokenizer
+    )
 
 
 def _run(ctx: StageContext) -> Manifest:
