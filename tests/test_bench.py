@@ -22,7 +22,7 @@ def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
     assert json.loads(proc.stdout) == rows  # stdout carries only the JSON document
-    assert [r["mode"] for r in rows] == ["cpt", "sft", "dpo", "bare"]
+    assert [r["mode"] for r in rows] == ["bare", "cpt", "sft", "dpo"]  # the bare loop first, before any Trainer
     for r in rows:
         assert r["backend"] == "hf" and r["lora"] == "lora" and r["parameters"] == TINY_PARAMETERS
         assert r["world_size"] == 1 and r["strategy"] is None
