@@ -6,9 +6,9 @@ Builds a JSONL corpus of the requested size (MB) from the konlpy texts (constitu
 every document is a random run of their sentences with perturbations (typos, changed numbers,
 shuffled order), so near-duplicate removal keeps most of them; 3 % exact and 3 % near copies are mixed
 in so dedup has work. The smaller corpora are prefixes of the largest. Then it runs
-`python -m korean_llm preprocess` under `/usr/bin/time -v` for each (size, workers) pair with the default
-pipeline and reports MB/s, documents/s, the peak RSS of the largest process (`time -v`) and the peak
-summed RSS of the whole process tree (sampled from /proc every 0.1 s).
+`python -m korean_llm preprocess` for each (size, workers) pair with the default pipeline and reports MB/s,
+documents/s, the peak RSS of the largest process (from `wait4`, as `time -v` reports it) and the peak summed
+RSS of the whole process tree (sampled from /proc every 0.1 s).
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def run_stage(workdir: Path, corpus: Path, workers: int, run_id: str) -> dict[st
     cfg_path = workdir / f"{run_id}.yaml"
     cfg_path.write_text(yaml.safe_dump(config, allow_unicode=True))
     env = {**os.environ, "PYTHONPATH": str(REPO / "runtime")}
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "korean_llm", "preprocess", "--config", str(cfg_path)]
+    cmd = [sys.executable, "-m", "korean_llm", "preprocess", "--config", str(cfg_path)]
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     peak_tree = 0
@@ -137,13 +137,17 @@ def run_stage(workdir: Path, corpus: Path, workers: int, run_id: str) -> dict[st
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, err = proc.communicate()
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    # the largest RSS of the process and of every descendant it waited for (what `time -v` reports), in kB
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     done.set()
     sampler.join()
-    if proc.returncode != 0:
-        raise SystemExit(f"preprocess failed (exit {proc.returncode}):\n{err[-3000:]}")
-    max_rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))  # type: ignore[union-attr]
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"preprocess failed (exit {code}):\n{err[-3000:]}")
+    max_rss_kb = usage.ru_maxrss
     full = json.loads((workdir / "data" / "bench" / run_id / "processed" / "stats.json").read_text())
     stats = full["inputs"]["cpt"]
     size = corpus.stat().st_size
@@ -170,8 +174,6 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="num_proc values, comma-separated")
     parser.add_argument("--workdir", default="/tmp/preprocess-bench")
     args = parser.parse_args()
-    if not Path("/usr/bin/time").is_file():
-        raise SystemExit("/usr/bin/time is missing: apt-get install time")
     workdir = Path(args.workdir)
     sizes = sorted(float(s) for s in args.sizes.split(","))
     workers = [int(w) for w in args.workers.split(",")]

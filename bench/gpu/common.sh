@@ -12,3 +12,12 @@ export KOREAN_LLM_CACHE=$KC HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PA
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled PYTHONPATH=$PWD/runtime
 T0=$(date +%s)
 left() { echo $(( $1 - ($(date +%s) - T0) )); }
+L=${L:-/tmp/logs}; mkdir -p $L
+# run NAME BUDGET CMD...: CMD's stdout/stderr to $L/NAME.out/.log, killed BUDGET s after the script started
+run() { local name=$1 budget=$2; shift 2; timeout $(left $budget) "$@" > $L/$name.out 2> $L/$name.log; echo "$name rc=$? at $(( $(date +%s) - T0 )) s"; }
+# rows LOG...: the bench result rows of these logs, one line each
+rows() { grep -h "bench result" "$@" | sed 's/.*bench result //' | python3 -c '
+import json, sys
+for r in map(json.loads, sys.stdin):
+    f = lambda k, d=0: "-" if r.get(k) is None else f"{r[k]:,.{d}f}"
+    print(r["backend"], r["mode"], r["batch_size"], f("step_seconds", 3), f("tokens_per_second"), f("nonpad_tokens_per_second"), f("peak_memory_gib", 2), f("mfu", 3), r.get("error", ""))'; }

@@ -3,7 +3,6 @@
 # single-GPU tests run (GPU 1); then 1 vs 2 GPU DDP (cpt: fixed shapes, sft) and FSDP full fine-tuning (plain loss).
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
-L=/tmp/logs; mkdir -p $L
 M=${M15:-qwen2.5-1.5b}
 CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
 (
@@ -18,7 +17,6 @@ CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench import resolve_bench_mo
 wait
 B="bench --model $M --batch-size 4 --steps 10 --warmup 6"
 TR="python3 -m torch.distributed.run --nproc-per-node 2 --master-port 29533 -m korean_llm"
-run() { local name=$1 budget=$2; shift 2; timeout $(left $budget) "$@" > $L/$name.out 2> $L/$name.log; echo "$name rc=$? at $(( $(date +%s) - T0 )) s"; }
 run ddp1 350 env CUDA_VISIBLE_DEVICES=0 python3 -m korean_llm $B --backend unsloth --mode cpt,sft
 run ddp2 460 $TR $B --backend unsloth --mode cpt,sft
 run fsdp2 520 $TR $B --backend hf --lora full --mode sft --set distributed.strategy=fsdp
