@@ -183,7 +183,26 @@ def test_stage_trainer_reads_tokens_seen_back_only_to_log_or_save_and_counts_par
             seen.append((state.global_step, state.num_input_tokens_seen, trainer._pending_tokens is None))
 
     trainer.add_callback(Watch())
-    trainer.train()
+    walks = []
+    module_train = torch.nn.Module.train
+
+    def train(module, mode=True):
+        if module is trainer.model:
+            walks.append(mode)
+        return module_train(module, mode)
+
+    torch.nn.Module.train = train
+    try:
+        trainer.train()
+        # train mode is set by walking the modules once (transformers would walk them at each of the 6 steps) ...
+        assert walks == [True]
+        # ... and reaches every module: after loading, the root can claim train mode while the base model's are in eval
+        assert all(m.training for m in trainer.model.modules())
+        trainer.model.eval()  # as an evaluation leaves it: the next step walks again
+        trainer.training_step(trainer.model, next(iter(trainer.get_train_dataloader())))
+        assert walks == [True, False, True] and all(m.training for m in trainer.model.modules())
+    finally:
+        torch.nn.Module.train = module_train
     # the host reads the count back only at the log of step 3 and the save of step 4 (both after on_step_end)
     assert [s[1] for s in seen] == [0, 0, 0, sum(batches[:3]), sum(batches[:4]), sum(batches[:4])]
     assert not any(s[2] for s in seen)
