@@ -30,7 +30,7 @@ def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
         flops = 8 if r["mode"] == "dpo" else 6  # DPO adds the reference model's forward pass
         assert r["mfu"] == pytest.approx(flops * TINY_PARAMETERS * r["nonpad_tokens_per_second"] / 0.1e12)
         assert r["step_seconds"] > 0 and r["peak_memory_gib"] is None  # no GPU here
-    cpt, sft, dpo, bare = rows
+    bare, cpt, sft, dpo = rows
     # CPT blocks and the bare loop's random ids are full: 3 steps x 2 rows x 128 tokens, no padding.
     assert cpt["tokens_per_second"] * cpt["step_seconds"] * 3 == pytest.approx(3 * 2 * 128)
     assert cpt["tokens_per_second"] == cpt["nonpad_tokens_per_second"]
@@ -102,3 +102,21 @@ def test_bench_under_torchrun_sums_tokens_over_ranks(tmp_path: Path) -> None:
 def test_bench_refuses_the_bare_loop_under_torchrun(cli) -> None:
     proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "sft,bare", env={"WORLD_SIZE": "2", "RANK": "1"})
     assert proc.returncode == 2 and "--mode bare is a single-process loop" in proc.stderr
+
+
+def test_synthetic_text_is_never_blank(tiny_model: Path) -> None:
+    import random
+
+    from transformers import AutoTokenizer
+
+    from korean_llm.bench import _random_text
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    blank = [i for i in range(len(tok)) if tok.decode([i]) and not tok.decode([i]).strip()]
+    word = next(i for i in range(len(tok)) if tok.decode([i]).strip())
+    assert blank, "the builtin tokenizer has whitespace tokens"
+    rng = random.Random(0)
+    # one-token texts from a pool that is mostly whitespace: a blank draw is drawn again (a chat with an empty
+    # message is refused by the SFT rows' validation)
+    texts = [_random_text(tok, rng, 1, blank[:1] * 9 + [word]) for _ in range(20)]
+    assert all(t.strip() for t in texts)

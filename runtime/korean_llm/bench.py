@@ -203,7 +203,11 @@ def _sync() -> None:
 
 
 def _random_text(tokenizer: Any, rng: random.Random, n_tokens: int, pool: list[int]) -> str:
-    return tokenizer.decode([rng.choice(pool) for _ in range(n_tokens)])
+    """`n_tokens` random tokens decoded; never blank (the stages reject empty messages)."""
+    while True:
+        text = tokenizer.decode([rng.choice(pool) for _ in range(n_tokens)])
+        if text.strip():
+            return text
 
 
 def _token_pool(tokenizer: Any) -> list[int]:
