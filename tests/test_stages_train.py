@@ -217,3 +217,39 @@ def test_stage_trainer_reads_tokens_seen_back_only_to_log_or_save_and_counts_par
     assert trainer.floating_point_ops({"input_ids": torch.zeros(3, cfg.model.max_seq_length)}) == 6 * ids * (
         count_parameters(exclude_embeddings=True)
     )
+
+
+def test_a_nan_step_loss_shows_in_the_log(tiny_model: Path, write_config, tmp_path: Path) -> None:
+    import math
+
+    from datasets import Dataset
+
+    from korean_llm.artifacts import StageDir
+    from korean_llm.config import load_config
+    from korean_llm.models import init_point, load_for_training
+    from korean_llm.stages import cpt
+
+    over = {**CPT, "lora": {"r": 4}, "training": {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1}}
+    cfg = load_config(write_config("cpt", over), env={})
+    loaded = load_for_training(cfg, init_point(cfg))
+    sdir = StageDir(tmp_path / "cpt-dir", "cpt")
+    sdir.prepare()
+    blocks = cpt.pack_blocks(
+        Dataset.from_list([{"text": "대한민국은 민주공화국이다. " * 40}] * 8),
+        loaded.tokenizer,
+        32,
+        cpt.separator_id(loaded.tokenizer, None),
+        1,
+    )
+    trainer = cpt.build_trainer(cfg, loaded, blocks, sdir)
+    compute_loss = trainer.compute_loss
+
+    def nan_at_step_two(*args, **kwargs):
+        loss = compute_loss(*args, **kwargs)
+        return loss * float("nan") if trainer.state.global_step == 1 else loss
+
+    trainer.compute_loss = nan_at_step_two
+    trainer.train()
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    # not replaced by the running mean (transformers' logging_nan_inf_filter): a diverged step is visible
+    assert math.isfinite(logged[0]) and math.isnan(logged[1]), logged

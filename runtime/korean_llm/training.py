@@ -58,6 +58,9 @@ DEFAULT_ARGS: dict[str, Any] = {
     # Both backends the same optimizer, the one of the bare loops: Unsloth's configs default to bitsandbytes'
     # 8-bit AdamW, which launches kernels parameter by parameter and saves a few MB on LoRA weights.
     "optim": "adamw_torch_fused",
+    # transformers' default (True) replaces a NaN/inf step loss by the running mean in the logs, hiding a diverged
+    # run, and tests every step's loss on the host (a GPU sync per step). Unsloth's configs already turn it off.
+    "logging_nan_inf_filter": False,
 }
 
 
