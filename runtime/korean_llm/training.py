@@ -154,6 +154,7 @@ class StageTrainerMixin:
     _pending_tokens: Any = None
     _parameter_count: int | None = None
     _sft_sums: Any = None  # entropy sum, scored tokens, correct tokens, attention-mask tokens since the last log
+    _walked: Any = None  # the model whose modules this trainer has put in train mode
 
     def _defers_sft_metrics(self, model: Any, inputs: dict[str, Any]) -> bool:
         from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
@@ -201,8 +202,6 @@ class StageTrainerMixin:
         if scored > 0:
             metrics["entropy"].append(entropy / scored)
             metrics["mean_token_accuracy"].append(correct / scored)
-
-    _walked: Any = None  # the model whose modules this trainer has put in train mode
 
     def training_step(self, model: Any, *args: Any, **kwargs: Any) -> Any:
         # `model.training` alone says nothing about the modules below: after loading, the root can be in train mode
