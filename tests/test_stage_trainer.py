@@ -202,3 +202,43 @@ def test_deferred_sft_metrics_match_trl_per_step(tiny_model: Path, write_config,
         assert a["entropy"] == pytest.approx(b["entropy"], rel=1e-5)
         assert a["mean_token_accuracy"] == pytest.approx(b["mean_token_accuracy"], rel=1e-5)
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_a_step_that_leaves_train_mode_and_asks_for_it_again_gets_it(
+    tiny_model: Path, write_config, tmp_path: Path
+) -> None:
+    training = {"max_steps": 3, "per_device_train_batch_size": 3, "logging_steps": 3}
+    _, trainer = sft_trainer(write_config, tmp_path, training)
+    compute_loss, modes = trainer.compute_loss, []
+
+    def generate_then_train(model, inputs, *args, **kwargs):  # what generating inside a step does
+        if trainer.state.global_step == 1:  # the second step: the shadowed model.train() is in place
+            model.eval()
+            model.train()
+            modes.append(all(m.training for m in model.modules()))
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = generate_then_train
+    trainer.train()
+    assert modes == [True]  # back in train mode for this step's forward and backward, not only from the next step
+
+
+@pytest.mark.parametrize(("method", "once"), [("dpo", True), ("grpo", False)])
+def test_grpo_asserts_train_mode_at_every_step(
+    method: str, once: bool, tiny_model: Path, write_config, tmp_path: Path
+) -> None:
+    from korean_llm.artifacts import StageDir
+    from korean_llm.config import load_config
+    from korean_llm.data import RejectLog
+    from korean_llm.models import init_point, load_for_training
+    from korean_llm.stages import rlhf
+
+    data = {"dpo": "builtin:preference-ko", "grpo": "builtin:grpo-prompts-ko"}[method]
+    over = {"lora": {"r": 4}, "rlhf": {"method": method}, "data": {"sources": [{"path": data}]}}
+    cfg = load_config(write_config("rlhf", over), env={})
+    rows = rlhf.training_rows(cfg, RejectLog())
+    sdir = StageDir(tmp_path / "rlhf-dir", "rlhf")
+    sdir.prepare()
+    trainer = rlhf.build_trainer(cfg, load_for_training(cfg, init_point(cfg)), rows, sdir)
+    # GRPO generates inside its training step, and generation switches modes: transformers' per-step walk stays
+    assert trainer.walk_train_mode_once is once

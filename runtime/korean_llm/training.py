@@ -155,6 +155,8 @@ class StageTrainerMixin:
     _parameter_count: int | None = None
     _sft_sums: Any = None  # entropy sum, scored tokens, correct tokens, attention-mask tokens since the last log
     _walked: Any = None  # the model whose modules this trainer has put in train mode
+    # False for trainers that generate inside their training step (GRPO): generation switches modes itself
+    walk_train_mode_once = True
 
     def _defers_sft_metrics(self, model: Any, inputs: dict[str, Any]) -> bool:
         from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
@@ -206,7 +208,7 @@ class StageTrainerMixin:
     def training_step(self, model: Any, *args: Any, **kwargs: Any) -> Any:
         # `model.training` alone says nothing about the modules below: after loading, the root can be in train mode
         # while the base model's modules are still in eval mode (and skip gradient checkpointing, dropout).
-        if not model.training or self._walked is not model:
+        if not self.walk_train_mode_once or not model.training or self._walked is not model:
             self._walked = model
             return super().training_step(model, *args, **kwargs)  # type: ignore[misc]
         model.train = _already_training(model)  # shadows the method for this call only
@@ -266,17 +268,23 @@ class StageTrainerMixin:
 
 def _already_training(model: Any) -> Any:
     def train(mode: bool = True) -> Any:
-        return model if mode else type(model).train(model, mode)
+        if mode and model.training:  # still in train mode: nothing to walk
+            return model
+        return type(model).train(model, mode)
 
     return train
 
 
-def stage_trainer(base: type, embedding_lr: float | None = None) -> type:
+def stage_trainer(base: type, embedding_lr: float | None = None, *, generates: bool = False) -> type:
     """Subclass a TRL trainer (or Unsloth's patched one) with `StageTrainerMixin`.
 
-    With `embedding_lr`, embed_tokens/lm_head get their own learning rate (the CPT recipe)."""
+    With `embedding_lr`, embed_tokens/lm_head get their own learning rate (the CPT recipe). `generates`: the
+    trainer generates inside its training step (GRPO), so train mode is asserted at every step as transformers
+    does."""
 
     class StageTrainer(StageTrainerMixin, base):  # type: ignore[misc,valid-type]
+        walk_train_mode_once = not generates
+
         def create_optimizer(self, model: Any = None) -> Any:
             if embedding_lr is None or self.optimizer is not None:
                 return super().create_optimizer(model)

@@ -171,7 +171,7 @@ def build_trainer(
     if method in ("dpo", "kto") and cfg.rlhf.reference_model:
         kwargs["ref_model"] = load_reference_model(cfg, cfg.rlhf.reference_model, "rlhf.reference_model")
     args = build_args(cfg, config_cls, stage_dir, **defaults)
-    return stage_trainer(trainer_cls)(
+    return stage_trainer(trainer_cls, generates=method == "grpo")(
         model=loaded.model,
         args=args,
         train_dataset=Dataset.from_list(rows),
