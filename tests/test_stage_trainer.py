@@ -242,3 +242,26 @@ def test_grpo_asserts_train_mode_at_every_step(
     trainer = rlhf.build_trainer(cfg, load_for_training(cfg, init_point(cfg)), rows, sdir)
     # GRPO generates inside its training step, and generation switches modes: transformers' per-step walk stays
     assert trainer.walk_train_mode_once is once
+
+
+def test_sft_metrics_are_deferred_only_over_trl_and_transformers_own_compute_loss(
+    tiny_model: Path, write_config, tmp_path: Path
+) -> None:
+    from korean_llm.training import StageTrainerMixin
+
+    _, trainer = sft_trainer(write_config, tmp_path, {"max_steps": 1})
+    batch = {"attention_mask": None}
+    assert trainer._defers_sft_metrics(trainer.model.train(), batch)
+    base = type(trainer).__mro__[2]  # TRL's SFTTrainer
+
+    class Rewritten(base):  # as Unsloth's generated trainer: its own compute_loss
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    class Ours(StageTrainerMixin, Rewritten):
+        pass
+
+    trainer.__class__ = Ours
+    assert not trainer._defers_sft_metrics(trainer.model, batch)
+    trainer.__class__ = type("Eval", (StageTrainerMixin, base), {})
+    assert not trainer._defers_sft_metrics(trainer.model.eval(), batch)  # evaluation keeps TRL's path

@@ -159,11 +159,15 @@ class StageTrainerMixin:
     walk_train_mode_once = True
 
     def _defers_sft_metrics(self, model: Any, inputs: dict[str, Any]) -> bool:
-        from trl.trainer.sft_trainer import SFTTrainer as TRLSFTTrainer
+        from transformers import Trainer
 
         args = self.args  # type: ignore[attr-defined]
+        theirs = super().compute_loss.__func__  # type: ignore[misc]
         return (
-            getattr(super(), "compute_loss", None).__func__ is TRLSFTTrainer.compute_loss  # type: ignore[union-attr]
+            # TRL's own SFT loss with transformers' own Trainer below it: not Unsloth's rewrites of either (Unsloth
+            # also rebinds trl.SFTTrainer), whose paths this does not reproduce
+            (theirs.__module__, theirs.__qualname__) == ("trl.trainer.sft_trainer", "SFTTrainer.compute_loss")
+            and Trainer.compute_loss.__module__ == "transformers.trainer"
             and model.training
             and getattr(args, "loss_type", None) == "chunked_nll"
             and not args.use_liger_kernel
