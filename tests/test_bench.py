@@ -23,6 +23,7 @@ def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
     rows = json.loads(out.read_text())
     assert json.loads(proc.stdout) == rows  # stdout carries only the JSON document
     assert [r["mode"] for r in rows] == ["bare", "cpt", "sft", "dpo"]  # the bare loop first, before any Trainer
+    assert [r["runs_before"] for r in rows] == [0, 1, 2, 3]  # one process, one model load
     for r in rows:
         assert r["backend"] == "hf" and r["lora"] == "lora" and r["parameters"] == TINY_PARAMETERS
         assert r["world_size"] == 1 and r["strategy"] is None
@@ -41,6 +42,25 @@ def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
     assert 3 * 2 * 2 * 64 < dpo["tokens_per_second"] * dpo["step_seconds"] * 3 <= 3 * 2 * 2 * 128
     assert bare["first_loss"] > 0 and bare["last_loss"] > 0
     assert "backend" in proc.stderr and "MFU" in proc.stderr  # the rich table
+
+
+def test_batch_sweep_with_the_bare_loop_loads_afresh_per_size(cli, tmp_path: Path) -> None:
+    """A Trainer leaves the loaded model changed: every batch size's bare loop must come before any Trainer."""
+    out = tmp_path / "bench.json"
+    proc = cli(
+        "bench", "--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "cpt,bare", "--batch-size", "1,2",
+        "--steps", "2", "--warmup", "0", "--seq-len", "64", "--peak-tflops", "0.1", "--json-out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(r["mode"], r["batch_size"], r["runs_before"]) for r in rows] == [
+        ("bare", 1, 0),
+        ("cpt", 1, 1),
+        ("bare", 2, 0),
+        ("cpt", 2, 1),
+    ]
+    # each size's tokens: 2 steps x batch x 64
+    assert [round(r["tokens_per_second"] * r["step_seconds"] * 2) for r in rows] == [128, 128, 256, 256]
 
 
 def test_bench_rejects_bad_arguments_before_loading(cli) -> None:

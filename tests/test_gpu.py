@@ -150,13 +150,13 @@ def test_bench_compares_unsloth_and_hf(small_model: Path, cli: Callable[..., Any
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())
-    assert [(r["backend"], r["mode"]) for r in rows] == [
+    assert [(r["backend"], r["mode"]) for r in rows] == [  # the bare loop first in each backend's process
+        ("unsloth", "bare"),
         ("unsloth", "cpt"),
         ("unsloth", "dpo"),
-        ("unsloth", "bare"),
+        ("hf", "bare"),
         ("hf", "cpt"),
         ("hf", "dpo"),
-        ("hf", "bare"),
     ]
     for r in rows:
         assert r["lora"] == "qlora" and r["peak_memory_gib"] > 0 and 0 < r["mfu"] < 1

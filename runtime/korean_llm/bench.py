@@ -481,6 +481,7 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
                     "peak_tflops": peak,
                     "peak_source": peak_source,
                     "load_seconds": round(load_seconds, 1),
+                    "runs_before": len(results),  # measured runs in this process before this one (bare: always 0)
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                 }
                 _reset_memory()
@@ -598,7 +599,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend (default: as the stages choose)")
     p.add_argument("--compare", default=None, help="comma-separated backends, each in its own process")
     p.add_argument("--mode", default="cpt", help="comma-separated: cpt, sft, dpo, bare (bare runs first; default cpt)")
-    p.add_argument("--batch-size", default="4", help="per-device batch size; comma-separated to sweep")
+    p.add_argument(
+        "--batch-size",
+        default="4",
+        help="per-device batch size; comma-separated to sweep (with bare: a fresh process per size)",
+    )
     p.add_argument("--seq-len", type=int, default=2048, help="tokens per sequence (model.max_seq_length)")
     p.add_argument("--steps", type=int, default=10, help="measured steps")
     p.add_argument(
@@ -651,14 +656,18 @@ def run_command(args: argparse.Namespace) -> int:
         "peak_tflops": args.peak_tflops,
         "overrides": args.overrides,
     }
+    # A sweep that includes the bare loop loads the model afresh for every batch size, so that each size's bare loop
+    # also runs before any Trainer; without it one process measures every size (one model load).
+    sweeps = [[b] for b in batch_sizes] if "bare" in modes else [batch_sizes]
     rows: list[dict[str, Any]] = []
     for backend in backends:
-        rows += [{**row, "model": args.model} for row in _spawn({**spec, "backend": backend})]
-        measured = [r for r in rows if "peak_tflops" in r]
-        if measured:  # measure the device once
-            spec["peak_tflops"], spec["peak_source"] = measured[0]["peak_tflops"], measured[0]["peak_source"]
-        if args.json_out and dist.is_main():  # after each backend, so an interrupted comparison keeps what finished
-            atomic_write_json(Path(args.json_out), rows)
+        for sizes in sweeps:
+            rows += [{**row, "model": args.model} for row in _spawn({**spec, "backend": backend, "batch_sizes": sizes})]
+            measured = [r for r in rows if "peak_tflops" in r]
+            if measured:  # measure the device once
+                spec["peak_tflops"], spec["peak_source"] = measured[0]["peak_tflops"], measured[0]["peak_source"]
+            if args.json_out and dist.is_main():  # after each worker, so an interrupted comparison keeps what finished
+                atomic_write_json(Path(args.json_out), rows)
     failed = any("error" in r for r in rows)
     if not dist.is_main():  # figures are summed over ranks; rank 0 reports them
         return EXIT_BUG if failed else 0
