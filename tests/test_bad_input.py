@@ -145,7 +145,7 @@ def test_empty_input_file_is_an_error(tmp_path: Path, write_config, capsys) -> N
 
 
 def test_previous_stage_for_another_base_model_is_refused(tmp_path: Path, write_config, capsys) -> None:
-    from korean_llm.artifacts import Manifest, atomic_write_json
+    from korean_llm.pipeline.artifacts import Manifest, atomic_write_json
 
     cpt_dir = tmp_path / "output" / "tiny-ko" / "t" / "cpt"
     m = Manifest(stage="cpt", model_name="tiny-ko", run_id="t", base_model="Qwen/Qwen2.5-7B", config_hash="x")

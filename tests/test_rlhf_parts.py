@@ -11,7 +11,9 @@ import pytest
 from korean_llm.config import DataSource, StageConfig, build_config
 from korean_llm.data import kto_row, preference_row, prompt_row
 from korean_llm.errors import ConfigError
-from korean_llm.rewards import (
+from korean_llm.observe.metrics import StageMetrics
+from korean_llm.stages.rlhf import rlhf_metrics, training_rows, unpair
+from korean_llm.stages.rlhf.rewards import (
     KoreanResponseReward,
     LengthRangeReward,
     RegexFormatReward,
@@ -19,8 +21,6 @@ from korean_llm.rewards import (
     hangul_share,
     import_reward,
 )
-from korean_llm.stages.rlhf import rlhf_metrics, training_rows, unpair
-from korean_llm.telemetry import StageMetrics
 
 SRC = DataSource(path="x.jsonl")
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import torch
 
-from korean_llm.artifacts import read_manifest
 from korean_llm.builtin import fixture_path, tiny_model_path
 from korean_llm.config import load_config
 from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError
-from korean_llm.rewards import KoreanResponseReward
+from korean_llm.pipeline.artifacts import read_manifest
 from korean_llm.stages import rlhf, sft
+from korean_llm.stages.rlhf.rewards import KoreanResponseReward
 
 
 @pytest.fixture(autouse=True, scope="module")

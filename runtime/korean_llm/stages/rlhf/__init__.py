@@ -24,15 +24,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, kto_row, preference_row, prompt_row
 from korean_llm.errors import ConfigError
-from korean_llm.models import Loaded, cuda_available, init_point, load_for_training, load_reference_model
-from korean_llm.rewards import build_rewards
-from korean_llm.stage import StageContext, execute
-from korean_llm.telemetry import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
-from korean_llm.training import build_args, stage_trainer, train, training_manifest, write_config_snapshot
+from korean_llm.observe.metrics import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
+from korean_llm.pipeline.artifacts import Manifest, StageDir
+from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.stages.rlhf.rewards import build_rewards
+from korean_llm.train.loop import build_args, stage_trainer, train, training_manifest, write_config_snapshot
+from korean_llm.train.models import Loaded, cuda_available, init_point, load_for_training, load_reference_model
 
 log = logging.getLogger("korean_llm")
 

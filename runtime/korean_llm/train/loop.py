@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from korean_llm import dist
-from korean_llm.artifacts import (
+from korean_llm.config import StageConfig, check_training_keys
+from korean_llm.console import stderr_console
+from korean_llm.data import RejectLog
+from korean_llm.errors import ConfigError, Terminated
+from korean_llm.observe.metrics import StageMetrics, emit_event
+from korean_llm.observe.tracking import log_step, reject_trainer_trackers
+from korean_llm.pipeline.artifacts import (
     COMPLETE_MARKER,
     Manifest,
     StageDir,
@@ -25,16 +31,10 @@ from korean_llm.artifacts import (
     latest_checkpoint,
     tokenizer_fingerprint,
 )
-from korean_llm.config import StageConfig, check_training_keys
-from korean_llm.console import stderr_console
-from korean_llm.data import RejectLog
-from korean_llm.errors import ConfigError, Terminated
-from korean_llm.models import Loaded, choose_backend, trainable_parameters
-from korean_llm.telemetry import StageMetrics, emit_event
-from korean_llm.tracking import log_step, reject_trainer_trackers
+from korean_llm.train.models import Loaded, choose_backend, trainable_parameters
 
 if TYPE_CHECKING:
-    from korean_llm.stage import StageContext
+    from korean_llm.pipeline.stage import StageContext
 
 log = logging.getLogger("korean_llm")
 console = stderr_console()
@@ -70,7 +70,7 @@ def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stag
     if "output_dir" in cfg.training:
         raise ConfigError(f"{cfg.source}: training.output_dir is managed by the stage (it is {stage_dir.checkpoints})")
     reject_trainer_trackers(cfg)
-    # W&B and MLflow are logged by korean_llm.tracking (from the callback below), not by the Trainer.
+    # W&B and MLflow are logged by korean_llm.observe.tracking (from the callback below), not by the Trainer.
     kwargs = {**DEFAULT_ARGS, "seed": cfg.run.seed, "report_to": "none", **stage_defaults}
     kwargs.update(cfg.training)
     kwargs["output_dir"] = str(stage_dir.checkpoints)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from korean_llm.artifacts import atomic_write_text
+from korean_llm.pipeline.artifacts import atomic_write_text
 
 
 def loss_curve(history: list[dict[str, Any]], title: str, out: Path) -> bool:

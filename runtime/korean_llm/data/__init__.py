@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from korean_llm.artifacts import atomic_write_text
 from korean_llm.builtin import resolve_builtin_data
 from korean_llm.config import DataConfig, DataSource
 from korean_llm.errors import DataError
+from korean_llm.pipeline.artifacts import atomic_write_text
 
 EXTENSIONS = {
     ".jsonl": "jsonl",

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from korean_llm import dist
-from korean_llm.artifacts import Manifest, read_manifest, tokenizer_fingerprint
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, ManifestError
+from korean_llm.pipeline.artifacts import Manifest, read_manifest, tokenizer_fingerprint
 
 log = logging.getLogger("korean_llm")
 

@@ -9,7 +9,7 @@ is not used by this stage; `data.invalid_utf8` and `data.max_rejected_fraction` 
 
 CPT text goes through NFC, invisible-character removal, whitespace normalisation, optional kss sentence
 splitting, length / Hangul-ratio / repetition filters, typed PII masking, then exact and MinHash-LSH
-near-duplicate removal (see `korean_llm.cleaning`: workers clean batches, the main process deduplicates
+near-duplicate removal (see `cleaning.py`: workers clean batches, the main process deduplicates
 in input order, so the output does not depend on `num_proc`). Chats and pairs are validated, normalised
 to `messages` / conversational pairs, NFC-cleaned and PII-masked, exact-deduplicated, and split into
 train/eval by a hash of the row.
@@ -33,13 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from korean_llm.artifacts import Manifest, atomic_write_json
-from korean_llm.chats import message_schema, process_chats
-from korean_llm.cleaning import MB, Rejects, process_cpt
 from korean_llm.config import StageConfig
 from korean_llm.data import preference_row, sft_row
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.stage import StageContext, execute
+from korean_llm.pipeline.artifacts import Manifest, atomic_write_json
+from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.stages.preprocess.chats import message_schema, process_chats
+from korean_llm.stages.preprocess.cleaning import MB, Rejects, process_cpt
 
 log = logging.getLogger("korean_llm")
 

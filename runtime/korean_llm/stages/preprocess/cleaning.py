@@ -8,7 +8,7 @@ dedup index grows, with the number of *unique* documents kept (about 2.7 KB each
 plus datasketch's LSH band entries), e.g. ~100 MB per 40,000 documents.
 
 `process_cpt` runs it for `preprocess.cpt_sources`; `Rejects` (rejected.jsonl) and `Report` (counters
-for stats.json) are shared with the chat and preference path in `korean_llm.chats`.
+for stats.json) are shared with the chat and preference path in `korean_llm.stages.preprocess.chats`.
 """
 
 from __future__ import annotations

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from korean_llm import dist
-from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
 from korean_llm.errors import DataError, ManifestError
-from korean_llm.telemetry import StageMetrics, emit_event, gpu_peak_memory
-from korean_llm.tracking import ExperimentTracker
+from korean_llm.observe.metrics import StageMetrics, emit_event, gpu_peak_memory
+from korean_llm.observe.tracking import ExperimentTracker
+from korean_llm.pipeline.artifacts import Manifest, StageDir
 
 log = logging.getLogger("korean_llm")
 

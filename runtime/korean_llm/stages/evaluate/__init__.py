@@ -30,17 +30,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from korean_llm import scoring
-from korean_llm.artifacts import Manifest, atomic_write_json, atomic_write_text
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, GateFailed
-from korean_llm.eval_inputs import EvalInputs, load_inputs
-from korean_llm.eval_report import Scores, gate_checks, render_html
 from korean_llm.korean import hangul_ratio
-from korean_llm.models import InitPoint, _torch_dtype, init_point, load_tokenizer
-from korean_llm.release import current_release, releases_dir
-from korean_llm.stage import StageContext, execute
+from korean_llm.pipeline.artifacts import Manifest, atomic_write_json, atomic_write_text
+from korean_llm.pipeline.release import current_release, releases_dir
+from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.stages.evaluate import scoring
+from korean_llm.stages.evaluate.inputs import EvalInputs, load_inputs
+from korean_llm.stages.evaluate.report import Scores, gate_checks, render_html
+from korean_llm.train.models import InitPoint, _torch_dtype, init_point, load_tokenizer
 
 log = logging.getLogger("korean_llm")
 

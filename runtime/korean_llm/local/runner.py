@@ -15,6 +15,7 @@ are reported as skipped with the reason, never silently dropped.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,14 @@ import yaml
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from korean_llm.command import Command
 from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
-from korean_llm.telemetry import EVENTS_ENV
+from korean_llm.observe.metrics import EVENTS_ENV
 
 console = stderr_console()
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 MIN_HELM = (3, 14)
 PARAM = re.compile(r"\{\{\s*workflow\.parameters\.([A-Za-z0-9_-]+)\s*\}\}")
 
@@ -394,7 +397,7 @@ def render_command(args: Any) -> int:
 
 def run_command(args: Any) -> int:
     """`korean-llm run`: render, then run every model's DAG in order; exit code of the first failed step."""
-    from korean_llm.report import write_report
+    from korean_llm.local.report import write_report
 
     pipelines = parse_pipelines(load_objects(args))
     run_id = args.run_id or pipelines[0].parameters.get("run-id") or "local"
@@ -433,3 +436,34 @@ def run_command(args: Any) -> int:
         if r.status == "failed":
             console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {r.detail}\n  log: {r.log}")
     return exit_code
+
+
+def _add_arguments(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-f", "--values", action="append", default=[], help="values file (repeatable)")
+        p.add_argument(
+            "--set",
+            dest="helm_set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="helm --set override (repeatable)",
+        )
+        p.add_argument("--chart", default=None, help="chart folder (default: the repository's charts/)")
+        p.add_argument("--runs-dir", default="runs", help="where runs/<run-id>/ is created")
+        p.add_argument("--run-id", default=None, help="run id (default: the values' runId)")
+        if name == "run":
+            p.add_argument("--only", action="append", default=[], help="run only these steps (repeatable)")
+            p.add_argument("--manifests", default=None, help="run manifests rendered elsewhere (no helm needed)")
+        else:
+            p.add_argument("-o", "--output", default=None, help="also write the rendered manifests to this file")
+
+    return add
+
+
+def commands() -> list[Command]:
+    """`korean-llm run` and `korean-llm render`."""
+    return [
+        Command("run", "render the chart and run the pipeline DAG locally", _add_arguments("run"), run_command),
+        Command("render", "render the chart with helm and list the DAG", _add_arguments("render"), render_command),
+    ]

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from korean_llm import korean
-from korean_llm.cleaning import MB, Rejects, Report, reason_kind
 from korean_llm.config import DataSource, StageConfig
 from korean_llm.data import ParquetShardWriter, read_source
+from korean_llm.stages.preprocess.cleaning import MB, Rejects, Report, reason_kind
 
 
 def _clean_content(text: str, cfg: StageConfig, pii: Counter[str]) -> str:

@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from korean_llm import dist
-from korean_llm.artifacts import Manifest
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, Terminated
+from korean_llm.pipeline.artifacts import Manifest
 
 log = logging.getLogger("korean_llm")
 

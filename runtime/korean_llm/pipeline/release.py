@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from korean_llm.artifacts import atomic_write_json, atomic_write_text, fsync_dir
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError
+from korean_llm.pipeline.artifacts import atomic_write_json, atomic_write_text, fsync_dir
 
 log = logging.getLogger("korean_llm")
 

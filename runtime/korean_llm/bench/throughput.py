@@ -51,11 +51,12 @@ from rich.console import Console
 from rich.table import Table
 
 from korean_llm import dist
-from korean_llm.artifacts import StageDir, atomic_write_json
 from korean_llm.builtin import TINY_MODEL, cache_root, tiny_model_path
+from korean_llm.command import Command, add_overrides
 from korean_llm.config import build_config
-from korean_llm.console import stderr_console
+from korean_llm.console import setup_logging, stderr_console
 from korean_llm.errors import EXIT_BUG, ConfigError, KoreanLLMError
+from korean_llm.pipeline.artifacts import StageDir, atomic_write_json
 
 log = logging.getLogger("korean_llm")
 SHAPE_VERSION = "v1"
@@ -336,9 +337,9 @@ def _peak_memory() -> tuple[float | None, float | None]:
 
 
 def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    from korean_llm.observe.metrics import StageMetrics
     from korean_llm.stages import cpt, rlhf, sft
-    from korean_llm.telemetry import StageMetrics
-    from korean_llm.training import distributed_strategy, train
+    from korean_llm.train.loop import distributed_strategy, train
 
     warmup, steps = spec["warmup"], spec["steps"]
     accum = int(cfg.training.get("gradient_accumulation_steps", 1))
@@ -450,7 +451,7 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
     The rows so far are rewritten to `done` after each run, so a killed worker still reports them."""
     import torch
 
-    from korean_llm.models import init_point, load_for_training
+    from korean_llm.train.models import init_point, load_for_training
 
     workdir = Path(tempfile.mkdtemp(prefix="korean-llm-bench-"))
     spec = {**spec, "lora": spec["lora"] or ("qlora" if torch.cuda.is_available() else "lora")}
@@ -533,7 +534,7 @@ def _spawn(spec: dict[str, Any]) -> Any:
     with tempfile.TemporaryDirectory(prefix="korean-llm-bench-") as tmp:
         result = Path(tmp) / "result.json"
         proc = subprocess.run(
-            [sys.executable, "-m", "korean_llm.bench", json.dumps(spec), str(result)],
+            [sys.executable, "-m", "korean_llm.bench.throughput", json.dumps(spec), str(result)],
             check=False,
             stdout=sys.stderr,  # the worker's logs: this process's stdout carries only the JSON
         )
@@ -551,7 +552,7 @@ def worker(spec: dict[str, Any], result: Path) -> None:
         build_shape(Path(spec["folder"]), SHAPES[spec["shape"]])
         atomic_write_json(result, {"built": spec["folder"]})
         return
-    from korean_llm.models import choose_backend
+    from korean_llm.train.models import choose_backend
 
     if choose_backend(spec["backend"]) == "unsloth":  # also: a clear error when Unsloth cannot run here
         import unsloth  # noqa: F401  -- patches transformers/TRL: must come before they are imported
@@ -593,8 +594,7 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
     )
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("bench", help="measure training throughput of the stage code path")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=TINY_MODEL, help=f"{', '.join(SHAPES)}, {TINY_MODEL} or a model folder")
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend (default: as the stages choose)")
     p.add_argument("--compare", default=None, help="comma-separated backends, each in its own process")
@@ -615,9 +615,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lora", default=None, choices=("lora", "qlora", "full"), help="default: qlora on CUDA, else lora")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s for MFU (default: measured)")
     p.add_argument("--json-out", default=None, help="also write the results to this file")
-    from korean_llm.cli import add_overrides
-
     add_overrides(p, "sft.packing=true")
+
+
+def commands() -> list[Command]:
+    """`korean-llm bench`."""
+    return [Command("bench", "measure training throughput of the stage code path", add_arguments, run_command)]
 
 
 def _csv(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
@@ -677,8 +680,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from korean_llm.cli import setup_logging
-
     setup_logging()
     try:
         worker(json.loads(sys.argv[1]), Path(sys.argv[2]))
