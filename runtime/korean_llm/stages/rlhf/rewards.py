@@ -12,7 +12,13 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from korean_llm.config import FormatReward, KoreanReward, LengthReward, PythonReward, Reward
+from korean_llm.config import (
+    FormatRewardConfig,
+    KoreanRewardConfig,
+    LengthRewardConfig,
+    PythonRewardConfig,
+    RewardConfig,
+)
 from korean_llm.errors import ConfigError
 from korean_llm.korean import hangul_ratio
 
@@ -29,7 +35,7 @@ def hangul_share(text: str) -> float | None:
     return hangul_ratio(text) if any(ch.isalpha() for ch in text) else None
 
 
-class KoreanResponseReward:
+class KoreanReward:
     """Hangul share of the answer, minus `penalty` when it is below `min_share` (LogicKor: not Korean, no score).
 
     An answer without letters (empty, only digits or symbols) gets 0.
@@ -51,7 +57,7 @@ class KoreanResponseReward:
         return [self.score(completion_text(c)) for c in completions]
 
 
-class LengthRangeReward:
+class LengthReward:
     """1 for an answer of `min_chars`..`max_chars` characters; below, len/min; above, max/len."""
 
     __name__ = "length"
@@ -72,7 +78,7 @@ class LengthRangeReward:
         return [self.score(completion_text(c)) for c in completions]
 
 
-class RegexFormatReward:
+class FormatReward:
     """1 when the answer matches the pattern (`re.search`, DOTALL), else 0."""
 
     __name__ = "format"
@@ -98,16 +104,16 @@ def import_reward(spec: str) -> Callable[..., list[float]]:
     return func  # type: ignore[no-any-return]
 
 
-def build_rewards(specs: Sequence[Reward]) -> tuple[list[Callable[..., list[float]]], list[float]]:
+def build_rewards(specs: Sequence[RewardConfig]) -> tuple[list[Callable[..., list[float]]], list[float]]:
     """The reward callables for GRPOTrainer and their weights (GRPOConfig.reward_weights), in config order."""
     funcs: list[Callable[..., list[float]]] = []
     for spec in specs:
-        if isinstance(spec, KoreanReward):
-            funcs.append(KoreanResponseReward(spec.min_hangul_share, spec.penalty))
-        elif isinstance(spec, LengthReward):
-            funcs.append(LengthRangeReward(spec.min_chars, spec.max_chars))
-        elif isinstance(spec, FormatReward):
-            funcs.append(RegexFormatReward(spec.pattern))
-        elif isinstance(spec, PythonReward):
+        if isinstance(spec, KoreanRewardConfig):
+            funcs.append(KoreanReward(spec.min_hangul_share, spec.penalty))
+        elif isinstance(spec, LengthRewardConfig):
+            funcs.append(LengthReward(spec.min_chars, spec.max_chars))
+        elif isinstance(spec, FormatRewardConfig):
+            funcs.append(FormatReward(spec.pattern))
+        elif isinstance(spec, PythonRewardConfig):
             funcs.append(import_reward(spec.function))
     return funcs, [spec.weight for spec in specs]
