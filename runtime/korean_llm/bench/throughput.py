@@ -255,7 +255,7 @@ def sft_chats(cfg: Any, tokenizer: Any, n_rows: int, seed: int) -> Any:
 def preference_pairs(cfg: Any, tokenizer: Any, n_rows: int, seed: int) -> list[dict[str, Any]]:
     """DPO rows as the rlhf stage prepares them: a prompt of up to a quarter of `max_seq_length` tokens, then
     chosen and rejected answers of a quarter to three quarters (each pair: two sequences of up to full length)."""
-    from korean_llm.stages.rlhf import with_system
+    from korean_llm.data import with_system_prompt
 
     rng, pool, seq = random.Random(seed), _token_pool(tokenizer), cfg.model.max_seq_length
     rows = []
@@ -264,7 +264,7 @@ def preference_pairs(cfg: Any, tokenizer: Any, n_rows: int, seed: int) -> list[d
         answers = [_random_text(tokenizer, rng, rng.randint(seq // 4, 3 * seq // 4) - 16, pool) for _ in range(2)]
         rows.append(
             {
-                "prompt": with_system(prompt, cfg.rlhf.system_prompt),
+                "prompt": with_system_prompt(prompt, cfg.rlhf.system_prompt),
                 "chosen": [{"role": "assistant", "content": answers[0]}],
                 "rejected": [{"role": "assistant", "content": answers[1]}],
             }

@@ -41,12 +41,12 @@ class StageContext:
         """Write rejected.jsonl, print the counts by reason, and fail above the configured fraction."""
         if dist.is_main():
             rejects.write(self.dir.work / "rejected.jsonl")
-        if rejects.rejected:
+        if rejects.total:
             counts = ", ".join(f"{reason}: {n}" for reason, n in rejects.counts().items())
             log.warning(
                 "%s: rejected %d of %d rows (%s); details in %s",
                 what,
-                len(rejects.rejected),
+                rejects.total,
                 rejects.rows_in,
                 counts,
                 self.dir.work / "rejected.jsonl",

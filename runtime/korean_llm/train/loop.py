@@ -497,7 +497,7 @@ def training_manifest(
         metrics={
             **summary,
             **metrics,
-            "rows_rejected": len(rejects.rejected),
+            "rows_rejected": rejects.total,
             "trainable_parameters": trainable,
             "total_parameters": total,
         },

@@ -27,10 +27,14 @@ class EvalInputs:
 
 
 def _rows(
-    cfg: StageConfig, source: DataSource, check: Callable[[dict[str, Any]], dict[str, Any]], rejects: RejectLog
+    cfg: StageConfig,
+    source: DataSource,
+    check: Callable[[dict[str, Any]], dict[str, Any]],
+    rejects: RejectLog,
+    input: str,
 ) -> list[dict[str, Any]]:
     one = cfg.data.model_copy(update={"sources": [source]})
-    return collect_rows(one, lambda _source, obj: check(obj), rejects)
+    return collect_rows(one, lambda _source, obj: check(obj), rejects, input)
 
 
 def mc_item(obj: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def load_tasks(cfg: StageConfig, rejects: RejectLog) -> dict[str, list[dict[str,
         for path, fmt in source_files(source):
             one = source.model_copy(update={"path": str(path), "format": fmt})
             before = len(rejects.rejected)
-            items = _rows(cfg, one, mc_item, rejects)
+            items = _rows(cfg, one, mc_item, rejects, "tasks")
             if not items:
                 first = rejects.rejected[before] if len(rejects.rejected) > before else None
                 why = f"; first problem: line {first['line']}: {first['reason']}" if first else ""
@@ -76,10 +80,14 @@ def load_tasks(cfg: StageConfig, rejects: RejectLog) -> dict[str, list[dict[str,
 def load_inputs(cfg: StageConfig) -> EvalInputs:
     """Everything evaluate.perplexity, .tasks and .prompts name, checked against the gate."""
     ev, rejects = cfg.evaluate, RejectLog()
-    texts = [r["text"] for s in ev.perplexity for r in _rows(cfg, s, lambda o, s=s: text_row(s, o), rejects)]
+    texts = [
+        r["text"] for s in ev.perplexity for r in _rows(cfg, s, lambda o, s=s: text_row(s, o), rejects, "perplexity")
+    ]
     tasks = load_tasks(cfg, rejects)
     prompt_source = DataSource(path="-", text_field=ev.prompt_field)
-    prompts = [r["text"] for s in ev.prompts for r in _rows(cfg, s, lambda o: text_row(prompt_source, o), rejects)]
+    prompts = [
+        r["text"] for s in ev.prompts for r in _rows(cfg, s, lambda o: text_row(prompt_source, o), rejects, "prompts")
+    ]
     if ev.perplexity and not texts:
         raise DataError("evaluate.perplexity: no text to score")
     if ev.prompts and not prompts:

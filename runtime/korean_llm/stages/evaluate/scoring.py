@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from korean_llm.data import with_system_prompt
+
 
 def continuation_logprobs(
     model: Any, pairs: Sequence[tuple[list[int], list[int]]], *, batch_size: int, max_length: int, pad_id: int
@@ -146,9 +148,7 @@ def generate_answers(
     texts = []
     for prompt in prompts:
         if getattr(tokenizer, "chat_template", None):
-            messages = [{"role": "user", "content": prompt}]
-            if system_prompt:
-                messages.insert(0, {"role": "system", "content": system_prompt})
+            messages = with_system_prompt([{"role": "user", "content": prompt}], system_prompt)
             texts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         else:
             texts.append(prompt)

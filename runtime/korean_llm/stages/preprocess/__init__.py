@@ -16,7 +16,7 @@ train/eval by a hash of the row.
 
 Output, written to `<data_dir>/processed.partial/` and renamed to `<data_dir>/processed/` at the end:
 `cpt/part-*.parquet` (text), `sft/{train,eval}/` (messages), `preference/{train,eval}/` (prompt, chosen,
-rejected), `stats.json` and `rejected.jsonl` (file, line, reason of every row not written). The later
+rejected), `stats.json` and `rejected.jsonl` (input kind, file, line and reason of every row not written). The later
 stages read them as data sources, e.g. `{path: "{data_dir}/processed/cpt"}`. The manifest's `outputs`
 are relative to `extra.outputs_root` (the run's data folder). Rows that cannot be read or fail
 validation count against `data.max_rejected_fraction` (exit 2, stats.json still written); rows removed
@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from korean_llm.config import StageConfig
-from korean_llm.data import preference_row, sft_row
+from korean_llm.data import RejectLog, preference_row, sft_row
 from korean_llm.errors import ConfigError, DataError
 from korean_llm.pipeline.artifacts import Manifest, atomic_write_json
 from korean_llm.pipeline.stage import StageContext, execute
 from korean_llm.stages.preprocess.chats import message_schema, process_chats
-from korean_llm.stages.preprocess.cleaning import MB, Rejects, process_cpt
+from korean_llm.stages.preprocess.cleaning import MB, process_cpt
 
 log = logging.getLogger("korean_llm")
 
@@ -124,7 +124,7 @@ def _run(ctx: StageContext) -> Manifest:
     if work.exists():
         shutil.rmtree(work)  # a previous attempt was killed: preprocessing starts over
     work.mkdir(parents=True)
-    rejects = Rejects(work / "rejected.jsonl")
+    rejects = RejectLog(stream=work / "rejected.jsonl")
     stats: dict[str, Any] = {"inputs": {}, "config": pp.model_dump(mode="json")}
     started = time.perf_counter()
     own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

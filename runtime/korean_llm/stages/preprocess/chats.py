@@ -17,8 +17,8 @@ from typing import Any
 
 from korean_llm import korean
 from korean_llm.config import DataSource, StageConfig
-from korean_llm.data import ParquetShardWriter, read_source
-from korean_llm.stages.preprocess.cleaning import MB, Rejects, Report, reason_kind
+from korean_llm.data import ParquetShardWriter, RejectLog, read_source, reason_kind
+from korean_llm.stages.preprocess.cleaning import MB, Report
 
 
 def _clean_content(text: str, cfg: StageConfig, pii: Counter[str]) -> str:
@@ -48,7 +48,7 @@ def process_chats(
     schema: Any,
     cfg: StageConfig,
     out: Path,
-    rejects: Rejects,
+    rejects: RejectLog,
     progress: Any,
 ) -> dict[str, Any]:
     """Validate, clean, deduplicate and split one kind of rows into `out/<kind>/{train,eval}/`; returns its stats."""
@@ -64,20 +64,20 @@ def process_chats(
             progress.update(task, advance=1)
             if rec.error is not None or rec.data is None:
                 report.invalid[reason_kind(rec.error or "unreadable row")] += 1
-                rejects.add(kind, rec.file, rec.line, rec.error or "unreadable row")
+                rejects.add(rec.file, rec.line, rec.error or "unreadable row", input=kind)
                 continue
             try:
                 row = validate(source, rec.data)
             except ValueError as exc:
                 report.invalid[reason_kind(str(exc))] += 1
-                rejects.add(kind, rec.file, rec.line, str(exc))
+                rejects.add(rec.file, rec.line, str(exc), input=kind)
                 continue
             row = {name: _clean_messages(value, cfg, report.pii) for name, value in row.items()}
             payload = json.dumps(row, ensure_ascii=False, sort_keys=True)
             key = korean.exact_key(payload)
             if key in seen:
                 report.removed["exact_dedup"] += 1
-                rejects.add(kind, rec.file, rec.line, f"exact_dedup: copy of {seen[key]}")
+                rejects.add(rec.file, rec.line, f"exact_dedup: copy of {seen[key]}", input=kind)
                 continue
             seen[key] = f"{rec.file}:{rec.line}"
             split = "eval" if is_eval(key, pp.eval_fraction, cfg.run.seed) else "train"

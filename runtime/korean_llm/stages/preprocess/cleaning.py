@@ -7,8 +7,8 @@ deduplicates in input order, so the output is identical for any number of worker
 dedup index grows, with the number of *unique* documents kept (about 2.7 KB each: a 16-byte exact key
 plus datasketch's LSH band entries), e.g. ~100 MB per 40,000 documents.
 
-`process_cpt` runs it for `preprocess.cpt_sources`; `Rejects` (rejected.jsonl) and `Report` (counters
-for stats.json) are shared with the chat and preference path in `korean_llm.stages.preprocess.chats`.
+`process_cpt` runs it for `preprocess.cpt_sources`; `Report` (counters for stats.json) is shared with the chat and
+preference path in `chats.py`; rejected rows go to `data.RejectLog` (one rejected.jsonl format).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import bisect
 import functools
 import hashlib
 import importlib.util
-import json
 import logging
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -29,7 +28,7 @@ import numpy as np
 
 from korean_llm import korean
 from korean_llm.config import CleaningConfig, DedupConfig, StageConfig
-from korean_llm.data import ParquetShardWriter, read_source, text_row
+from korean_llm.data import ParquetShardWriter, RejectLog, read_source, reason_kind, text_row
 
 log = logging.getLogger("korean_llm")
 MB = 1024 * 1024
@@ -301,21 +300,6 @@ class Origins:
         return f"{file}:{line}"
 
 
-class Rejects:
-    """`rejected.jsonl`, streamed: one line per row that was not written, with its file, line and reason."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - streamed across input kinds, closed by close()
-
-    def add(self, kind: str, file: str, line: int, reason: str) -> None:
-        self._fh.write(json.dumps({"input": kind, "file": file, "line": line, "reason": reason}, ensure_ascii=False))
-        self._fh.write("\n")
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 class Report:
     """Counters of one input kind, the body of its section in stats.json."""
 
@@ -350,10 +334,6 @@ class Report:
         }
 
 
-def reason_kind(reason: str) -> str:
-    return reason.split(":")[0]
-
-
 def settings_of(cfg: StageConfig) -> Settings:
     pp = cfg.preprocess
     split = pp.cleaning.split_sentences
@@ -386,7 +366,7 @@ def _cpt_items(cfg: StageConfig, report: Report, origins: Origins) -> Iterator[t
                 yield origin, None, str(exc)
 
 
-def process_cpt(cfg: StageConfig, out: Path, rejects: Rejects, progress: Any) -> dict[str, Any]:
+def process_cpt(cfg: StageConfig, out: Path, rejects: RejectLog, progress: Any) -> dict[str, Any]:
     """Clean, deduplicate and write `preprocess.cpt_sources` to `out/cpt/`; returns its section of stats.json."""
     import pyarrow as pa
 
@@ -411,7 +391,7 @@ def process_cpt(cfg: StageConfig, out: Path, rejects: Rejects, progress: Any) ->
                     report.invalid[reason_kind(doc.reason)] += 1
                 else:
                     report.removed[doc.step] += 1
-                rejects.add("cpt", *origins.unpack(doc.origin), doc.reason)
+                rejects.add(*origins.unpack(doc.origin), doc.reason, input="cpt")
                 continue
             dup = dedup.check(doc)
             for step in dedup.steps:  # a copy stops at the step that found it
@@ -420,7 +400,7 @@ def process_cpt(cfg: StageConfig, out: Path, rejects: Rejects, progress: Any) ->
                     break
             if dup is not None:
                 report.removed[dup[0]] += 1
-                rejects.add("cpt", *origins.unpack(doc.origin), f"{dup[0]}: copy of {origins.describe(dup[1])}")
+                rejects.add(*origins.unpack(doc.origin), f"{dup[0]}: copy of {origins.describe(dup[1])}", input="cpt")
                 continue
             writer.write({"text": doc.data}, len(doc.data))
             bytes_out += len(doc.data)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from korean_llm.config import StageConfig
-from korean_llm.data import RejectLog, collect_rows, kto_row, preference_row, prompt_row
+from korean_llm.data import RejectLog, collect_rows, kto_row, preference_row, prompt_row, with_system_prompt
 from korean_llm.errors import ConfigError
 from korean_llm.observe.metrics import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
 from korean_llm.pipeline.artifacts import Manifest, StageDir
@@ -46,12 +46,6 @@ VALIDATORS: dict[str, Callable[..., dict[str, Any]]] = {
 LEARNING_RATES = {"dpo": 5e-5, "orpo": 5e-5, "kto": 5e-5, "grpo": 1e-5}
 
 
-def with_system(prompt: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:
-    if system_prompt and prompt[0]["role"] != "system":
-        return [{"role": "system", "content": system_prompt}, *prompt]
-    return prompt
-
-
 def unpair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """KTO rows: a preference pair becomes (chosen, True) and (rejected, False); unpaired rows stay as they are."""
     out: list[dict[str, Any]] = []
@@ -67,7 +61,7 @@ def unpair(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def training_rows(cfg: StageConfig, rejects: RejectLog) -> list[dict[str, Any]]:
     rows = collect_rows(cfg.data, VALIDATORS[cfg.rlhf.method], rejects)
     for row in rows:
-        row["prompt"] = with_system(row["prompt"], cfg.rlhf.system_prompt)
+        row["prompt"] = with_system_prompt(row["prompt"], cfg.rlhf.system_prompt)
     return unpair(rows) if cfg.rlhf.method == "kto" else rows
 
 
