@@ -1,4 +1,4 @@
-"""The stage trainers' own behaviour (training.StageTrainerMixin) on the tiny model: what the host reads back
+"""The stage trainers' own behaviour (train.trainer.StageTrainerMixin) on the tiny model: what the host reads back
 from the device during a step, the counts and metrics that are logged anyway, train mode, NaN losses."""
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def test_grpo_asserts_train_mode_at_every_step(
 def test_sft_metrics_are_deferred_only_over_trl_and_transformers_own_compute_loss(
     tiny_model: Path, write_config, tmp_path: Path
 ) -> None:
-    from korean_llm.train.loop import StageTrainerMixin
+    from korean_llm.train.trainer import StageTrainerMixin
 
     _, trainer = sft_trainer(write_config, tmp_path, {"max_steps": 1})
     batch = {"attention_mask": None}

@@ -46,7 +46,8 @@ def main() -> int:
     import torch
     from transformers import TrainerCallback
 
-    from korean_llm import bench, training
+    from korean_llm.bench import throughput as bench
+    from korean_llm.train import loop as training
     from korean_llm.console import setup_logging
 
     setup_logging()

@@ -1,414 +1,35 @@
-"""The training path shared by every training stage and both backends.
+"""Running a stage trainer: resume from the newest complete checkpoint, SIGTERM, save, the stage's manifest.
 
-`TrainingRun` turns a stage config into TRL arguments (the `training:` block passed through),
-adds the project's callbacks (metrics, progress, checkpoint markers, SIGTERM), resumes from the
-newest complete checkpoint and saves the result into the stage's work folder.
+`train` adds the stage callback (`callbacks.py`) to a trainer built with `args.build_args` and
+`trainer.stage_trainer`, resumes from the newest complete checkpoint, and returns a summary;
+`training_manifest` saves the adapter or weights and the tokenizer into the stage's work folder and describes them.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import signal
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
 from korean_llm import dist
-from korean_llm.config import StageConfig, check_training_keys
-from korean_llm.console import stderr_console
+from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
-from korean_llm.errors import ConfigError, Terminated
-from korean_llm.observe.metrics import StageMetrics, emit_event
-from korean_llm.observe.tracking import log_step, reject_trainer_trackers
+from korean_llm.errors import Terminated
+from korean_llm.observe.metrics import StageMetrics
 from korean_llm.pipeline.artifacts import (
-    COMPLETE_MARKER,
     Manifest,
     StageDir,
     atomic_write_json,
     latest_checkpoint,
     tokenizer_fingerprint,
 )
-from korean_llm.train.models import Loaded, choose_backend, trainable_parameters
+from korean_llm.train.callbacks import SigtermFlag, make_callbacks
+from korean_llm.train.models import Loaded, trainable_parameters
 
 if TYPE_CHECKING:
     from korean_llm.pipeline.stage import StageContext
 
 log = logging.getLogger("korean_llm")
-console = stderr_console()
-
-# Our defaults for TRL's config; anything in the stage's `training:` block wins (except output_dir).
-DEFAULT_ARGS: dict[str, Any] = {
-    "learning_rate": 2e-4,
-    "num_train_epochs": 1,
-    "per_device_train_batch_size": 2,
-    "gradient_accumulation_steps": 1,
-    "lr_scheduler_type": "cosine",
-    "warmup_steps": 0,
-    "weight_decay": 0.0,
-    "logging_steps": 10,
-    "save_strategy": "steps",
-    "save_steps": 200,
-    "save_total_limit": 2,
-    "disable_tqdm": True,
-    "include_num_input_tokens_seen": "non_padding",  # counted on the device, read back when logging (StageTrainer)
-    "dataloader_num_workers": 0,
-    # Both backends the same optimizer, the one of the bare loops: Unsloth's configs default to bitsandbytes'
-    # 8-bit AdamW, which launches kernels parameter by parameter and saves a few MB on LoRA weights.
-    "optim": "adamw_torch_fused",
-    # transformers' default (True) replaces a NaN/inf step loss by the running mean in the logs, hiding a diverged
-    # run, and tests every step's loss on the host (a GPU sync per step). Unsloth's configs already turn it off.
-    "logging_nan_inf_filter": False,
-}
-
-
-def build_args(cfg: StageConfig, config_class: type, stage_dir: StageDir, **stage_defaults: Any) -> Any:
-    """TRL config for this stage: our defaults < the stage's defaults < the user's `training:` block."""
-    check_training_keys(cfg, config_class)
-    if "output_dir" in cfg.training:
-        raise ConfigError(f"{cfg.source}: training.output_dir is managed by the stage (it is {stage_dir.checkpoints})")
-    reject_trainer_trackers(cfg)
-    # W&B and MLflow are logged by korean_llm.observe.tracking (from the callback below), not by the Trainer.
-    kwargs = {**DEFAULT_ARGS, "seed": cfg.run.seed, "report_to": "none", **stage_defaults}
-    kwargs.update(cfg.training)
-    kwargs["output_dir"] = str(stage_dir.checkpoints)
-    kwargs.setdefault("run_name", f"{cfg.run.model_name}-{cfg.run.run_id}-{cfg.stage}")
-    import torch
-
-    if not torch.cuda.is_available():
-        kwargs["bf16"] = kwargs["fp16"] = False
-    checkpointing = getattr(config_class, "__dataclass_fields__", {}).get("gradient_checkpointing")
-    if checkpointing is not None:  # TRL's default (True) made explicit: the FSDP arguments depend on it
-        kwargs.setdefault("gradient_checkpointing", checkpointing.default)
-    kwargs.update(distributed_args(cfg, kwargs))
-    fields = getattr(config_class, "__dataclass_fields__", {})
-    if kwargs.get("fsdp") and "loss_type" in fields and fields["loss_type"].default is None:
-        # SFTConfig's default "chunked_nll" reads lm_head.weight without calling lm_head, which FSDP2 shards as a
-        # unit of its own (its forward hook is what gathers it): the plain loss under FSDP.
-        kwargs.setdefault("loss_type", "nll")
-    try:
-        return config_class(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{cfg.source}: invalid training arguments for {config_class.__name__}: {exc}") from exc
-
-
-def distributed_args(cfg: StageConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Trainer arguments for the configured strategy when launched with more than one process."""
-    if dist.world_size() == 1:
-        return {}
-    import torch
-
-    # Without CUDA, accelerate only starts a process group when told to run on the CPU (gloo).
-    device = {} if torch.cuda.is_available() else {"use_cpu": True, "ddp_backend": "gloo"}
-    if device:
-        dist.allow_indexed_cpu_location()
-    if cfg.distributed.strategy == "ddp":
-        # LoRA leaves most weights frozen; unused-parameter search only costs time.
-        return {"ddp_find_unused_parameters": kwargs.get("ddp_find_unused_parameters", False), **device}
-    if choose_backend(cfg.model.backend) == "unsloth":
-        raise ConfigError(
-            f"{cfg.source}: distributed.strategy 'fsdp' needs model.backend 'hf' (Unsloth does not run under FSDP; "
-            "use strategy 'ddp' with Unsloth)"
-        )
-    if cfg.lora.method != "full":
-        raise ConfigError(
-            f"{cfg.source}: distributed.strategy 'fsdp' is for lora.method 'full' (found '{cfg.lora.method}'); "
-            "use 'ddp' for LoRA / QLoRA"
-        )
-    if device:
-        log.warning("distributed.strategy 'fsdp' shards over CUDA devices only: on the CPU accelerate runs DDP (gloo)")
-    version = cfg.distributed.fsdp_version
-    fsdp_config: dict[str, Any] = {
-        "version": version,
-        "cpu_ram_efficient_loading": True,
-        # fully sharded: parameters are freed after each block's forward and gathered again for backward
-        "reshard_after_forward": True if version == 2 else "FULL_SHARD",
-        "cpu_offload": cfg.distributed.fsdp_cpu_offload,
-        # recomputation inside FSDP's wrapping; the Trainer's own gradient checkpointing would gather twice
-        "activation_checkpointing": bool(kwargs.get("gradient_checkpointing", False)),
-    }
-    if cfg.distributed.fsdp_wrap_layer:
-        fsdp_config["transformer_layer_cls_to_wrap"] = [cfg.distributed.fsdp_wrap_layer]
-    return {"fsdp": True, "fsdp_config": fsdp_config, "gradient_checkpointing": False, **device}
-
-
-class StageTrainerMixin:
-    """What every stage adds to its TRL trainer: less host work per step, which short GPU steps wait for.
-
-    - Tokens seen: transformers reads the count of each batch back with `.item()`, so the host waits for the GPU
-      after every step and the step's host-side work (optimizer launches, callbacks, the next batch) then runs with
-      the GPU idle. Here the count is summed on the device and read back when the Trainer logs, saves or ends.
-    - FLOPs: transformers counts the model's parameters again for every batch (730 tensors on a 1.5B QLoRA
-      model, about 5 ms of Python per step); here they are counted once.
-    - Train mode: transformers calls `model.train()`, a walk over every module, at every step (5 ms of Python on
-      a 28-layer PEFT model); here at the first step and whenever the model has left train mode (evaluation).
-      Unsloth's patched training step does the same.
-    - SFT metrics: TRL's `SFTTrainer.compute_loss` reads entropy, token accuracy and the token count back at every
-      step (five syncs with its chunked loss). Where TRL's own `compute_loss` is in use with that loss (the HF
-      backend; Unsloth replaces it and logs none of them), their sums stay on the device until the Trainer logs:
-      the same metrics, weighted by tokens over the logging window instead of averaged per step.
-    """
-
-    _pending_tokens: Any = None
-    _parameter_count: int | None = None
-    _sft_sums: Any = None  # entropy sum, scored tokens, correct tokens, attention-mask tokens since the last log
-    _walked: Any = None  # the model whose modules this trainer has put in train mode
-    # False for trainers that generate inside their training step (GRPO): generation switches modes itself
-    walk_train_mode_once = True
-
-    def _defers_sft_metrics(self, model: Any, inputs: dict[str, Any]) -> bool:
-        from transformers import Trainer
-
-        args = self.args  # type: ignore[attr-defined]
-        theirs = super().compute_loss.__func__  # type: ignore[misc]
-        return (
-            # TRL's own SFT loss with transformers' own Trainer below it: not Unsloth's rewrites of either (Unsloth
-            # also rebinds trl.SFTTrainer), whose paths this does not reproduce
-            (theirs.__module__, theirs.__qualname__) == ("trl.trainer.sft_trainer", "SFTTrainer.compute_loss")
-            and Trainer.compute_loss.__module__ == "transformers.trainer"
-            and model.training
-            and getattr(args, "loss_type", None) == "chunked_nll"
-            and not args.use_liger_kernel
-            and not getattr(self, "aux_loss_enabled", False)
-            and getattr(self, "_tp_size", 1) == 1
-            and "attention_mask" in inputs
-            and "shift_labels" not in inputs
-        )
-
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any) -> Any:
-        if not self._defers_sft_metrics(model, inputs):
-            return super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)  # type: ignore[misc]
-        import torch
-        from transformers import Trainer
-
-        inputs["use_cache"] = False  # as TRL's compute_loss
-        loss, outputs = Trainer.compute_loss(self, model, inputs, return_outputs=True, **kwargs)  # type: ignore[arg-type]
-        parts = (
-            outputs.entropy_sum,
-            outputs.num_valid_tokens,
-            outputs.num_correct_tokens,
-            inputs["attention_mask"].sum(),
-        )
-        dtype = torch.float32 if loss.device.type == "mps" else torch.float64  # exact counts where float64 exists
-        local = torch.stack([torch.as_tensor(t, device=loss.device).detach().to(dtype) for t in parts])
-        sums = self.accelerator.gather(local).view(-1, 4).sum(0)  # type: ignore[attr-defined]
-        self._sft_sums = sums if self._sft_sums is None else self._sft_sums + sums
-        return (loss, outputs) if return_outputs else loss
-
-    def _flush_sft_metrics(self) -> None:
-        if self._sft_sums is None:
-            return
-        entropy, scored, correct, tokens = self._sft_sums.tolist()
-        self._sft_sums = None
-        self._total_train_tokens += int(tokens)  # type: ignore[attr-defined]
-        metrics = self._metrics["train"]  # type: ignore[attr-defined]
-        metrics["num_tokens"] = [self._total_train_tokens]  # type: ignore[attr-defined]
-        if scored > 0:
-            metrics["entropy"].append(entropy / scored)
-            metrics["mean_token_accuracy"].append(correct / scored)
-
-    def training_step(self, model: Any, *args: Any, **kwargs: Any) -> Any:
-        # `model.training` alone says nothing about the modules below: after loading, the root can be in train mode
-        # while the base model's modules are still in eval mode (and skip gradient checkpointing, dropout).
-        if not self.walk_train_mode_once or not model.training or self._walked is not model:
-            self._walked = model
-            return super().training_step(model, *args, **kwargs)  # type: ignore[misc]
-        model.train = _already_training(model)  # shadows the method for this call only
-        try:
-            return super().training_step(model, *args, **kwargs)  # type: ignore[misc]
-        finally:
-            del model.train
-
-    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
-        name = getattr(self.model, "main_input_name", "input_ids")  # type: ignore[attr-defined]
-        if name not in inputs or not hasattr(self.model, "num_parameters"):  # type: ignore[attr-defined]
-            return super().floating_point_ops(inputs)  # type: ignore[misc]
-        if self._parameter_count is None:
-            self._parameter_count = self.model.num_parameters(exclude_embeddings=True)  # type: ignore[attr-defined]
-        return 6 * inputs[name].numel() * self._parameter_count
-
-    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
-        import torch
-
-        mode = self.args.include_num_input_tokens_seen  # type: ignore[attr-defined]
-        name = getattr(self.model, "main_input_name", "input_ids")  # type: ignore[attr-defined]
-        if mode == "no" or name not in inputs:
-            super()._track_num_input_tokens(inputs)  # type: ignore[misc]  # (its warning for a missing input)
-            return
-        ids = inputs[name]
-        pad = getattr(self.processing_class, "pad_token_id", None)  # type: ignore[attr-defined]
-        if mode == "non_padding" and "attention_mask" in inputs:
-            count = inputs["attention_mask"].sum()
-        elif mode == "non_padding" and pad is not None:
-            count = (ids != pad).sum()
-        else:
-            count = ids.numel()
-        count = torch.as_tensor(count, device=self.args.device, dtype=torch.int64)  # type: ignore[attr-defined]
-        count = self.accelerator.gather(count).sum()  # type: ignore[attr-defined]
-        self._pending_tokens = count if self._pending_tokens is None else self._pending_tokens + count
-
-    def flush_token_count(self) -> None:
-        if self._pending_tokens is not None:
-            self.state.num_input_tokens_seen += int(self._pending_tokens.item())  # type: ignore[attr-defined]
-            self._pending_tokens = None
-
-    def log(self, *args: Any, **kwargs: Any) -> None:
-        self.flush_token_count()
-        self._flush_sft_metrics()
-        super().log(*args, **kwargs)  # type: ignore[misc]
-
-    def _save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
-        self.flush_token_count()
-        super()._save_checkpoint(*args, **kwargs)  # type: ignore[misc]
-
-    def train(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().train(*args, **kwargs)  # type: ignore[misc]
-        finally:
-            self.flush_token_count()
-
-
-def _already_training(model: Any) -> Any:
-    def train(mode: bool = True) -> Any:
-        if mode and model.training:  # still in train mode: nothing to walk
-            return model
-        return type(model).train(model, mode)
-
-    return train
-
-
-def stage_trainer(base: type, embedding_lr: float | None = None, *, generates: bool = False) -> type:
-    """Subclass a TRL trainer (or Unsloth's patched one) with `StageTrainerMixin`.
-
-    With `embedding_lr`, embed_tokens/lm_head get their own learning rate (the CPT recipe). `generates`: the
-    trainer generates inside its training step (GRPO), so train mode is asserted at every step as transformers
-    does."""
-
-    class StageTrainer(StageTrainerMixin, base):  # type: ignore[misc,valid-type]
-        walk_train_mode_once = not generates
-
-        def create_optimizer(self, model: Any = None) -> Any:
-            if embedding_lr is None or self.optimizer is not None:
-                return super().create_optimizer(model)
-            opt_model = self.model if model is None else model
-            decay = set(self.get_decay_parameter_names(opt_model))
-            groups: dict[tuple[bool, bool], list[Any]] = {}
-            for name, param in opt_model.named_parameters():
-                if param.requires_grad:
-                    is_embedding = "embed_tokens" in name or "lm_head" in name
-                    groups.setdefault((is_embedding, name in decay), []).append(param)
-            param_groups = [
-                {
-                    "params": params,
-                    "weight_decay": self.args.weight_decay if decayed else 0.0,
-                    **({"lr": embedding_lr} if is_embedding else {}),
-                }
-                for (is_embedding, decayed), params in groups.items()
-            ]
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
-            self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
-            return self.optimizer
-
-    # Unsloth and TRL look at trainer class names ("...SFTTrainer"): keep the base's name in ours.
-    StageTrainer.__name__ = StageTrainer.__qualname__ = f"Stage{base.__name__}"
-    return StageTrainer
-
-
-class _SigtermFlag:
-    def __init__(self) -> None:
-        self.raised = False
-        self._previous: Any = None
-
-    def install(self) -> None:
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.raised = True
-        log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
-
-
-def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> list[Any]:
-    from transformers import TrainerCallback
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    class StageCallback(TrainerCallback):
-        """Metrics, progress, checkpoint markers and SIGTERM handling in one place."""
-
-        def __init__(self) -> None:
-            self.started = time.time()
-            self.start_step = 0
-            self.start_tokens = 0
-            self.progress: Progress | None = None
-            self.task: Any = None
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.started = time.time()
-            self.start_step = state.global_step
-            self.start_tokens = state.num_input_tokens_seen or 0
-            emit_event({"type": "start", "stage": stage, "step": state.global_step, "max_steps": state.max_steps})
-            if console.is_terminal and dist.is_main():
-                self.progress = Progress(
-                    TextColumn(f"[bold]{stage}"),
-                    BarColumn(),
-                    TextColumn("{task.completed}/{task.total} steps {task.fields[info]}"),
-                    TimeRemainingColumn(),
-                    console=console,
-                )
-                self.progress.start()
-                self.task = self.progress.add_task(stage, total=state.max_steps, completed=state.global_step, info="")
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
-            if self.progress is not None:
-                self.progress.update(self.task, completed=state.global_step)
-            if dist.any_rank(flag.raised):  # every rank stops at the same step, or DDP would hang
-                control.should_save = True
-                control.should_training_stop = True
-            return control
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            logs = logs or {}
-            elapsed = max(time.time() - self.started, 1e-9)
-            done = state.global_step - self.start_step
-            tokens = (state.num_input_tokens_seen or 0) - self.start_tokens
-            tps = tokens / elapsed if tokens else None
-            eta = (state.max_steps - state.global_step) * elapsed / done if done > 0 else None
-            numeric = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
-            metrics.record(state.global_step, state.max_steps, numeric, tps, eta)
-            log_step(state.global_step, {**numeric, **({"tokens_per_second": tps} if tps is not None else {})})
-            emit_event(
-                {
-                    "type": "log",
-                    "stage": stage,
-                    "step": state.global_step,
-                    "max_steps": state.max_steps,
-                    "tokens_per_second": tps,
-                    "eta_seconds": eta,
-                    **numeric,
-                }
-            )
-            if self.progress is not None and "loss" in numeric:
-                self.progress.update(self.task, info=f"loss {numeric['loss']:.4f}")
-            elif "loss" in numeric:
-                log.info("%s step %d/%d loss %.4f", stage, state.global_step, state.max_steps, numeric["loss"])
-
-        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            ckpt = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
-            dist.barrier()  # every rank has written its part (rng state) before the marker says "complete"
-            if dist.is_main() and ckpt.is_dir():
-                (ckpt / COMPLETE_MARKER).write_text(str(state.global_step))
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if self.progress is not None:
-                self.progress.stop()
-                self.progress = None
-
-    return [StageCallback()]
 
 
 def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics) -> dict[str, Any]:
@@ -416,7 +37,7 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our callback logs; the printer would dump raw dicts to stdout
-    flag = _SigtermFlag()
+    flag = SigtermFlag()
     for cb in make_callbacks(metrics, flag, cfg.stage):
         trainer.add_callback(cb)
     resume = latest_checkpoint(stage_dir.checkpoints, log=log.warning) if cfg.checkpoint.resume else None

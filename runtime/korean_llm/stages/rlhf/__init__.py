@@ -31,8 +31,10 @@ from korean_llm.observe.metrics import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
 from korean_llm.pipeline.artifacts import Manifest, StageDir
 from korean_llm.pipeline.stage import StageContext, execute
 from korean_llm.stages.rlhf.rewards import build_rewards
-from korean_llm.train.loop import build_args, stage_trainer, train, training_manifest, write_config_snapshot
+from korean_llm.train.args import build_args
+from korean_llm.train.loop import train, training_manifest, write_config_snapshot
 from korean_llm.train.models import Loaded, cuda_available, init_point, load_for_training, load_reference_model
+from korean_llm.train.trainer import stage_trainer
 
 log = logging.getLogger("korean_llm")
 
