@@ -1,4 +1,4 @@
-"""Model loading for training: backend choice, 4-bit/16-bit load, LoRA / QLoRA / full, continuing an adapter.
+"""Model loading for training and scoring: backend choice, 4-bit/16-bit load, LoRA / QLoRA / full, adapters.
 
 `backend: auto` takes Unsloth when CUDA is present and Unsloth imports, otherwise plain
 transformers + PEFT. Unsloth is imported only on that path, never on a CPU machine. Everything
@@ -99,7 +99,8 @@ def init_point(cfg: StageConfig) -> InitPoint:
     return InitPoint(weights, adapter, tok, manifest, prev_dir)
 
 
-def _torch_dtype(name: str) -> Any:
+def torch_dtype(name: str) -> Any:
+    """`model.dtype` as a torch dtype; `auto`: bfloat16 (float16 without bf16 support) on CUDA, float32 elsewhere."""
     import torch
 
     if name == "auto":
@@ -164,32 +165,43 @@ def _peft_config(cfg: StageConfig) -> Any:
     )
 
 
-def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any) -> Loaded:
-    from transformers import AutoModelForCausalLM
-
-    notes: list[str] = []
-    quant = _quantization(cfg, notes)
+def _pretrained_kwargs(cfg: StageConfig) -> dict[str, Any]:
+    """`from_pretrained` arguments every load shares: dtype, revision, remote code, attention implementation."""
     kwargs: dict[str, Any] = {
-        "dtype": _torch_dtype(cfg.model.dtype),
+        "dtype": torch_dtype(cfg.model.dtype),
         "revision": cfg.model.revision,
         "trust_remote_code": cfg.model.trust_remote_code,
     }
     if cfg.model.attn_implementation:
         kwargs["attn_implementation"] = cfg.model.attn_implementation
+    return kwargs
+
+
+def _from_pretrained(path: str, cfg: StageConfig, what: str | None = None, **extra: Any) -> Any:
+    """`AutoModelForCausalLM.from_pretrained`; a model that does not load is a ConfigError saying what it was for."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **{**_pretrained_kwargs(cfg), **extra})
+    except OSError as exc:
+        raise ConfigError(f"{cfg.source}: {what or f'cannot load model {path!r}'}: {exc}") from exc
+
+
+def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any) -> Loaded:
+    notes: list[str] = []
+    quant = _quantization(cfg, notes)
+    kwargs: dict[str, Any] = {}
     if quant is not None:
         kwargs["quantization_config"] = quant
         # 4-bit weights cannot be moved after loading: place them on this process's GPU (its LOCAL_RANK under torchrun).
         kwargs["device_map"] = {"": this_device()}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(init.weights, **kwargs)
-    except OSError as exc:
-        raise ConfigError(f"{cfg.source}: cannot load model '{init.weights}': {exc}") from exc
+    model = _from_pretrained(init.weights, cfg, **kwargs)
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     model = _attach_adapter(cfg, init, model, notes)
-    return Loaded(model, tokenizer, "hf", "nf4" if quant is not None else str(kwargs["dtype"]), notes)
+    return Loaded(model, tokenizer, "hf", "nf4" if quant is not None else str(torch_dtype(cfg.model.dtype)), notes)
 
 
 def _attach_adapter(cfg: StageConfig, init: InitPoint, model: Any, notes: list[str]) -> Any:
@@ -214,7 +226,7 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
     model, tokenizer = FastLanguageModel.from_pretrained(
         model_name=source,
         max_seq_length=cfg.model.max_seq_length,
-        dtype=None if cfg.model.dtype == "auto" else _torch_dtype(cfg.model.dtype),
+        dtype=None if cfg.model.dtype == "auto" else torch_dtype(cfg.model.dtype),
         load_in_4bit=lc.method == "qlora",
         full_finetuning=lc.method == "full",
         trust_remote_code=cfg.model.trust_remote_code,
@@ -256,16 +268,22 @@ def load_for_training(cfg: StageConfig, init: InitPoint) -> Loaded:
 
 def load_reference_model(cfg: StageConfig, spec: str, key: str) -> Any:
     """A frozen reference model (hub id, folder or builtin name) in the policy's dtype, for preference losses."""
-    from transformers import AutoModelForCausalLM
-
-    path = resolve_model(spec)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_torch_dtype(cfg.model.dtype), trust_remote_code=cfg.model.trust_remote_code
-        )
-    except OSError as exc:
-        raise ConfigError(f"{cfg.source}: key '{key}': cannot load the reference model '{spec}': {exc}") from exc
+    model = _from_pretrained(resolve_model(spec), cfg, f"key '{key}': cannot load the reference model '{spec}'")
     model.requires_grad_(False)
+    return model.eval()
+
+
+def load_for_scoring(point: InitPoint, cfg: StageConfig) -> Any:
+    """The model at `point` (weights plus its adapter, with PEFT) in eval mode, on CUDA when there is one."""
+    import torch
+
+    model = _from_pretrained(point.weights, cfg)
+    if point.adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(point.adapter))
+    if torch.cuda.is_available():
+        model = model.to("cuda")
     return model.eval()
 
 

@@ -40,28 +40,9 @@ from korean_llm.pipeline.stage import StageContext, execute
 from korean_llm.stages.evaluate import scoring
 from korean_llm.stages.evaluate.inputs import EvalInputs, load_inputs
 from korean_llm.stages.evaluate.report import Scores, gate_checks, render_html
-from korean_llm.train.models import InitPoint, _torch_dtype, init_point, load_tokenizer
+from korean_llm.train.models import InitPoint, init_point, load_for_scoring, load_tokenizer
 
 log = logging.getLogger("korean_llm")
-
-
-def load_model(weights: str, adapter: Path | None, cfg: StageConfig) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            weights, dtype=_torch_dtype(cfg.model.dtype), trust_remote_code=cfg.model.trust_remote_code
-        )
-    except OSError as exc:
-        raise ConfigError(f"{cfg.source}: cannot load model '{weights}': {exc}") from exc
-    if adapter is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter))
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    return model.eval()
 
 
 def baseline_point(cfg: StageConfig, notes: list[str]) -> InitPoint | None:
@@ -90,7 +71,7 @@ def measure(
     texts, tasks, prompts = inputs.texts, inputs.tasks, inputs.prompts
     ev, started = cfg.evaluate, time.time()
     tokenizer = load_tokenizer(point, cfg)
-    model = load_model(point.weights, point.adapter, cfg)
+    model = load_for_scoring(point, cfg)
     length, scores = cfg.model.max_seq_length, {}
     if texts:
         ppl = scoring.perplexity(
