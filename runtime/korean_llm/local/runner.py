@@ -37,7 +37,7 @@ from korean_llm.command import Command
 from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
-from korean_llm.observe.metrics import EVENTS_ENV
+from korean_llm.observe.events import EVENTS_ENV
 
 console = stderr_console()
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -1,18 +1,15 @@
-"""Telemetry of a stage process: Prometheus `/metrics` and a progress event stream.
+"""Prometheus `/metrics` of a stage process.
 
-Metrics are prefixed `korean_llm_` and labelled `model`, `stage`, `run` (DESIGN.md). Each stage
+Metrics are prefixed `korean_llm_` and labelled `model`, `stage`, `run`, `rank`. Each stage
 process owns a private registry, so tests can run several stages in one interpreter.
-Experiment trackers (MLflow, W&B) are in tracking.py.
+The local runner's event feed is in events.py, experiment trackers (MLflow, W&B) in tracking.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -21,7 +18,6 @@ from korean_llm import dist
 from korean_llm.config import StageConfig
 
 log = logging.getLogger("korean_llm")
-EVENTS_ENV = "KOREAN_LLM_EVENTS"
 LABELS = ("model", "stage", "run", "rank")
 
 
@@ -121,12 +117,3 @@ def gpu_peak_memory() -> int | None:
     import torch
 
     return int(torch.cuda.max_memory_allocated()) if torch.cuda.is_available() else None
-
-
-def emit_event(event: dict[str, Any]) -> None:
-    """Append one JSON line to `$KOREAN_LLM_EVENTS` (the local runner's progress feed), if set."""
-    path = os.environ.get(EVENTS_ENV)
-    if not path or not dist.is_main():
-        return
-    with open(Path(path), "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"time": time.time(), **event}, ensure_ascii=False) + "\n")

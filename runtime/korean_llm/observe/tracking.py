@@ -38,12 +38,11 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from korean_llm import dist
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, Terminated
-from korean_llm.pipeline.artifacts import Manifest
 
 log = logging.getLogger("korean_llm")
 
@@ -52,6 +51,14 @@ PARENT_TAG = "mlflow.parentRunId"
 MAX_PARAM_VALUE = 6000  # MLflow rejects longer parameter values
 PARAMS_PER_BATCH = 100  # MLflow's limit of params in one log_batch
 RELEASE_TAG = TAG + "release"
+
+
+class HasMetrics(Protocol):
+    """What `finish` reads of a stage's manifest (`pipeline.artifacts.Manifest`): its metrics, as the run summary."""
+
+    @property
+    def metrics(self) -> Mapping[str, float | int | None]: ...
+
 
 _active: ExperimentTracker | None = None
 
@@ -400,7 +407,7 @@ class ExperimentTracker:
             self._queue.put(("log_metrics", (step, dict(metrics))))
 
     def finish(
-        self, *, stage_dir: Path | None = None, manifest: Manifest | None = None, error: BaseException | None = None
+        self, *, stage_dir: Path | None = None, manifest: HasMetrics | None = None, error: BaseException | None = None
     ) -> None:
         """Artifacts and summary of a finished stage (or the failed/killed status), then wait for the queue."""
         global _active

@@ -11,7 +11,8 @@ from korean_llm import dist
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
 from korean_llm.errors import DataError, ManifestError
-from korean_llm.observe.metrics import StageMetrics, emit_event, gpu_peak_memory
+from korean_llm.observe.events import emit_event
+from korean_llm.observe.metrics import StageMetrics, gpu_peak_memory
 from korean_llm.observe.tracking import ExperimentTracker
 from korean_llm.pipeline.artifacts import Manifest, StageDir
 

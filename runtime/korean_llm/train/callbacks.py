@@ -12,7 +12,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from korean_llm import dist
 from korean_llm.console import stderr_console
-from korean_llm.observe.metrics import StageMetrics, emit_event
+from korean_llm.observe.events import emit_event
+from korean_llm.observe.metrics import StageMetrics
 from korean_llm.observe.tracking import log_step
 from korean_llm.pipeline.artifacts import (
     COMPLETE_MARKER,
