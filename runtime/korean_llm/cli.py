@@ -6,7 +6,7 @@
     korean-llm stage --config FILE                 # the stage named by $STAGE (or the config's `stage`)
     korean-llm bench --model qwen2.5-7b --compare unsloth,hf   # training throughput (bench/throughput.py)
 
-Exit codes: 0 ok, 1 unexpected error, 2 bad config or data, 3 failed gate, 129 retryable, 143 SIGTERM.
+Exit codes: korean_llm/errors.py and the README's table.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from korean_llm.command import Command
 from korean_llm.console import setup_logging
-from korean_llm.errors import EXIT_BUG, KoreanLLMError
+from korean_llm.errors import EXIT_BUG, EXIT_RETRYABLE, KoreanLLMError, transient
 
 log = logging.getLogger("korean_llm")
 
@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception:
+    except Exception as exc:
+        if transient(exc):  # e.g. EIO / ESTALE on the output volume: the operator restarts the pod
+            print(f"error: transient failure, exit {EXIT_RETRYABLE} to be restarted: {exc!r}", file=sys.stderr)
+            return EXIT_RETRYABLE
         log.exception("unexpected error (exit %d): please report it with the traceback above", EXIT_BUG)
         return EXIT_BUG
 

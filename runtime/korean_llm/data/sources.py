@@ -19,7 +19,7 @@ from typing import Any
 from korean_llm.builtin import resolve_builtin_data
 from korean_llm.config import DataConfig, DataSource
 from korean_llm.data.rejects import RejectLog
-from korean_llm.errors import DataError
+from korean_llm.errors import DataError, RetryableError, transient
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -163,10 +163,12 @@ def _read_hub(source: DataSource) -> Iterator[Record]:
     name = source.path.removeprefix("hf:")
     try:
         ds = load_dataset(name, split=source.split, streaming=True)
+        for i, obj in enumerate(ds, start=1):
+            yield Record(source.path, i, dict(obj))
     except Exception as exc:
+        if transient(exc):
+            raise RetryableError(f"data source '{source.path}': the hub cannot be reached now: {exc}") from exc
         raise DataError(f"data source '{source.path}': cannot load from the hub: {exc}") from exc
-    for i, obj in enumerate(ds, start=1):
-        yield Record(source.path, i, dict(obj))
 
 
 def read_source(source: DataSource, invalid_utf8: str = "reject") -> Iterator[Record]:

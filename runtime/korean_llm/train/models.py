@@ -16,7 +16,7 @@ from typing import Any
 from korean_llm import dist
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
-from korean_llm.errors import ConfigError, ManifestError
+from korean_llm.errors import ConfigError, ManifestError, RetryableError, transient
 from korean_llm.pipeline.artifacts import Manifest, read_manifest, tokenizer_fingerprint
 
 log = logging.getLogger("korean_llm")
@@ -119,6 +119,8 @@ def load_tokenizer(init: InitPoint, cfg: StageConfig) -> Any:
             path, revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code
         )
     except OSError as exc:
+        if transient(exc):
+            raise RetryableError(f"{cfg.source}: cannot reach the tokenizer of '{path}' now: {exc}") from exc
         raise ConfigError(f"{cfg.source}: cannot load a tokenizer from '{path}': {exc}") from exc
     prev = init.previous
     if prev is not None and prev.tokenizer_hash is not None and prev.tokenizer_hash != tokenizer_fingerprint(tok):
@@ -184,6 +186,8 @@ def _from_pretrained(path: str, cfg: StageConfig, what: str | None = None, **ext
     try:
         return AutoModelForCausalLM.from_pretrained(path, **{**_pretrained_kwargs(cfg), **extra})
     except OSError as exc:
+        if transient(exc):
+            raise RetryableError(f"{cfg.source}: cannot reach model '{path}' now: {exc}") from exc
         raise ConfigError(f"{cfg.source}: {what or f'cannot load model {path!r}'}: {exc}") from exc
 
 
