@@ -158,7 +158,7 @@ def test_previous_stage_for_another_base_model_is_refused(tmp_path: Path, write_
 
 def test_stage_command_runs_the_stage_named_by_the_seed_env(tmp_path, write_config, capsys, monkeypatch) -> None:
     sft_data = {"data": {"sources": [{"path": "builtin:sft-ko"}]}, "training": {"max_steps": 1, "save_steps": 100}}
-    cfg = write_config("cpt", sft_data)  # the file says cpt; the seed's STAGE picks the stage
+    cfg = write_config("cpt", sft_data)  # the file says cpt; $STAGE picks the stage
     monkeypatch.setenv("STAGE", "sft")
     assert main(["stage", "--config", str(cfg)]) == 0
     assert json.loads((tmp_path / "output" / "tiny-ko" / "t" / "sft" / "manifest.json").read_text())["stage"] == "sft"

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from korean_llm.config.base import Stage, Strict
 
-# MODEL_SIZE (the seed's switch) picks a base model when none is named explicitly.
+# MODEL_SIZE picks a base model when none is named explicitly.
 SIZE_TO_BASE_MODEL = {
     "0.5b": "Qwen/Qwen2.5-0.5B",
     "1.5b": "Qwen/Qwen2.5-1.5B",
