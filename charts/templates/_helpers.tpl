@@ -38,7 +38,7 @@ korean-llm/model: {{ .model.name }}
 {{- define "korean-llm.runParam" -}}{{ "{{workflow.parameters.run-id}}" }}{{- end -}}
 
 {{/* Stage order of the pipeline; the training stages run as PyTorchJobs, the others as container steps. */}}
-{{- define "korean-llm.stageOrder" -}}preprocess cpt sft rlhf evaluate deploy{{- end -}}
+{{- define "korean-llm.stageOrder" -}}preprocess vocab cpt sft rlhf evaluate deploy{{- end -}}
 {{- define "korean-llm.jobStages" -}}cpt sft rlhf evaluate{{- end -}}
 
 {{/* A model's settings for one stage: stageDefaults.<stage> overlaid with models[].stages.<stage>, as YAML.
@@ -62,13 +62,13 @@ Usage: include "korean-llm.stage" (dict "root" $ "model" $m "stage" "cpt") | fro
 {{- join " " $out -}}
 {{- end -}}
 
-{{/* The last enabled model-producing stage (cpt, sft, rlhf) before .stage, or "" (start from the base model). */}}
+{{/* The last enabled model-producing stage (vocab, cpt, sft, rlhf) before .stage, or "" (start from the base model). */}}
 {{- define "korean-llm.previousModelStage" -}}
 {{- $prev := "" -}}
 {{- $done := false -}}
 {{- range $s := splitList " " (include "korean-llm.enabledStages" .) -}}
 {{- if eq $s $.stage -}}{{- $done = true -}}{{- end -}}
-{{- if and (not $done) (has $s (list "cpt" "sft" "rlhf")) -}}{{- $prev = $s -}}{{- end -}}
+{{- if and (not $done) (has $s (list "vocab" "cpt" "sft" "rlhf")) -}}{{- $prev = $s -}}{{- end -}}
 {{- end -}}
 {{- $prev -}}
 {{- end -}}

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from korean_llm.errors import ConfigError
 
-STAGES = ("preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy")
-Stage = Literal["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy"]
+STAGES = ("preprocess", "vocab", "cpt", "sft", "rlhf", "evaluate", "deploy")
+Stage = Literal["preprocess", "vocab", "cpt", "sft", "rlhf", "evaluate", "deploy"]
 
 # MODEL_SIZE (the seed's switch) picks a base model when none is named explicitly.
 SIZE_TO_BASE_MODEL = {
@@ -198,6 +198,31 @@ class CptConfig(Strict):
     # Token appended after every document; None: `<|endoftext|>` when the tokenizer has it, else its eos.
     document_separator: str | None = None
     num_proc: int = Field(1, ge=1)  # tokenizer workers
+    # After the vocab stage: the first steps train only the new tokens' rows of embed_tokens (and of an untied
+    # lm_head) with everything else frozen, then the configured LoRA / embedding training starts (EEVE's schedule).
+    embedding_warmup_steps: int = Field(0, ge=0)
+    embedding_warmup_learning_rate: float | None = Field(None, gt=0)  # None: lora.embedding_learning_rate or lr
+
+
+class VocabConfig(Strict):
+    """Korean vocabulary extension of a byte-level BPE base before CPT (stages/vocab).
+
+    A Korean BPE is trained with `tokenizers` on the stage's `data.sources` (the cleaned CPT corpus); up to
+    `max_new_tokens` of its tokens that the base splits are added as BPE merges learned on the base's own
+    segmentation, most frequent first; existing ids and the tokenization of text without Hangul do not change.
+    """
+
+    max_new_tokens: int = Field(16000, ge=1)
+    # Size of the Korean BPE whose tokens are the candidates.
+    korean_vocab_size: int = Field(32000, ge=300)
+    # A merge must occur at least this often in the corpus (as the base tokenizer leaves it) to be added.
+    min_frequency: int = Field(2, ge=1)
+    # Stop reading the corpus after this many characters (None: all of it).
+    max_training_chars: int | None = Field(200_000_000, ge=1)
+    # Rows of the resized embedding matrix are a multiple of this (tensor-core friendly shapes).
+    pad_to_multiple_of: int | None = Field(64, ge=1)
+    # Extra texts on which fertility before/after is reported in the manifest (e.g. held-out documents).
+    fertility_sources: list[DataSource] = Field(default_factory=list)
 
 
 class SftConfig(Strict):
@@ -223,6 +248,10 @@ class GateConfig(Strict):
     max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0)
     # Largest accepted candidate/baseline perplexity ratio (1.1 = at most 10% worse).
     max_perplexity_ratio: float | None = Field(None, gt=0)
+    # Bits per character of the held-out text: comparable across tokenizers (a model with an extended vocabulary).
+    max_bits_per_character: float | None = Field(None, gt=0)
+    # Largest accepted candidate/baseline bits-per-character ratio.
+    max_bits_per_character_ratio: float | None = Field(None, gt=0)
     max_korean_share_drop: float | None = Field(None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
@@ -448,6 +477,7 @@ class StageConfig(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    vocab: VocabConfig = Field(default_factory=VocabConfig)
     rlhf: RlhfConfig = Field(default_factory=RlhfConfig)
 
     # Not part of the schema: where the config came from, for error messages.
@@ -477,7 +507,7 @@ class StageConfig(Strict):
     def _expand_source_paths(self) -> StageConfig:
         # Paths such as "{data_dir}/processed/cpt" depend on the run id, which Argo passes at submit time.
         evaluate = [*self.evaluate.perplexity, *self.evaluate.tasks, *self.evaluate.prompts]
-        for source in [*self.data.sources, *self.preprocess.all_sources, *evaluate]:
+        for source in [*self.data.sources, *self.preprocess.all_sources, *evaluate, *self.vocab.fertility_sources]:
             expanded = self.expand(source.path)
             if expanded != source.path:
                 object.__setattr__(source, "path", expanded)

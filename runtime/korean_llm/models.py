@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, ManifestError
 
 log = logging.getLogger("korean_llm")
+
+Prepare = Callable[[Any], None]
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Loaded:
     backend: str
     quantization: str
     notes: list[str] = field(default_factory=list)
+    weights: str = ""  # the weights the model was loaded from (an adapter trained on it needs them again)
 
 
 def cuda_available() -> bool:
@@ -93,7 +97,10 @@ def init_point(cfg: StageConfig) -> InitPoint:
             f"{prev_dir / 'manifest.json'}: belongs to model '{manifest.model_name}' run '{manifest.run_id}', "
             f"expected model '{cfg.run.model_name}' run '{cfg.run.run_id}'"
         )
-    weights = str(prev_dir / manifest.merged_path) if manifest.merged_path else resolve_model(base)
+    if manifest.merged_path:
+        weights = str(prev_dir / manifest.merged_path)
+    else:  # an adapter: on the weights it was trained on (e.g. the vocab stage's resized model), else the base
+        weights = str(manifest.extra.get("base_weights") or resolve_model(base))
     adapter = prev_dir / manifest.adapter_path if manifest.adapter_path else None
     tok = str(prev_dir / manifest.tokenizer_path) if manifest.tokenizer_path else None
     return InitPoint(weights, adapter, tok, manifest, prev_dir)
@@ -164,7 +171,7 @@ def _peft_config(cfg: StageConfig) -> Any:
     )
 
 
-def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any) -> Loaded:
+def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any, prepare: Prepare | None = None) -> Loaded:
     from transformers import AutoModelForCausalLM
 
     notes: list[str] = []
@@ -184,6 +191,8 @@ def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any) -> Loaded:
         model = AutoModelForCausalLM.from_pretrained(init.weights, **kwargs)
     except OSError as exc:
         raise ConfigError(f"{cfg.source}: cannot load model '{init.weights}': {exc}") from exc
+    if prepare is not None:
+        prepare(model)
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
@@ -206,7 +215,7 @@ def _attach_adapter(cfg: StageConfig, init: InitPoint, model: Any, notes: list[s
     return get_peft_model(model, _peft_config(cfg))
 
 
-def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
+def _load_unsloth(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = None) -> Loaded:
     from unsloth import FastLanguageModel
 
     lc = cfg.lora
@@ -219,6 +228,8 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
         full_finetuning=lc.method == "full",
         trust_remote_code=cfg.model.trust_remote_code,
     )
+    if prepare is not None:
+        prepare(model)
     notes: list[str] = []
     if init.adapter is not None and lc.method != "full":
         notes.append(f"continuing the adapter of {init.previous_dir}")
@@ -240,18 +251,22 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
     return Loaded(model, tokenizer, "unsloth", "nf4" if lc.method == "qlora" else "16-bit", notes)
 
 
-def load_for_training(cfg: StageConfig, init: InitPoint) -> Loaded:
-    """Load the model and tokenizer this stage trains, on the backend the config and machine allow."""
+def load_for_training(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = None) -> Loaded:
+    """Load the model and tokenizer this stage trains, on the backend the config and machine allow.
+
+    `prepare` is called on the loaded base model before any adapter is attached (CPT's embedding warm-up
+    writes its trained rows there)."""
     backend = choose_backend(cfg.model.backend)
     if cuda_available():
         this_device()
     if backend == "unsloth":
-        loaded = _load_unsloth(cfg, init)
+        loaded = _load_unsloth(cfg, init, prepare)
         if init.tokenizer:  # keep the previous stage's tokenizer files (chat template included)
             loaded.tokenizer = load_tokenizer(init, cfg)
-        return loaded
-    tokenizer = load_tokenizer(init, cfg)
-    return _load_hf(cfg, init, tokenizer)
+    else:
+        loaded = _load_hf(cfg, init, load_tokenizer(init, cfg), prepare)
+    loaded.weights = init.weights
+    return loaded
 
 
 def load_reference_model(cfg: StageConfig, spec: str, key: str) -> Any:

@@ -97,6 +97,8 @@ def measure(
             model, tokenizer, texts, max_length=length, max_tokens=ev.perplexity_max_tokens, batch_size=ev.batch_size
         )
         scores.update(perplexity=ppl.perplexity, perplexity_tokens=float(ppl.tokens))
+        if ppl.bits_per_character is not None and ppl.bits_per_byte is not None:  # comparable across tokenizers
+            scores.update(bits_per_character=ppl.bits_per_character, bits_per_byte=ppl.bits_per_byte)
     for name, items in tasks.items():
         mc = scoring.multiple_choice(model, tokenizer, items, max_length=length, batch_size=ev.batch_size)
         scores[f"accuracy/{name}"], scores[f"accuracy_norm/{name}"] = mc.accuracy, mc.accuracy_norm
@@ -145,6 +147,16 @@ def run_lm_eval(model: Any, tokenizer: Any, cfg: StageConfig, skipped: list[str]
     return scores
 
 
+def tokenizer_fertility(cfg: StageConfig, candidate: InitPoint, texts: list[str]) -> dict[str, Any] | None:
+    """Tokens per Hangul syllable and characters per token of the candidate's and the base model's tokenizers."""
+    if not texts:
+        return None
+    from korean_llm.stages.vocab.fertility import fertility
+
+    base = load_tokenizer(InitPoint(weights=resolve_model(cfg.model.base_model or "")), cfg)
+    return {"candidate": fertility(load_tokenizer(candidate, cfg), texts), "base": fertility(base, texts)}
+
+
 def _run(ctx: StageContext) -> Manifest:
     cfg = ctx.cfg
     inputs = load_inputs(cfg)
@@ -177,6 +189,7 @@ def _run(ctx: StageContext) -> Manifest:
         "checks": checks,
         "skipped": skipped,
         "samples": samples,
+        "fertility": tokenizer_fertility(cfg, candidate, inputs.texts),
     }
     work = ctx.dir.work
     atomic_write_text(work / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
