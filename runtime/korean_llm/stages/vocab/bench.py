@@ -136,6 +136,17 @@ def tokenizer_figures(max_new_tokens: int, korean_vocab_size: int, min_frequency
         "changed_without_hangul": changed_without_hangul(base, ext.tokenizer, ROUND_TRIP_PROBES),
         "sets": {},
     }
+    # The Korean words alone (pre-tokenized words with a Hangul syllable) of the held-out bills: their tables of
+    # numbers and runs of spaces are tokenized the same with any Korean vocabulary.
+    words = words_of(base, held)
+    korean_tokens_base = sum(len(base.model.tokenize(w)) * c for w, c in words.items())
+    korean_tokens_ext = sum(len(ext.tokenizer.model.tokenize(w)) * c for w, c in words.items())
+    out["heldout_bills_korean_words"] = {
+        "words": sum(words.values()),
+        "tokens_base": korean_tokens_base,
+        "tokens_extended": korean_tokens_ext,
+        "token_reduction": round(1 - korean_tokens_ext / korean_tokens_base, 4),
+    }
     for name, texts in sets.items():
         b, e = fertility(base, texts), fertility(ext.tokenizer, texts)
         out["sets"][name] = {
