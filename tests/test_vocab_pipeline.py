@@ -201,8 +201,9 @@ def test_vocab_then_cpt_warmup_survives_sigterm_in_both_phases(tmp_path: Path, w
     proc.send_signal(signal.SIGTERM)
     log, _ = proc.communicate(timeout=180)
     assert proc.returncode == 143, log
-    assert "resuming cpt from" in log and (warm_dir / "warm_rows.safetensors").is_file()
-    assert not (warm_dir / "checkpoints").exists()  # removed once the rows were saved
+    warmed = out / "cpt.partial" / "embedding_warmup"
+    assert "resuming cpt from" in log and (warmed / "warm_rows.safetensors").is_file()
+    assert not warm_dir.exists() and not (warmed / "checkpoints").exists()  # removed once the rows were saved
     assert latest_checkpoint(out / "cpt.partial" / "checkpoints") is not None
     # restart: the warm-up is not run again, the main phase resumes and finishes
     proc = _start("cpt", cfg, tmp_path / "ev3.jsonl")

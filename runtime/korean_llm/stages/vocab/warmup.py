@@ -15,9 +15,9 @@ loading and before LoRA is attached (`models.load_for_training(prepare=...)`).
 
 Resume and SIGTERM: phase 1 works in `<cpt>.partial/embedding_warmup.partial/` with its own checkpoints
 and the usual `.complete` markers; SIGTERM saves a checkpoint there and stops (exit 143), a restart
-resumes phase 1 from it. When phase 1 ends, its rows are saved atomically to `warm_rows.safetensors`
-(the marker that phase 1 is done) and its checkpoints are removed; a restart then goes straight to phase
-2, which resumes from its own checkpoints as any CPT run.
+resumes phase 1 from it. When phase 1 ends, its rows are saved to `warm_rows.safetensors`, its checkpoints
+are removed and the folder is renamed `embedding_warmup/` (the marker that phase 1 is done); a restart then
+goes straight to phase 2, which resumes from its own checkpoints as any CPT run.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def run_warmup(
 
     ids = new_token_ids(cfg, init)
     sub = StageDir(work, WARMUP)
-    rows_path = sub.work / ROWS
+    rows_path = sub.final / ROWS
     summary: dict[str, Any] = {"embedding_warmup_steps": cfg.cpt.embedding_warmup_steps, "new_tokens": len(ids)}
     if rows_path.is_file() and safetensors_complete(rows_path):
         log.info("cpt: embedding warm-up already done (%s), continuing with the main phase", rows_path)
@@ -132,10 +132,12 @@ def run_warmup(
             rows["output"] = merged.get_output_embeddings().weight.detach()[index].float().cpu().contiguous()
         from safetensors.torch import save_file
 
-        tmp = rows_path.with_name(f".{ROWS}.tmp-{os.getpid()}")
+        tmp = sub.work / f".{ROWS}.tmp-{os.getpid()}"
         save_file(rows, str(tmp))
-        os.replace(tmp, rows_path)
+        os.replace(tmp, sub.work / ROWS)
         shutil.rmtree(sub.checkpoints, ignore_errors=True)
+        shutil.rmtree(sub.final, ignore_errors=True)  # a folder left by a crash between these two lines
+        os.rename(sub.work, sub.final)  # the warm-up is done once its folder has its final name
         summary.update({f"embedding_warmup/{k}": v for k, v in result.items() if isinstance(v, int | float)})
         del trainer, merged, peft_model, model
         gc.collect()
