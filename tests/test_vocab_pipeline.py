@@ -237,7 +237,9 @@ def test_whole_local_dag_with_the_vocab_step(tmp_path: Path) -> None:
         "--set",
         "models[0].stages.evaluate.config.evaluate.gate.max_bits_per_character_ratio=1.5",
     ]
-    result = run_cli("run", "-f", str(V / "local-vocab.yaml"), "--runs-dir", str(tmp_path), "--run-id", "v", *fast)
+    result = run_cli(
+        "run", "-f", str(V / "local-vocab.yaml"), "--runs-dir", str(tmp_path), "--run-id", "v", *fast, timeout=1800
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     out = tmp_path / "v" / "output" / "tiny-ko" / "v"
     m = {
