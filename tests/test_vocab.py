@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from korean_llm.builtin import corpus_texts
-from korean_llm.stages.vocab.fertility import fertility, hangul_syllables
+from korean_llm.korean import fertility, hangul_syllables
 from korean_llm.stages.vocab.tokenizer import (
     ROUND_TRIP_PROBES,
     changed_without_hangul,
@@ -130,7 +130,7 @@ def test_fertility_counts() -> None:
 @pytest.fixture(scope="module")
 def qwen() -> Any:
     """The Qwen2.5 base vocabulary as an HF tokenizer, offline (see stages/vocab/bench.py)."""
-    from korean_llm.stages.vocab.bench import qwen25_tokenizer
+    from korean_llm.bench.vocab import qwen25_tokenizer
 
     return qwen25_tokenizer()
 

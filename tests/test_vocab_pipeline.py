@@ -103,7 +103,7 @@ def test_subword_mean_init_tied_and_untied(tiny_model: Path) -> None:
 def test_bits_per_character_counts_the_scored_text(tiny_model: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from korean_llm import scoring
+    from korean_llm.stages.evaluate import scoring
 
     model, tok = AutoModelForCausalLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
     text = "대한민국은 민주공화국이다. Emoji 👍🏽 and code: x = f(1)\n제2조 국민의 요건은 법률로 정한다."
@@ -173,7 +173,7 @@ def _wait(events: Path, proc: subprocess.Popen[str], phase: int, step: int, time
 def test_vocab_then_cpt_warmup_survives_sigterm_in_both_phases(tmp_path: Path, write_config) -> None:
     from safetensors.torch import load_file
 
-    from korean_llm.artifacts import latest_checkpoint, read_manifest
+    from korean_llm.pipeline.artifacts import latest_checkpoint, read_manifest
 
     out = tmp_path / "output" / "tiny-ko" / "t"
     done = run_cli("vocab", "--config", str(write_config("vocab", VOCAB)))

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, text_row
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.models import Loaded, init_point, load_for_training
-from korean_llm.stage import StageContext, execute
-from korean_llm.training import build_args, stage_trainer, train, training_manifest, write_config_snapshot
+from korean_llm.pipeline.artifacts import Manifest, StageDir
+from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.train.args import build_args
+from korean_llm.train.loop import train, training_manifest, write_config_snapshot
+from korean_llm.train.models import Loaded, Prepare, init_point, load_for_training
+from korean_llm.train.trainer import stage_trainer
+from korean_llm.train.warmup import run_warmup
 
 
 def separator_id(tokenizer: Any, configured: str | None) -> int:
@@ -79,11 +82,10 @@ def _run(ctx: StageContext) -> Manifest:
         sep = separator_id(tokenizer, cfg.cpt.document_separator)
         return pack_blocks(Dataset.from_list(rows), tokenizer, block, sep, cfg.cpt.num_proc)
 
-    prepare, warm = None, {}
-    if cfg.cpt.embedding_warmup_steps:  # after the vocab stage: the new embedding rows first (stages/vocab/warmup.py)
-        from korean_llm.stages.vocab.warmup import run_warmup
-
-        prepare, warm = run_warmup(cfg, init, ctx.dir.work, ctx.metrics, make_blocks)
+    prepare: Prepare | None = None
+    warm: dict[str, Any] = {}
+    if cfg.cpt.embedding_warmup_steps:  # after the vocab stage: the new embedding rows first (train/warmup.py)
+        prepare, warm = run_warmup(cfg, init, ctx.dir.work, ctx.metrics, make_blocks, build_trainer)
     loaded = load_for_training(cfg, init, prepare)
     blocks = make_blocks(loaded.tokenizer)
     if len(blocks) == 0:

@@ -21,14 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from korean_llm.artifacts import Manifest, atomic_write_json, atomic_write_text, tokenizer_fingerprint
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, text_row
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.models import _torch_dtype, init_point
-from korean_llm.stage import StageContext, execute
+from korean_llm.korean import fertility
+from korean_llm.pipeline.artifacts import Manifest, atomic_write_json, atomic_write_text, tokenizer_fingerprint
+from korean_llm.pipeline.stage import StageContext, execute
 from korean_llm.stages.vocab.embeddings import extend_embeddings
-from korean_llm.stages.vocab.fertility import fertility
 from korean_llm.stages.vocab.tokenizer import (
     ROUND_TRIP_PROBES,
     changed_without_hangul,
@@ -39,6 +38,7 @@ from korean_llm.stages.vocab.tokenizer import (
     train_korean_bpe,
     words_of,
 )
+from korean_llm.train.models import init_point, torch_dtype
 
 log = logging.getLogger("korean_llm")
 
@@ -129,7 +129,7 @@ def _run(ctx: StageContext) -> Manifest:
     # The stored dtype unless one is configured: the resized model is saved as the base was.
     model = AutoModelForCausalLM.from_pretrained(
         init.weights,
-        dtype="auto" if cfg.model.dtype == "auto" else _torch_dtype(cfg.model.dtype),
+        dtype="auto" if cfg.model.dtype == "auto" else torch_dtype(cfg.model.dtype),
         revision=cfg.model.revision,
         trust_remote_code=cfg.model.trust_remote_code,
     )
