@@ -143,3 +143,20 @@ def test_qwen25_extension_keeps_english_and_ids(qwen: Any, train_test: Any) -> N
     assert round_trip_failures(ext.tokenizer, {**ROUND_TRIP_PROBES, **MORE_PROBES}) == []
     held = train_test[1][0]
     assert len(ext.tokenizer.encode(held).ids) < len(base.encode(held).ids)
+
+
+def test_gate_judges_bits_per_character() -> None:
+    from korean_llm.config import GateConfig
+    from korean_llm.stages.evaluate.report import gate_checks
+
+    gate = GateConfig(max_bits_per_character=2.0, max_bits_per_character_ratio=1.0)
+    # a candidate with an extended vocabulary: higher perplexity per (longer) token, fewer bits per character
+    cand = {"perplexity": 40.0, "bits_per_character": 1.9}
+    base = {"perplexity": 20.0, "bits_per_character": 2.1}
+    checks = {c["check"]: c for c in gate_checks(gate, cand, base)}
+    assert checks["max_bits_per_character"]["passed"] and checks["max_bits_per_character_ratio"]["passed"]
+    assert checks["max_bits_per_character_ratio"]["value"] == pytest.approx(1.9 / 2.1)
+    worse = {c["check"]: c for c in gate_checks(gate, {"bits_per_character": 2.2}, base)}
+    assert not worse["max_bits_per_character"]["passed"] and not worse["max_bits_per_character_ratio"]["passed"]
+    missing = {c["check"]: c for c in gate_checks(gate, {"perplexity": 3.0}, base)}
+    assert not missing["max_bits_per_character"]["passed"]  # not measured fails, as every other check
