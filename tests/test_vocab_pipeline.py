@@ -170,6 +170,7 @@ def _wait(events: Path, proc: subprocess.Popen[str], phase: int, step: int, time
     raise AssertionError(f"phase {phase} step {step} not reached")
 
 
+@pytest.mark.slow
 def test_vocab_then_cpt_warmup_survives_sigterm_in_both_phases(tmp_path: Path, write_config) -> None:
     from safetensors.torch import load_file
 
@@ -222,6 +223,7 @@ def test_vocab_then_cpt_warmup_survives_sigterm_in_both_phases(tmp_path: Path, w
     assert not rows["input"].allclose(base[first:end])
 
 
+@pytest.mark.slow
 def test_whole_local_dag_with_the_vocab_step(tmp_path: Path) -> None:
     fast = [
         "--set",
