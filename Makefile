@@ -37,8 +37,8 @@ test-fast: lint typecheck
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check runtime tests
-	$(BIN)/ruff format --check runtime tests
+	$(BIN)/ruff check runtime tests charts/files
+	$(BIN)/ruff format --check runtime tests charts/files
 
 typecheck: setup
 	$(BIN)/mypy
