@@ -4,7 +4,8 @@
 
 It renders `charts/` with `helm template`, reads each WorkflowTemplate's DAG and the stage
 configs from the rendered ConfigMaps, and runs every step's container command (the PyTorchJob
-Master's `pytorch` container, or a plain container step) as a local process. Volumes are mapped
+Master's `pytorch` container, the TrainJob's first trainer pod on its runtime with the PET_* variables Kubeflow
+Trainer injects (korean_llm/trainjob.py), or a plain container step) as a local process. Volumes are mapped
 into `runs/<run-id>/`: PVCs mounted at `/data` and `/output` become `runs/<run-id>/data` and
 `runs/<run-id>/output`; ConfigMap volumes are written out under `runs/<run-id>/config/`.
 With mlflow installed and no `MLFLOW_TRACKING_URI` set, stages track into `runs/<run-id>/mlruns/mlflow.db`
@@ -35,6 +36,7 @@ from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
 from korean_llm.telemetry import EVENTS_ENV
+from korean_llm.trainjob import local_trainer_pod
 
 console = stderr_console()
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -128,7 +130,7 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: str(e["value"]) for e in container.get("env", []) or [] if "value" in e}
 
 
-def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any]) -> Step:
+def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any], docs: list[dict[str, Any]]) -> Step:
     if "container" in tpl:
         c = tpl["container"]
         pod = {"volumes": tpl.get("volumes", [])}
@@ -138,6 +140,12 @@ def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any]) -> S
         manifest = yaml.safe_load(res.get("manifest", "")) or {}
         kind = manifest.get("kind", "?")
         target = manifest.get("metadata", {}).get("name") or manifest.get("metadata", {}).get("generateName", "")
+        if kind == "TrainJob" and res.get("action") == "create":  # Kubeflow Trainer v2: node 0 on its runtime
+            pod = local_trainer_pod(manifest, docs, name)
+            c = pod.container
+            return Step(
+                name, depends, [*c.get("command", []), *c.get("args", [])], _env(c), _volumes_by_mount(c, pod.pod_spec)
+            )
         if kind != "PyTorchJob" or res.get("action") != "create":
             return Step(name, depends, skip_reason=f"cluster only: {res.get('action')} {kind}/{target}")
         master = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
@@ -193,7 +201,8 @@ def parse_pipelines(docs: list[dict[str, Any]]) -> list[Pipeline]:
         if "dag" not in entry:
             raise ConfigError(f"WorkflowTemplate {doc['metadata']['name']}: entrypoint is not a DAG")
         steps = [
-            _step_from_template(t["name"], _task_depends(t), templates[t["template"]]) for t in entry["dag"]["tasks"]
+            _step_from_template(t["name"], _task_depends(t), templates[t["template"]], docs)
+            for t in entry["dag"]["tasks"]
         ]
         if spec.get("onExit"):
             steps.append(Step(spec["onExit"], [], skip_reason="cluster only: exit handler (notification)"))
