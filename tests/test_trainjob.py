@@ -13,7 +13,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
@@ -23,8 +22,8 @@ from korean_llm.errors import ConfigError
 from korean_llm.local import parse_pipelines
 from korean_llm.trainjob import MASTER_PORT, local_trainer_pod, trainer_pod
 
-from .chart.rendered import NAMESPACE, REPO, embedded_jobs, helm_template, load_all
-from .test_chart import SCENARIOS, V, crd_schemas, validate_core, validate_crd
+from .chart.rendered import NAMESPACE, REPO, helm_template, load_all
+from .test_chart import SCENARIOS, V, crd_schemas, validate_crd
 
 BACKENDS = ("trainjob", "pytorchjob")
 FIXTURES = yaml.safe_load((Path(__file__).parent / "chart" / "fixtures" / "trainjob-status.yaml").read_text())
@@ -45,7 +44,9 @@ def training_steps(docs: list[dict[str, Any]]) -> list[tuple[str, str, dict[str,
             continue
         for tpl in doc["spec"]["templates"]:
             if tpl["name"] in TRAINING_STAGES and "resource" in tpl:
-                out.append((doc["metadata"]["name"], tpl["name"], tpl["resource"], yaml.safe_load(tpl["resource"]["manifest"])))
+                out.append(
+                    (doc["metadata"]["name"], tpl["name"], tpl["resource"], yaml.safe_load(tpl["resource"]["manifest"]))
+                )
     return out
 
 
@@ -66,8 +67,11 @@ def test_every_values_file_renders_and_validates_with_both_backends(scenario: st
     assert kinds == {"TrainJob" if backend == "trainjob" else "PyTorchJob"}, kinds
     for _, _, _, manifest in steps:
         validate_crd(manifest)
-    models = {d["metadata"]["labels"]["korean-llm/model"] for d in docs if d["kind"] == "WorkflowTemplate"
-              and "korean-llm/model" in d["metadata"]["labels"]}
+    models = {
+        d["metadata"]["labels"]["korean-llm/model"]
+        for d in docs
+        if d["kind"] == "WorkflowTemplate" and "korean-llm/model" in d["metadata"]["labels"]
+    }
     rts = runtimes(docs)
     role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"].endswith("-workflow"))
     groups = {g for rule in role["rules"] for g in rule["apiGroups"]}
@@ -193,7 +197,12 @@ def test_the_same_pod_on_both_backends() -> None:
                 k: v for k, v in pmounts.items() if k != "/dev/shm"
             }
             assert pod.pod_spec["securityContext"] == master["securityContext"]
-            assert pod.pod_spec.get("nodeSelector") == master.get("nodeSelector")
+            for key in ("nodeSelector", "tolerations", "priorityClassName", "schedulerName", "imagePullSecrets"):
+                assert pod.pod_spec.get(key) == master.get(key), (scenario, stage, key)
+            assert (
+                pod.pod_metadata
+                == pj_jobs[(tpl, stage)]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["metadata"]
+            )
 
 
 def test_pet_env_follows_the_torch_plugin() -> None:
@@ -229,7 +238,9 @@ def test_a_trainjob_naming_a_missing_runtime_is_refused_clearly() -> None:
     docs = rendered("7b", "trainjob")
     job = copy.deepcopy(training_steps(docs)[0][3])
     job["spec"]["runtimeRef"]["name"] = "korean-llm-qwen8b"
-    with pytest.raises(ConfigError, match=r"TrainJob korean-llm-qwen7b-cpt-: runtime TrainingRuntime/korean-llm-qwen8b"):
+    with pytest.raises(
+        ConfigError, match=r"TrainJob korean-llm-qwen7b-cpt-: runtime TrainingRuntime/korean-llm-qwen8b"
+    ):
         trainer_pod(job, docs)
 
 
@@ -249,17 +260,22 @@ def test_gang_scheduling_and_kueue() -> None:
     assert pod["schedulerName"] == "scheduler-plugins-scheduler"
     for _, _, _, job in training_steps(docs):
         assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
-    docs = rendered("72b", "trainjob", ("training.gangScheduling.policy=volcano", "training.gangScheduling.volcanoQueue=llm"))
+    docs = rendered(
+        "72b", "trainjob", ("training.gangScheduling.policy=volcano", "training.gangScheduling.volcanoQueue=llm")
+    )
     (rt,) = runtimes(docs)
     validate_crd(rt)
     assert rt["spec"]["podGroupPolicy"] == {"volcano": {}}
     assert rt["spec"]["template"]["metadata"]["annotations"] == {"scheduling.volcano.sh/queue-name": "llm"}
-    assert rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"][
-        "schedulerName"
-    ] == "volcano"
-    with pytest.raises(RuntimeError, match="gpuScheduler.enabled both pick"):
-        helm_template([V / "72b.yaml"], sets=["training.gangScheduling.policy=coscheduling", "gpuScheduler.enabled=true"])
-    with pytest.raises(RuntimeError, match="training.backend"):
+    assert (
+        rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["schedulerName"]
+        == "volcano"
+    )
+    with pytest.raises(RuntimeError, match=r"gpuScheduler\.enabled both pick"):
+        helm_template(
+            [V / "72b.yaml"], sets=["training.gangScheduling.policy=coscheduling", "gpuScheduler.enabled=true"]
+        )
+    with pytest.raises(RuntimeError, match=r"training\.backend must be"):
         helm_template([], sets=["training.backend=mpijob"])
 
 
@@ -270,7 +286,12 @@ def snapshot(job: dict[str, Any], snap: dict[str, Any]) -> dict[str, Any]:
     """The TrainJob as the API server returns it at that moment (what Argo's executor reads)."""
     obj = copy.deepcopy(job)
     name = job["metadata"]["generateName"] + "x7k2p"
-    obj["metadata"] = {**obj["metadata"], "name": name, "namespace": NAMESPACE, "uid": "8d0f6c1e-1111-2222-3333-444455556666"}
+    obj["metadata"] = {
+        **obj["metadata"],
+        "name": name,
+        "namespace": NAMESPACE,
+        "uid": "8d0f6c1e-1111-2222-3333-444455556666",
+    }
     del obj["metadata"]["generateName"]
     obj["spec"]["suspend"] = snap["suspend"]
     obj["spec"]["managedBy"] = "trainer.kubeflow.org/trainjob-controller"  # CRD default
@@ -350,13 +371,17 @@ def test_the_documented_trainjob_runs_sft_on_the_7b_runtime(tmp_path: Path) -> N
     c = pod.container
     # the stage's own image, config and volumes come from the runtime
     (rt,) = runtimes(docs)
-    assert c["image"] == rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"][
-        "containers"
-    ][0]["image"]
+    assert (
+        c["image"]
+        == rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+    )
     assert {m["mountPath"] for m in c["volumeMounts"]} >= {"/data", "/output", "/etc/korean-llm", "/dev/shm"}
     assert pod.num_proc_per_node == "auto"  # 2 GPUs: torchrun starts 2 processes
     # the command parses as the runtime's CLI and its overrides build a valid SFT config
-    args = build_parser().parse_args(c["command"][2:])
+    assert c["command"][:3] == ["torchrun", "--module", "korean_llm"]
+    args = build_parser().parse_args(c["command"][3:])
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "korean-llm-qwen7b")
     env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
     cfg = build_config(yaml.safe_load(cm["data"]["sft.yaml"]), source="sft.yaml", overrides=args.overrides, env=env)
@@ -387,12 +412,18 @@ def test_the_documented_sdk_call_creates_that_trainjob(monkeypatch: pytest.Monke
         def __init__(self, api_client: Any = None) -> None:
             pass
 
-        def get_namespaced_custom_object(self, group, version, namespace, plural, name, async_req=False):  # noqa: ANN001
-            assert (group, version, namespace, plural) == ("trainer.kubeflow.org", "v1alpha1", NAMESPACE, "trainingruntimes")
+        def get_namespaced_custom_object(self, group, version, namespace, plural, name, async_req=False):
+            assert (group, version, namespace, plural) == (
+                "trainer.kubeflow.org",
+                "v1alpha1",
+                NAMESPACE,
+                "trainingruntimes",
+            )
             return Done(copy.deepcopy(rt) if name == rt["metadata"]["name"] else client.ApiException(status=404))
 
-        def create_namespaced_custom_object(self, group, version, namespace, plural, body, async_req=False):  # noqa: ANN001
-            assert (group, version, namespace, plural) == ("trainer.kubeflow.org", "v1alpha1", NAMESPACE, "trainjobs")
+        def create_namespaced_custom_object(self, group, version, namespace, plural, body, async_req=False):
+            expected = ("trainer.kubeflow.org", "v1alpha1", NAMESPACE, "trainjobs")
+            assert (group, version, namespace, plural) == expected
             created.append(body)
             return body
 

@@ -42,6 +42,7 @@ class TrainerPod:
     name: str
     container: dict[str, Any]
     pod_spec: dict[str, Any]
+    pod_metadata: dict[str, Any]
     num_nodes: int
     num_proc_per_node: str
 
@@ -63,9 +64,9 @@ def find_runtime(trainjob: dict[str, Any], docs: list[dict[str, Any]]) -> dict[s
             f"{_where(trainjob)}: spec.runtimeRef must name a {' or '.join(RUNTIME_KINDS)} of {GROUP}, found {ref}"
         )
     for doc in docs:
-        if doc.get("kind") == kind and doc.get("apiVersion", "").startswith(GROUP + "/"):
-            if doc.get("metadata", {}).get("name") == name:
-                return doc
+        api, meta = doc.get("apiVersion", ""), doc.get("metadata", {})
+        if doc.get("kind") == kind and api.startswith(GROUP + "/") and meta.get("name") == name:
+            return doc
     raise ConfigError(f"{_where(trainjob)}: runtime {kind}/{name} is not among the rendered objects")
 
 
@@ -121,19 +122,30 @@ def trainer_pod(trainjob: dict[str, Any], docs: list[dict[str, Any]], name: str 
     job_name = name or trainjob.get("metadata", {}).get("name") or trainjob["metadata"]["generateName"] + "local"
 
     for patch in trainjob.get("spec", {}).get("runtimePatches", []) or []:
-        for rpatch in (
-            ((patch.get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec", {}).get("replicatedJobs")
-            or []
-        ):
+        for rpatch in ((patch.get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec", {}).get(
+            "replicatedJobs"
+        ) or []:
             if rpatch.get("name") != rjob["name"]:
                 continue
-            ppatch = (((rpatch.get("template") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
+            tpatch = ((rpatch.get("template") or {}).get("spec") or {}).get("template") or {}
+            for key in ("labels", "annotations"):
+                if (tpatch.get("metadata") or {}).get(key):
+                    meta = pod.setdefault("metadata", {})
+                    meta[key] = {**(meta.get(key) or {}), **tpatch["metadata"][key]}
+            ppatch = tpatch.get("spec") or {}
+            if "nodeSelector" in ppatch:
+                spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **ppatch["nodeSelector"]}
+            for key in ("tolerations", "affinity"):  # atomic in the API: the patch replaces them
+                if key in ppatch:
+                    spec[key] = copy.deepcopy(ppatch[key])
             if "volumes" in ppatch:
                 spec["volumes"] = _merge_by_name(spec.get("volumes", []) or [], ppatch["volumes"])
             for cpatch in ppatch.get("containers", []) or []:
                 for c in spec.get("containers", []):
                     if c["name"] == cpatch["name"] and "volumeMounts" in cpatch:
-                        c["volumeMounts"] = _merge_by_key(c.get("volumeMounts", []) or [], cpatch["volumeMounts"], "mountPath")
+                        c["volumeMounts"] = _merge_by_key(
+                            c.get("volumeMounts", []) or [], cpatch["volumeMounts"], "mountPath"
+                        )
 
     container = next((c for c in spec.get("containers", []) if c.get("name") == NODE), None)
     if container is None:
@@ -168,7 +180,7 @@ def trainer_pod(trainjob: dict[str, Any], docs: list[dict[str, Any]], name: str 
             {"name": "PET_MASTER_PORT", "value": str(MASTER_PORT)},
         ]
         container["env"] = _merge_by_name(env, pet, replace=True)
-    return TrainerPod(job_name, container, spec, num_nodes, nproc)
+    return TrainerPod(job_name, container, spec, pod.get("metadata") or {}, num_nodes, nproc)
 
 
 def local_trainer_pod(trainjob: dict[str, Any], docs: list[dict[str, Any]], step: str) -> TrainerPod:
