@@ -64,13 +64,19 @@ CORE_GROUPS = {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io"
 
 
 @cache
-def rendered(name: str) -> tuple[str, list[dict[str, Any]]]:
-    text = helm_template(SCENARIOS[name])
+def rendered(name: str, backend: str = "") -> tuple[str, list[dict[str, Any]]]:
+    """The scenario rendered with the chart's default training backend (trainjob), or `backend`."""
+    text = helm_template(SCENARIOS[name], sets=[f"training.backend={backend}"] if backend else [])
     return text, load_all(text)
 
 
-def docs_of(name: str) -> list[dict[str, Any]]:
-    return rendered(name)[1]
+# The tests about PyTorchJob objects render `training.backend: pytorchjob`; tests/test_trainjob.py covers the
+# TrainJob backend and both backends for every values file.
+PJ = "pytorchjob"
+
+
+def docs_of(name: str, backend: str = "") -> list[dict[str, Any]]:
+    return rendered(name, backend)[1]
 
 
 def kind(docs: list[dict[str, Any]], k: str) -> list[dict[str, Any]]:
@@ -196,7 +202,7 @@ def test_every_object_validates(scenario: str) -> None:
         elif (group_of(doc), doc["kind"]) not in NO_UPSTREAM_SCHEMA:
             validate_crd(doc)
     for _, _, manifest in embedded_jobs(docs):
-        if manifest["kind"] == "PyTorchJob":
+        if manifest["kind"] in ("PyTorchJob", "TrainJob"):
             validate_crd(manifest)
         else:
             assert manifest["kind"] == "Deployment"  # the rollout patch: a partial object, checked in its own test
@@ -221,7 +227,7 @@ def test_vendored_crds_match_their_lock() -> None:
 
 
 def test_crd_validation_catches_a_misspelt_field() -> None:
-    job = next(m for _, _, m in embedded_jobs(docs_of("7b")) if m["kind"] == "PyTorchJob")
+    job = next(m for _, _, m in embedded_jobs(docs_of("7b", PJ)) if m["kind"] == "PyTorchJob")
     job["spec"]["pytorchReplicaSpecs"]["Master"]["restartPolicyy"] = "ExitCode"
     with pytest.raises(AssertionError, match="restartPolicyy"):
         validate_crd(job)
@@ -285,7 +291,7 @@ def job_of(docs: list[dict[str, Any]], template: str, stage: str) -> dict[str, A
 
 
 def test_7b_dag_order_gpus_mounts_and_env() -> None:
-    docs = docs_of("7b")
+    docs = docs_of("7b", PJ)
     wt = by_name(docs, "WorkflowTemplate", "korean-llm-qwen7b")
     assert dag(wt) == {
         "preprocess": [],
@@ -362,7 +368,7 @@ def training_steps(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_training_step_outcome_follows_the_pytorchjob_status(scenario: str, snapshot: dict[str, Any]) -> None:
     """Queued, running and restarting jobs wait; failed jobs fail; succeeded jobs succeed - evaluated the way
     Argo's executor evaluates the step's conditions (tests/chart/argo_conditions.py)."""
-    steps = training_steps(docs_of(scenario))
+    steps = training_steps(docs_of(scenario, PJ))
     assert steps
     for step in steps:
         assert argo_conditions.evaluate_step(step, snapshot["object"]) == snapshot["expect"], step["name"]
@@ -389,7 +395,7 @@ def test_the_previous_conditions_would_fail_a_running_job() -> None:
 
 
 def test_72b_is_multi_node_with_eight_gpus_per_pod() -> None:
-    docs = docs_of("72b")
+    docs = docs_of("72b", PJ)
     job = job_of(docs, "korean-llm-qwen72b", "cpt")
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert replicas["Master"]["replicas"] == 1 and replicas["Worker"]["replicas"] == 1
@@ -484,7 +490,7 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
 
 
 def test_local_values_run_the_whole_dag_on_cpu() -> None:
-    docs = docs_of("local")
+    docs = docs_of("local", PJ)
     (pipe,) = parse_pipelines(docs)
     assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy"]
     assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in pipe.steps)
@@ -533,7 +539,7 @@ def test_slack_exit_handler_reads_the_webhook_from_an_existing_secret() -> None:
 
 
 def test_gpu_scheduler_and_kueue() -> None:
-    docs = docs_of("ci/all-features-values.yaml")
+    docs = docs_of("ci/all-features-values.yaml", PJ)
     cm = by_name(docs, "ConfigMap", "korean-llm-gpu-scheduler")
     cfg = yaml.safe_load(cm["data"]["scheduler-config.yaml"])
     assert cfg["apiVersion"] == "kubescheduler.config.k8s.io/v1"
@@ -663,7 +669,7 @@ def test_every_pod_is_pss_restricted_with_requests_and_limits(scenario: str) -> 
 
 
 def test_secrets_only_by_reference() -> None:
-    docs = docs_of("ci/all-features-values.yaml")
+    docs = docs_of("ci/all-features-values.yaml", PJ)
     assert not kind(docs, "Secret")
     (c,) = job_of(docs, "korean-llm-qwen7b", "sft")["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"][
         "containers"
@@ -677,7 +683,7 @@ def test_secrets_only_by_reference() -> None:
 
 
 def test_workflow_role_is_namespaced_minimal_and_wildcard_free() -> None:
-    docs = docs_of("ci/all-features-values.yaml")
+    docs = docs_of("ci/all-features-values.yaml", PJ)
     assert not kind(docs, "ClusterRole")
     role = by_name(docs, "Role", "korean-llm-workflow")
     rules = {(r["apiGroups"][0], r["resources"][0]): r for r in role["rules"]}

@@ -1,6 +1,6 @@
 """The Kubeflow Trainer v2 backend (`training.backend: trainjob`): rendering with both backends against the v2.3
 CRD schemas, the TrainJob resource step's conditions driven by status snapshots shaped like Trainer v2.3's
-(tests/chart/fixtures/trainjob-status.yaml says where each comes from), the runtime's pods under Pod Security
+(tests/chart/status/trainjob.yaml says where each comes from), the runtime's pods under Pod Security
 "restricted", the local runner's TrainJob steps, and the two ways of starting one stage outside the DAG that
 docs/cluster.md shows (kubectl and the Kubeflow Python SDK).
 """
@@ -20,13 +20,14 @@ from korean_llm.cli import build_parser
 from korean_llm.config import build_config
 from korean_llm.errors import ConfigError
 from korean_llm.local import parse_pipelines
-from korean_llm.trainjob import MASTER_PORT, local_trainer_pod, trainer_pod
+from korean_llm.trainjob import MASTER_PORT, local_trainer_pod, multi_node_refusal, trainer_pod
 
+from .chart import argo_conditions
 from .chart.rendered import NAMESPACE, REPO, helm_template, load_all
 from .test_chart import SCENARIOS, V, crd_schemas, validate_crd
 
 BACKENDS = ("trainjob", "pytorchjob")
-FIXTURES = yaml.safe_load((Path(__file__).parent / "chart" / "fixtures" / "trainjob-status.yaml").read_text())
+FIXTURES = yaml.safe_load((Path(__file__).parent / "chart" / "status" / "trainjob.yaml").read_text(encoding="utf-8"))
 TRAINING_STAGES = ("cpt", "sft", "rlhf", "evaluate")
 DOCS = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
 
@@ -219,8 +220,14 @@ def test_pet_env_follows_the_torch_plugin() -> None:
         "PET_MASTER_PORT": str(MASTER_PORT),
     }
     assert MASTER_PORT == 29500
-    with pytest.raises(ConfigError, match=r"step cpt: its TrainJob asks for 2 nodes .* `nodes: 1`"):
-        local_trainer_pod(job, docs, "cpt")
+    local = local_trainer_pod(job, docs)
+    local_env = {e["name"]: e["value"] for e in local.container["env"] if "value" in e}
+    assert local_env["PET_MASTER_ADDR"] == "127.0.0.1"
+    assert multi_node_refusal("cpt", local_env) == (
+        "step cpt: its TrainJob asks for 2 nodes and the local runner runs one machine; "
+        "set the stage's `nodes: 1` in the values file"
+    )
+    assert {"containerPort": MASTER_PORT} in pod.container["ports"]
     # numProcPerNode unset: "auto" with GPUs, else the CPU request rounded up (getNumCPUPerNode, torch.go:228-240)
     auto = copy.deepcopy(job)
     del auto["spec"]["trainer"]["numProcPerNode"]
@@ -275,8 +282,6 @@ def test_gang_scheduling_and_kueue() -> None:
         helm_template(
             [V / "72b.yaml"], sets=["training.gangScheduling.policy=coscheduling", "gpuScheduler.enabled=true"]
         )
-    with pytest.raises(RuntimeError, match=r"training\.backend must be"):
-        helm_template([], sets=["training.backend=mpijob"])
 
 
 # --- status snapshots and the step's conditions ----------------------------------------------------------------
@@ -323,8 +328,45 @@ def test_the_schema_check_refuses_a_misshapen_snapshot() -> None:
 
 
 def test_snapshots_cover_every_outcome() -> None:
-    outcomes = {s["expect"] for s in FIXTURES["snapshots"]}
-    assert outcomes == {"wait", "succeed", "fail"}
+    assert {s["expect"] for s in FIXTURES["snapshots"]} == {"waiting", "succeeded", "failed"}
+    names = {s["name"] for s in FIXTURES["snapshots"]}
+    assert {"queued-in-kueue", "admitted-and-running", "restarting-after-exit-137", "complete-without-kueue"} <= names
+    assert {"complete-after-kueue-admission", "failed-exit-2-bad-config", "failed-deadline-exceeded"} <= names
+
+
+@pytest.mark.parametrize("snap", FIXTURES["snapshots"], ids=[s["name"] for s in FIXTURES["snapshots"]])
+@pytest.mark.parametrize("scenario", ["7b", "72b+prod", "local", "ci/all-features-values.yaml"])
+def test_training_step_outcome_follows_the_trainjob_status(scenario: str, snap: dict[str, Any]) -> None:
+    """Queued, running, restarting and preempted TrainJobs wait, failed ones fail, complete ones succeed, with the
+    step's conditions evaluated the way Argo's executor evaluates them (tests/chart/argo_conditions.py)."""
+    docs = rendered(scenario, "trainjob")
+    templates = {
+        (wt["metadata"]["name"], t["name"]): t
+        for wt in docs
+        if wt["kind"] == "WorkflowTemplate"
+        for t in wt["spec"]["templates"]
+    }
+    steps = training_steps(docs)
+    assert steps
+    for tpl, stage, _, job in steps:
+        outcome = argo_conditions.evaluate_step(templates[(tpl, stage)], snapshot(job, snap))
+        assert outcome == snap["expect"], (tpl, stage)
+
+
+def test_conditions_on_the_complete_condition_alone_cannot_be_written() -> None:
+    """Why success reads jobsStatus: an AND of per-index requirements on the condition types that succeeds on
+    [Complete] and on [Suspended, Complete] also succeeds on [Suspended] (queued or running under Kueue)."""
+    by = {s["name"]: s for s in FIXTURES["snapshots"]}
+    job = training_steps(rendered("7b", "trainjob"))[0][3]
+    queued = snapshot(job, by["queued-in-kueue"])
+    for success in (
+        "status.conditions.0.type in (Complete, Suspended)",
+        "status.conditions.1.type notin (Failed)",
+        "status.conditions.0.type",
+    ):
+        assert argo_conditions.evaluate(snapshot(job, by["complete-without-kueue"]), success) == "succeeded"
+        assert argo_conditions.evaluate(snapshot(job, by["complete-after-kueue-admission"]), success) == "succeeded"
+        assert argo_conditions.evaluate(queued, success) == "succeeded"  # wrong: the job has not run
 
 
 # --- the local runner ------------------------------------------------------------------------------------------

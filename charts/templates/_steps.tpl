@@ -1,10 +1,15 @@
 {{/* Argo templates of one stage: the training step (an Argo resource step around the job of the training
 backend), the container step (preprocess, deploy) and the rollout patch. */}}
 
-{{/* The job backend of the training stages: pytorchjob (Kubeflow training-operator v1). A backend is a pair of
-helpers korean-llm.<backend>.manifest and korean-llm.<backend>.conditions (see _pytorchjob.tpl). */}}
+{{/* The job backend of the training stages: trainjob (Kubeflow Trainer v2, _trainjob.tpl, the default) or
+pytorchjob (Kubeflow training-operator v1, _pytorchjob.tpl). A backend is a pair of helpers
+korean-llm.<backend>.manifest and korean-llm.<backend>.conditions (see _pytorchjob.tpl). */}}
 {{- define "korean-llm.trainingBackend" -}}
-{{- ((.Values.training).backend) | default "pytorchjob" -}}
+{{- $backend := ((.Values.training).backend) | default "trainjob" -}}
+{{- if not (has $backend (list "trainjob" "pytorchjob")) -}}
+{{- fail (printf "training.backend must be trainjob or pytorchjob, found %q" $backend) -}}
+{{- end -}}
+{{- $backend -}}
 {{- end -}}
 
 {{/* The Argo resource step of a training stage, for any job backend: deadline, conditions, manifest.

@@ -191,9 +191,10 @@ spec:
                     {{- include "korean-llm.stageVolumes" (dict "root" $root "model" .model "st" (dict "gpus" 1)) | nindent 20 }}
 {{- end -}}
 
-{{/* The TrainJob of a training stage (the manifest of its Argo resource step): only what differs per stage.
-Usage: include "korean-llm.trainJob" (dict "root" $ "model" $m "stage" "cpt" "st" $st "cfg" $cfg) */}}
-{{- define "korean-llm.trainJob" -}}
+{{/* The TrainJob backend of training steps (see _pytorchjob.tpl for the pair of helpers a backend provides).
+The TrainJob of a training stage (the manifest of its Argo resource step): only what differs per stage.
+Usage: include "korean-llm.trainjob.manifest" (dict "root" $ "model" $m "stage" "cpt" "st" $st "cfg" $cfg) */}}
+{{- define "korean-llm.trainjob.manifest" -}}
 {{- $v := .root.Values -}}
 {{- $nodes := int (default 1 .st.nodes) -}}
 {{- $gpus := int (default 0 .st.gpus) -}}
@@ -251,7 +252,8 @@ spec:
                       {{- end }}
 {{- end -}}
 
-{{/* Argo resource-step conditions on a TrainJob. Argo v4.1.2 (workflow/executor/resource.go:200-306) parses each
+{{/* Argo resource-step conditions on a TrainJob (tests/chart/argo_conditions.py evaluates them as the executor
+does, against tests/chart/status/trainjob.yaml). Argo v4.1.2 (workflow/executor/resource.go:200-306) parses each
 condition as a Kubernetes label selector whose keys are gjson paths: a failureCondition fails the step when ANY
 of its comma-separated requirements matches, a successCondition needs ALL of them. Keys must be label keys, so
 gjson queries (#(type=="Failed")) are not possible; positions are.
@@ -262,7 +264,7 @@ gjson queries (#(type=="Failed")) are not possible; positions are.
   per-index requirements can express; the child Job count Trainer copies beside it in the same status write
   (jobset/jobset.go:459-470) can: the runtime's only replicated job, `node`, has one Job (replicas 1), so
   succeeded >= 1 is the JobSet's success (default successPolicy All) that sets Complete. */}}
-{{- define "korean-llm.trainJobConditions" -}}
+{{- define "korean-llm.trainjob.conditions" -}}
 successCondition: status.jobsStatus.0.name == node, status.jobsStatus.0.succeeded > 0
 failureCondition: status.conditions.0.type == Failed, status.conditions.1.type == Failed, status.conditions.2.type == Failed
 {{- end -}}

@@ -36,7 +36,7 @@ from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
 from korean_llm.telemetry import EVENTS_ENV
-from korean_llm.trainjob import local_trainer_pod
+from korean_llm.trainjob import local_trainer_pod, multi_node_refusal
 
 console = stderr_console()
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -141,7 +141,7 @@ def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any], docs
         kind = manifest.get("kind", "?")
         target = manifest.get("metadata", {}).get("name") or manifest.get("metadata", {}).get("generateName", "")
         if kind == "TrainJob" and res.get("action") == "create":  # Kubeflow Trainer v2: node 0 on its runtime
-            pod = local_trainer_pod(manifest, docs, name)
+            pod = local_trainer_pod(manifest, docs)
             c = pod.container
             return Step(
                 name, depends, [*c.get("command", []), *c.get("args", [])], _env(c), _volumes_by_mount(c, pod.pod_spec)
@@ -299,6 +299,10 @@ def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress) -> Step
     if step.skip_reason:
         progress.add_task(label, total=1, completed=1, info=f"skipped: {step.skip_reason}")
         return StepResult(pipe.model, step.name, "skipped", detail=step.skip_reason)
+    refusal = multi_node_refusal(step.name, step.env)
+    if refusal:
+        progress.add_task(label, total=1, completed=0, info=f"[red]{refusal}")
+        return StepResult(pipe.model, step.name, "failed", ConfigError.exit_code, detail=refusal)
     command, env = prepare_step(step, pipe, root)
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)

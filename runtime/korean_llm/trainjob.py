@@ -180,18 +180,28 @@ def trainer_pod(trainjob: dict[str, Any], docs: list[dict[str, Any]], name: str 
             {"name": "PET_MASTER_PORT", "value": str(MASTER_PORT)},
         ]
         container["env"] = _merge_by_name(env, pet, replace=True)
+        # torch.go:202-203: the port of the headless Service the nodes rendezvous through
+        ports = container.get("ports", []) or []
+        if not any(p.get("containerPort") == MASTER_PORT for p in ports):
+            container["ports"] = [*ports, {"containerPort": MASTER_PORT}]
     return TrainerPod(job_name, container, spec, pod.get("metadata") or {}, num_nodes, nproc)
 
 
-def local_trainer_pod(trainjob: dict[str, Any], docs: list[dict[str, Any]], step: str) -> TrainerPod:
-    """`trainer_pod` for this machine: one node only, the master address is this host."""
+def local_trainer_pod(trainjob: dict[str, Any], docs: list[dict[str, Any]]) -> TrainerPod:
+    """`trainer_pod` for this machine: the master address is this host."""
     pod = trainer_pod(trainjob, docs)
-    if pod.num_nodes > 1:
-        raise ConfigError(
-            f"step {step}: its TrainJob asks for {pod.num_nodes} nodes and the local runner runs one machine; "
-            f"set the stage's `nodes: 1` in the values file"
-        )
     for e in pod.container.get("env", []):
         if e["name"] == "PET_MASTER_ADDR":
             e["value"] = LOCAL_MASTER_ADDR
     return pod
+
+
+def multi_node_refusal(step: str, env: dict[str, str]) -> str | None:
+    """Why a step cannot run on one machine (its TrainJob has several nodes), or None."""
+    nodes = env.get("PET_NNODES", "1")
+    if nodes == "1":
+        return None
+    return (
+        f"step {step}: its TrainJob asks for {nodes} nodes and the local runner runs one machine; "
+        f"set the stage's `nodes: 1` in the values file"
+    )
