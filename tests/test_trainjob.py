@@ -19,8 +19,8 @@ import yaml
 from korean_llm.cli import build_parser
 from korean_llm.config import build_config
 from korean_llm.errors import ConfigError
-from korean_llm.local import parse_pipelines
-from korean_llm.trainjob import MASTER_PORT, local_trainer_pod, multi_node_refusal, trainer_pod
+from korean_llm.local.runner import parse_pipelines
+from korean_llm.local.trainjob import MASTER_PORT, local_trainer_pod, multi_node_refusal, trainer_pod
 
 from .chart import argo_conditions
 from .chart.rendered import NAMESPACE, REPO, helm_template, load_all

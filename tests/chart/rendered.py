@@ -31,7 +31,7 @@ Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def helm_binary() -> str:
     sys.path.insert(0, str(REPO / "runtime"))
-    from korean_llm.local import find_helm
+    from korean_llm.local.runner import find_helm
 
     return find_helm()
 
@@ -84,12 +84,12 @@ def _pod(name: str, metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str,
 
 def pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Plain Pods for the pod templates Kubernetes validators cannot see: PyTorchJob replicas and TrainJob trainer
-    pods (runtime + TrainJob, korean_llm/trainjob.py) inside Argo resource steps, and Argo container steps (with
+    pods (runtime + TrainJob, korean_llm/local/trainjob.py) inside Argo resource steps, and Argo container steps (with
     the pod-level settings Argo takes from the workflow spec)."""
     out = []
     for tpl_name, step, job in embedded_jobs(docs):
         if job.get("kind") == "TrainJob":  # the trainer pod Kubeflow Trainer builds from the runtime and the TrainJob
-            from korean_llm.trainjob import trainer_pod
+            from korean_llm.local.trainjob import trainer_pod
 
             tp = trainer_pod(job, docs, name=job["metadata"]["generateName"] + "x7k2p")
             spec = {
