@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from functools import cache
@@ -326,7 +327,7 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
     steps = {t["name"]: t for t in wt["spec"]["templates"]}
     for stage in ("cpt", "sft", "rlhf", "evaluate"):
         res = steps[stage]["resource"]
-        assert res["action"] == "create" and res["setOwnerReference"] is True
+        assert res["action"] == "apply" and res["setOwnerReference"] is True
         assert res["successCondition"] == "status.replicaStatuses.Master.succeeded > 0"
         argo_conditions.parse_selector(res["failureCondition"])  # what Argo's executor does first
     assert steps["preprocess"]["container"]["command"][:4] == ["python", "-m", "korean_llm", "preprocess"]
@@ -353,7 +354,7 @@ def training_steps(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t
         for wt in kind(docs, "WorkflowTemplate")
         for t in wt["spec"]["templates"]
-        if "resource" in t and yaml.safe_load(t["resource"]["manifest"])["kind"] == "PyTorchJob"
+        if "resource" in t and (yaml.safe_load(t["resource"].get("manifest", "")) or {}).get("kind") == "PyTorchJob"
     ]
 
 
@@ -476,7 +477,7 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
         for name, step in steps.items():
             if name == "rollout":
                 assert step.skip_reason == "cluster only: patch Deployment/korean-llm-inference"
-            elif name == "notify":
+            elif name == "exit":
                 assert step.skip_reason == "cluster only: exit handler (notification)"
             else:
                 assert step.skip_reason is None and "/data" in step.mounts and "/output" in step.mounts
@@ -524,12 +525,15 @@ def test_run_workflow_and_cronworkflow_from_run_id() -> None:
 def test_slack_exit_handler_reads_the_webhook_from_an_existing_secret() -> None:
     docs = docs_of("ci/all-features-values.yaml")
     for wt in kind(docs, "WorkflowTemplate"):
-        assert wt["spec"]["onExit"] == "notify"
+        assert wt["spec"]["onExit"] == "exit"
+        exit_steps = next(t for t in wt["spec"]["templates"] if t["name"] == "exit")["steps"]
+        assert {s["name"] for s in exit_steps[0]} == {"cleanup", "notify"} and "when" not in exit_steps[0][1]
         notify = next(t for t in wt["spec"]["templates"] if t["name"] == "notify")
         env = {e["name"]: e for e in notify["container"]["env"]}
         assert env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"] == {"name": "slack", "key": "webhook-url"}
         assert env["STATUS"]["value"] == "{{workflow.status}}" and env["FAILURES"]["value"] == "{{workflow.failures}}"
-    assert "onExit" not in by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]
+    templates = by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]["templates"]
+    assert "notify" not in {t["name"] for t in templates}
 
 
 def test_gpu_scheduler_and_kueue() -> None:
@@ -721,3 +725,120 @@ def test_checkov_finds_no_failed_check() -> None:
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "Failed checks: 0" in out.stdout
+
+
+# --- retries, cleanup, deadlines --------------------------------------------------------------------------------
+
+UID = "0c3a4f1e-7d1b-4b0e-9a7e-2f8f9c1d5e6a"  # a workflow.uid as Kubernetes writes it
+
+
+def workflow_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for wt in kind(docs, "WorkflowTemplate") for t in wt["spec"]["templates"]]
+
+
+@pytest.mark.parametrize("scenario", ["7b", "72b+prod", "ci/all-features-values.yaml"])
+def test_a_retried_training_step_reattaches_to_its_job(scenario: str) -> None:
+    """Deterministic job names and `apply`: the retry of a step whose pod was lost gets the job it created."""
+    for step in training_steps(docs_of(scenario)):
+        res = step["resource"]
+        assert res["action"] == "apply"
+        job = yaml.safe_load(res["manifest"])
+        assert "generateName" not in job["metadata"]
+        assert job["metadata"]["name"] == f"{step['name']}-{{{{workflow.uid}}}}"
+        assert job["metadata"]["labels"]["korean-llm/workflow-uid"] == "{{workflow.uid}}"
+        # The operator names pods and services <job>-worker-<i>: a DNS-1035 label of at most 63 characters.
+        name = job["metadata"]["name"].replace("{{workflow.uid}}", UID)
+        workers = job["spec"]["pytorchReplicaSpecs"].get("Worker", {}).get("replicas", 0)
+        longest = f"{name}-worker-{max(workers - 1, 0)}"
+        assert len(longest) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", longest), longest
+
+
+@pytest.mark.parametrize("scenario", ["7b", "72b+prod", "multi-model+prod", "ci/all-features-values.yaml"])
+def test_every_step_retries_a_lost_pod_but_not_a_permanent_failure(scenario: str) -> None:
+    for tpl in workflow_templates(docs_of(scenario)):
+        if "dag" in tpl or "steps" in tpl or tpl["name"] in ("notify", "rollout"):
+            continue
+        retry = tpl["retryStrategy"]
+        assert retry["limit"] == 3 and retry["retryPolicy"] == "Always" and "maxDuration" not in retry["backoff"]
+        if tpl["name"] == "cleanup":
+            assert "expression" not in retry
+        elif "container" in tpl:
+            assert retry["expression"] == 'lastRetry.status == "Error" || !(lastRetry.exitCode in ["1", "2", "3"])'
+        else:
+            assert (
+                retry["expression"]
+                == 'lastRetry.status == "Error" || !(lastRetry.message contains "failure condition")'
+            )
+
+
+@pytest.mark.parametrize("scenario", ["7b", "72b+prod", "local"])
+def test_time_queued_in_kueue_does_not_count_against_a_training_step(scenario: str) -> None:
+    """Argo counts a step's activeDeadlineSeconds from the step's start; the job's own deadline counts from its
+    startTime, which the operator sets when Kueue admits it. Training steps therefore carry no step deadline."""
+    docs = docs_of(scenario)
+    for step in training_steps(docs):
+        assert "activeDeadlineSeconds" not in step
+        job = yaml.safe_load(step["resource"]["manifest"])
+        assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] >= 3600
+    for tpl in workflow_templates(docs):
+        if "container" in tpl and tpl["name"] != "notify":
+            assert tpl["activeDeadlineSeconds"] > 0
+
+
+@pytest.mark.parametrize("scenario", ["7b", "multi-model+prod", "ci/all-features-values.yaml"])
+def test_a_run_that_did_not_succeed_deletes_its_jobs(scenario: str) -> None:
+    """`argo stop`, the workflow's deadline or a failed step: the exit handler deletes the run's jobs (by the label
+    every job carries), so none keeps holding GPUs; a succeeded run keeps them (finished pods keep their logs)."""
+    docs = docs_of(scenario)
+    role = by_name(docs, "Role", "korean-llm-workflow")
+    verbs = next(r["verbs"] for r in role["rules"] if r["resources"] == ["pytorchjobs"])
+    assert {"list", "delete"} <= set(verbs)
+    for wt in kind(docs, "WorkflowTemplate"):
+        templates = {t["name"]: t for t in wt["spec"]["templates"]}
+        assert wt["spec"]["onExit"] == "exit"
+        cleanup_step = next(s for s in templates["exit"]["steps"][0] if s["name"] == "cleanup")
+        assert cleanup_step["when"] == "{{workflow.status}} != Succeeded"
+        res = templates["cleanup"]["resource"]
+        assert res["action"] == "delete" and "manifest" not in res
+        assert res["flags"][:3] == [
+            "pytorchjobs.kubeflow.org",
+            "--selector",
+            "korean-llm/workflow-uid={{workflow.uid}}",
+        ]
+    for step in training_steps(docs):
+        labels = yaml.safe_load(step["resource"]["manifest"])["metadata"]["labels"]
+        assert labels["korean-llm/workflow-uid"] == "{{workflow.uid}}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_stage_deadlines_fit_in_the_workflow_deadline(scenario: str) -> None:
+    for wt in kind(docs_of(scenario), "WorkflowTemplate"):
+        if "korean-llm/model" not in wt["metadata"]["labels"]:
+            continue
+        templates = {t["name"]: t for t in wt["spec"]["templates"]}
+        total = 0
+        for task in dag(wt):
+            tpl = templates[task]
+            if "resource" in tpl and tpl["resource"]["action"] == "apply":
+                total += yaml.safe_load(tpl["resource"]["manifest"])["spec"]["runPolicy"]["activeDeadlineSeconds"]
+            elif "container" in tpl:
+                total += tpl["activeDeadlineSeconds"]
+        assert total <= wt["spec"]["activeDeadlineSeconds"], (scenario, wt["metadata"]["name"], total)
+    if scenario in ("72b", "72b+prod"):
+        wt = by_name(docs_of(scenario), "WorkflowTemplate", "korean-llm-qwen72b")
+        assert wt["spec"]["activeDeadlineSeconds"] >= 14 * 86400 + 7 * 86400  # two weeks of stages, one of queueing
+
+
+def test_the_run_workflow_is_neither_expired_nor_pruned() -> None:
+    for scenario in ("7b+prod", "multi-model+prod"):
+        for run in kind(docs_of(scenario), "Workflow"):
+            notes = run["metadata"]["annotations"]
+            assert notes["argocd.argoproj.io/sync-options"] == "Prune=false"
+            assert notes["helm.sh/resource-policy"] == "keep"
+            assert notes["argocd.argoproj.io/sync-wave"] == "1"
+            # The Workflow's own ttlStrategy wins over the template's (Argo's JoinWorkflowSpec).
+            assert run["spec"]["ttlStrategy"]["secondsAfterCompletion"] == 2**31 - 1
+        for wt in kind(docs_of(scenario), "WorkflowTemplate"):
+            assert int(wt["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0")) < 1
+        for cron in kind(docs_of(scenario), "CronWorkflow"):
+            assert cron["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"

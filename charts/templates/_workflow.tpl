@@ -32,8 +32,37 @@ imagePullSecrets:
   - name: {{ . }}
   {{- end }}
 {{- end }}
-{{- if .Values.notifications.slack.enabled }}
-onExit: notify
+onExit: exit
+{{- end -}}
+
+{{/* The exit handler of every workflow ("korean-llm.exitTemplates" renders it): when the run did not succeed
+(a failed step, `argo stop`, the workflow's deadline), delete the run's training jobs so none keeps holding
+GPUs - a job outlives the step that waits for it, and its owner reference only removes it with the Workflow
+object. Exit handlers run after `argo stop` and past the workflow's deadline (argo-workflows v4.1.2
+workflow/controller/workflowpod.go ignores the deadline for them), not after `argo terminate`. Then the
+Slack notification, when enabled. */}}
+{{- define "korean-llm.exitTemplates" -}}
+{{- $backend := include "korean-llm.trainingBackend" .root -}}
+- name: exit
+  steps:
+    - - name: cleanup
+        template: cleanup
+        when: "{{ "{{workflow.status}}" }} != Succeeded"
+      {{- if .root.Values.notifications.slack.enabled }}
+      - name: notify
+        template: notify
+      {{- end }}
+- name: cleanup
+  {{- include "korean-llm.retryStrategy" (dict "root" .root "permanent" "") | nindent 2 }}
+  resource:
+    action: delete
+    flags:
+      - {{ include (printf "korean-llm.%s.resource" $backend) .root }}
+      - --selector
+      - {{ printf "korean-llm/workflow-uid=%s" "{{workflow.uid}}" | quote }}
+      - --wait=false
+{{- if .root.Values.notifications.slack.enabled }}
+- {{- include "korean-llm.notifyTemplate" . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
