@@ -7,6 +7,7 @@ errors). A missing or altered schema file fails the suite.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ import yaml
 from korean_llm.config import build_config
 from korean_llm.local import Step, parse_pipelines
 
-from .chart import argo_conditions
+from .chart import argo_conditions, pss
 from .chart.rendered import (
     CHART,
     NAMESPACE,
@@ -649,21 +650,119 @@ def test_storage_claims_and_nfs_volume() -> None:
 # --- security --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scenario", ["7b+prod", "ci/all-features-values.yaml", "local"])
-def test_every_pod_is_pss_restricted_with_requests_and_limits(scenario: str) -> None:
+# Argo's executor containers as v4.1.2 builds them (workflow/controller/workflowpod.go newExecContainer): the
+# controller's executor.securityContext, nil by default, except for resource steps (common.MinimalCtrSC).
+ARGO_MINIMAL_SC = {
+    "capabilities": {"drop": ["ALL"]},
+    "privileged": False,
+    "runAsNonRoot": True,
+    "runAsUser": 8737,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The training-operator v1.9 init container of Worker pods, as its built-in template writes it
+# (pkg/controller.v1/pytorch/initcontainer.go initContainerTemplate, image config.PyTorchInitContainerImageDefault).
+OPERATOR_DEFAULT_INIT = {
+    "name": "init-pytorch",
+    "image": "alpine:3.10",
+    "imagePullPolicy": "IfNotPresent",
+    "resources": {"limits": {"cpu": "100m", "memory": "20Mi"}, "requests": {"cpu": "50m", "memory": "10Mi"}},
+    "command": ["sh", "-c", "err=1;for i in $(seq 100); do if nslookup x-master-0; then err=0 && break; fi; done"],
+}
+
+
+def _merge_by_name(items: list[dict[str, Any]], patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Strategic merge of a container list (patchMergeKey: name), as util.ApplyPodSpecPatch does.
+    out = [dict(c) for c in items]
+    for p in patch:
+        target = next((c for c in out if c["name"] == p["name"]), None)
+        if target is None:
+            out.append(dict(p))
+        else:
+            for key, value in p.items():
+                target[key] = {**target.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def argo_pod_spec(wf_spec: dict[str, Any], tpl: dict[str, Any]) -> dict[str, Any]:
+    """The pod Argo creates for a container or resource template, injected containers included."""
+    spec: dict[str, Any] = {"securityContext": wf_spec.get("securityContext"), "volumes": tpl.get("volumes", [])}
+    if "resource" in tpl:
+        spec["containers"] = [
+            {"name": "main", "image": "quay.io/argoproj/argoexec", "securityContext": ARGO_MINIMAL_SC}
+        ]
+    else:
+        spec["initContainers"] = [{"name": "init", "image": "quay.io/argoproj/argoexec"}]
+        spec["containers"] = [
+            {"name": "wait", "image": "quay.io/argoproj/argoexec"},
+            {"name": "main", **tpl["container"]},
+        ]
+    if tpl.get("podSpecPatch"):
+        patch = yaml.safe_load(tpl["podSpecPatch"])
+        for key in ("initContainers", "containers"):
+            spec[key] = _merge_by_name(spec.get(key, []), patch.get(key, []))
+    return spec
+
+
+def operator_init_container(template_file: Path) -> dict[str, Any]:
+    """The operator's init container from a template file, filled as initcontainer.go GetInitContainer fills it."""
+    text = template_file.read_text(encoding="utf-8")
+    for field, value in {
+        "InitContainerImage": "alpine:3.10",
+        "MaxTries": "100",
+        "MasterAddr": "cpt-x-master-0",
+    }.items():
+        text = text.replace("{{." + field + "}}", value)
+    (container,) = yaml.safe_load(text)
+    return container
+
+
+@pytest.mark.parametrize("scenario", ["7b+prod", "ci/all-features-values.yaml", "local", "72b+prod"])
+def test_every_pod_is_pss_restricted_injected_containers_included(scenario: str) -> None:
     docs = docs_of(scenario)
-    specs = [p["spec"] for p in pods(docs)] + [d["spec"]["template"]["spec"] for d in kind(docs, "Deployment")]
-    assert specs
-    for spec in specs:
-        assert spec["securityContext"]["runAsNonRoot"] is True
-        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    specs: list[tuple[str, dict[str, Any]]] = []
+    for wt in kind(docs, "WorkflowTemplate"):
+        for tpl in wt["spec"]["templates"]:
+            if "container" in tpl or "resource" in tpl:
+                specs.append((f"{wt['metadata']['name']}/{tpl['name']}", argo_pod_spec(wt["spec"], tpl)))
+    init = operator_init_container(CHART / "files" / "pytorch-init-container.yaml")
+    for tpl_name, step, job in embedded_jobs(docs):
+        if job["kind"] != "PyTorchJob":
+            continue
+        for replica, rs in job["spec"]["pytorchReplicaSpecs"].items():
+            spec = copy.deepcopy(rs["template"]["spec"])
+            if replica == "Worker":  # the operator adds its init container to Worker pods
+                spec["initContainers"] = [*spec.get("initContainers", []), init]
+            specs.append((f"{tpl_name}/{step}/{replica}", spec))
+    specs += [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in kind(docs, "Deployment")]
+    problems = [f"{name}: {v}" for name, spec in specs for v in pss.violations(spec)]
+    assert not problems, "\n".join(problems)
+    for _, spec in specs:
         for c in spec["containers"]:
-            sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
-            assert sc["readOnlyRootFilesystem"] is True
-            assert c["resources"]["requests"] and c["resources"]["limits"]
+            if c["name"] not in ("wait", "main") or "command" in c:
+                assert c["resources"]["requests"] and c["resources"]["limits"], c["name"]
             for e in c.get("env", []):
                 assert "value" in e or "secretKeyRef" in e["valueFrom"]
+
+
+def test_the_pss_check_rejects_what_argo_and_the_operator_inject_by_default() -> None:
+    """Without the chart's podSpecPatch and the operator template, the injected containers are not restricted."""
+    docs = docs_of("ci/all-features-values.yaml")
+    wt = by_name(docs, "WorkflowTemplate", "korean-llm-qwen7b")
+    tpl = next(t for t in wt["spec"]["templates"] if t["name"] == "preprocess")
+    bare = argo_pod_spec(wt["spec"], {k: v for k, v in tpl.items() if k != "podSpecPatch"})
+    assert set(pss.violations(bare)) >= {
+        "initContainer init: allowPrivilegeEscalation is not false",
+        "container wait: capabilities.drop lacks ALL",
+    }
+    assert not pss.violations(argo_pod_spec(wt["spec"], tpl))
+    job = job_of(docs, "korean-llm-qwen7b", "cpt")
+    worker = copy.deepcopy(job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"])
+    worker["initContainers"] = [OPERATOR_DEFAULT_INIT]
+    assert "initContainer init-pytorch: allowPrivilegeEscalation is not false" in pss.violations(worker)
+    off = load_all(helm_template([CI / "all-features-values.yaml"], sets=["podSecurity.patchArgoExecutor=false"]))
+    assert all("podSpecPatch" not in t for wt in kind(off, "WorkflowTemplate") for t in wt["spec"]["templates"])
 
 
 def test_secrets_only_by_reference() -> None:

@@ -69,6 +69,7 @@ its pod is lost or it stops on a signal (143: the runtime saved a checkpoint), n
 activeDeadlineSeconds: {{ .st.activeDeadlineSeconds | int64 }}
 {{- /* the runtime's permanent exits: 1 a bug, 2 bad config or data, 3 a failed gate (README exit codes) */}}
 {{ include "korean-llm.retryStrategy" (dict "root" .root "permanent" "lastRetry.exitCode in [\"1\", \"2\", \"3\"]") }}
+{{- include "korean-llm.executorPatch" . }}
 {{- with include "korean-llm.stageScheduling" . }}
 {{ . }}
 {{- end }}

@@ -70,6 +70,7 @@ Slack notification, when enabled. */}}
 Usage: include "korean-llm.notifyTemplate" (dict "root" $ "what" "qwen7b") */}}
 {{- define "korean-llm.notifyTemplate" -}}
 name: notify
+{{- include "korean-llm.executorPatch" . }}
 container:
   image: {{ include "common.images.image" .root.Values.image | quote }}
   imagePullPolicy: {{ .root.Values.image.pullPolicy }}
@@ -96,4 +97,18 @@ container:
     limits: {cpu: 500m, memory: 256Mi}
   securityContext:
     {{- include "common.security.container" dict | nindent 4 }}
+{{- end -}}
+
+{{/* podSpecPatch of a container step: the "restricted" securityContext for the `init` and `wait` containers Argo
+injects beside `main`. Argo gives them the controller's `executor.securityContext` (nil unless configured; only
+resource steps get a locked-down default, common.MinimalCtrSC): argo-workflows v4.1.2
+workflow/controller/workflowpod.go newExecContainer. Resource steps run `main` alone and get no patch (a patch
+naming `wait` would add an image-less container there). Off with podSecurity.patchArgoExecutor=false, e.g. with
+the controller's initless pods (a `supervisor` container replaces init and wait). */}}
+{{- define "korean-llm.executorPatch" -}}
+{{- if .root.Values.podSecurity.patchArgoExecutor }}
+{{- /* not read-only: Argo leaves their root filesystem writable too (workflowpod.go, "#10787") */}}
+{{- $sc := include "common.security.container" (dict "readOnlyRootFilesystem" false) | fromYaml }}
+podSpecPatch: {{ toJson (dict "initContainers" (list (dict "name" "init" "securityContext" $sc)) "containers" (list (dict "name" "wait" "securityContext" $sc))) | quote }}
+{{- end }}
 {{- end -}}
