@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -941,3 +942,83 @@ def test_the_run_workflow_is_neither_expired_nor_pruned() -> None:
             assert int(wt["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0")) < 1
         for cron in kind(docs_of(scenario), "CronWorkflow"):
             assert cron["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
+
+
+# --- scheduling, storage, egress -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_cpu_steps_are_never_pinned_to_gpu_nodes_they_do_not_tolerate(scenario: str) -> None:
+    for pod in pods(docs_of(scenario)):
+        spec = pod["spec"]
+        gpu = any("nvidia.com/gpu" in c["resources"]["limits"] for c in spec["containers"])
+        tolerates = any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations", []))
+        gpu_keys = [k for k in spec.get("nodeSelector", {}) if k.startswith("nvidia.com/gpu")]
+        assert gpu or tolerates or not gpu_keys, (scenario, pod["metadata"]["name"], gpu_keys)
+    if scenario.startswith("72b"):
+        job = job_of(docs_of(scenario), "korean-llm-qwen72b", "cpt")
+        gpu_pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+        assert gpu_pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+
+
+def test_deploy_memory_follows_the_model_size() -> None:
+    """deploy loads in float32, casts a 16-bit copy and reloads it: 8 bytes per parameter + 15%."""
+    for scenario, template, memory in [
+        ("72b", "korean-llm-qwen72b", "623Gi"),
+        ("multi-model", "korean-llm-qwen72b", "623Gi"),
+        ("multi-model", "korean-llm-qwen7b", "66Gi"),
+        ("7b", "korean-llm-qwen7b", "66Gi"),
+    ]:
+        wt = by_name(docs_of(scenario), "WorkflowTemplate", template)
+        deploy = next(t for t in wt["spec"]["templates"] if t["name"] == "deploy")
+        assert deploy["container"]["resources"]["limits"]["memory"] == memory, (scenario, template)
+    own = load_all(helm_template([V / "72b.yaml"], sets=["models[0].stages.deploy.memory=700Gi"]))
+    wt = by_name(own, "WorkflowTemplate", "korean-llm-qwen72b")
+    deploy = next(t for t in wt["spec"]["templates"] if t["name"] == "deploy")
+    assert deploy["container"]["resources"]["limits"]["memory"] == "700Gi"  # the model's own value wins
+
+
+def test_claims_survive_prune_and_uninstall() -> None:
+    for claim in kind(docs_of("7b+prod"), "PersistentVolumeClaim"):
+        notes = claim["metadata"]["annotations"]
+        assert notes["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
+        assert notes["helm.sh/resource-policy"] == "keep"
+
+
+def test_network_policy_admits_the_configured_tracking_server() -> None:
+    for scenario, port in [("7b+prod", 5000), ("ci/all-features-values.yaml", 5000)]:
+        allow = by_name(docs_of(scenario), "NetworkPolicy", "korean-llm-training")
+        ports = [p["port"] for rule in allow["spec"]["egress"] for p in rule.get("ports", [])]
+        assert port in ports, scenario
+    allow = by_name(docs_of("7b"), "NetworkPolicy", "korean-llm-training")
+    assert 5000 not in [p["port"] for rule in allow["spec"]["egress"] for p in rule.get("ports", [])]
+
+
+def test_second_scheduler_follows_the_cluster_version() -> None:
+    def image(kube: str, sets: Sequence[str] = ()) -> str:
+        out = subprocess.run(
+            [
+                helm_binary(),
+                "template",
+                "korean-llm",
+                str(CHART),
+                "-f",
+                str(CI / "all-features-values.yaml"),
+                "--kube-version",
+                kube,
+                *[a for s in sets for a in ("--set", s)],
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode:
+            return out.stderr
+        dep = by_name(load_all(out.stdout), "Deployment", "korean-llm-gpu-scheduler")
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    assert image("1.33.5-eks-4f4795d") == "registry.k8s.io/kube-scheduler:v1.33.5"
+    assert image("1.34.1") == "registry.k8s.io/kube-scheduler:v1.34.1"
+    assert image("1.34.1", ["gpuScheduler.image.tag=v1.33.9"]) == "registry.k8s.io/kube-scheduler:v1.33.9"
+    assert "outside the supported skew" in image("1.34.1", ["gpuScheduler.image.tag=v1.32.0"])
+    assert "outside the supported skew" in image("1.34.1", ["gpuScheduler.image.tag=v1.35.0"])

@@ -26,3 +26,20 @@ it (models run in parallel, so each model is checked on its own). */}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Tracking server URIs of the runtime config (runtimeDefaults and every model's config), space separated:
+the NetworkPolicy admits their ports. */}}
+{{- define "korean-llm.trackingURIs" -}}
+{{- $uris := list -}}
+{{- with ((.Values.runtimeDefaults).tracking).mlflow_tracking_uri -}}{{- $uris = append $uris . -}}{{- end -}}
+{{- range $m := .Values.models -}}
+{{- with (($m.config).tracking).mlflow_tracking_uri -}}{{- $uris = append $uris . -}}{{- end -}}
+{{- range $s, $st := (default dict $m.stages) -}}
+{{- with ((($st).config).tracking).mlflow_tracking_uri -}}{{- $uris = append $uris . -}}{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $s, $st := .Values.stageDefaults -}}
+{{- with ((($st).config).tracking).mlflow_tracking_uri -}}{{- $uris = append $uris . -}}{{- end -}}
+{{- end -}}
+{{- join " " (uniq $uris) -}}
+{{- end -}}
