@@ -337,12 +337,24 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
     deploy = steps["deploy"]
     assert {"name": "KOREAN_LLM_RESULT_DIR", "value": "/tmp/korean-llm"} in deploy["container"]["env"]
     assert deploy["outputs"]["parameters"] == [{"name": "version", "valueFrom": {"path": "/tmp/korean-llm/version"}}]
-    rollout = steps["rollout"]["resource"]
+    assert [[x["template"] for x in group] for group in steps["rollout"]["steps"]] == [
+        ["rollout-patch"],
+        ["rollout-status"],
+    ]
+    rollout = steps["rollout-patch"]["resource"]
     patch = yaml.safe_load(rollout["manifest"])
-    assert rollout["action"] == "patch" and patch["metadata"]["name"] == "korean-llm-inference"
-    assert patch["spec"]["template"]["metadata"]["annotations"] == {
-        "korean-llm/model-version": "{{inputs.parameters.version}}"
-    }
+    assert rollout["action"] == "patch" and rollout["mergeStrategy"] == "strategic"
+    assert patch["metadata"]["name"] == "korean-llm-inference"
+    template = patch["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"korean-llm/model-version": "{{inputs.parameters.version}}"}
+    assert template["spec"]["containers"] == [
+        {
+            "name": "server",
+            "env": [{"name": "MODEL_PATH", "value": "/output/qwen7b/releases/{{inputs.parameters.version}}"}],
+        }
+    ]
+    status = steps["rollout-status"]["container"]["command"]
+    assert status[:4] == ["kubectl", "rollout", "status", "deployment/korean-llm-inference"]
     assert wt["spec"]["arguments"]["parameters"] == [{"name": "run-id", "value": "7b-r1"}]
 
 
@@ -478,7 +490,7 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
         steps: dict[str, Step] = {s.name: s for s in pipe.steps}
         for name, step in steps.items():
             if name == "rollout":
-                assert step.skip_reason == "cluster only: patch Deployment/korean-llm-inference"
+                assert step.skip_reason == "cluster only: steps template"
             elif name == "exit":
                 assert step.skip_reason == "cluster only: exit handler (notification)"
             else:
@@ -613,12 +625,32 @@ def test_inference_server_serves_the_promoted_model_from_the_output_claim() -> N
     dep = by_name(docs, "Deployment", "korean-llm-inference")
     spec = dep["spec"]["template"]["spec"]
     (c,) = spec["containers"]
-    assert "--model=/output/qwen7b/current" in c["args"]
+    assert "--model=$(MODEL_PATH)" in c["args"]
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    assert env["MODEL_PATH"] == "/output/qwen7b/current"  # until the first rollout pins a release
     assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(c)
+    # No crash loop before the first release: the pod waits in Init until a model is there.
+    (wait,) = spec["initContainers"]
+    assert 'until [ -f "$MODEL_PATH/config.json" ]' in wait["command"][2]
+    assert {"name": "MODEL_PATH", "value": "/output/qwen7b/current"} in wait["env"]
+    # A rollout never needs a spare GPU.
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     claim = next(v for v in spec["volumes"] if v["name"] == "output")["persistentVolumeClaim"]["claimName"]
     assert claim == "korean-llm-output"
     hpa = by_name(docs, "HorizontalPodAutoscaler", "korean-llm-inference")
-    assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "vllm_num_requests_waiting"},
+                "target": {"type": "AverageValue", "averageValue": "4"},
+            },
+        }
+    ]
+    sm = by_name(docs, "ServiceMonitor", "korean-llm-inference")
+    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    service = by_name(docs, "Service", "korean-llm-inference")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert by_name(docs, "PodDisruptionBudget", "korean-llm-inference")["spec"]["maxUnavailable"] == 1
     existing = docs_of("ci/existing-claims-values.yaml")
     assert not kind(existing, "PersistentVolumeClaim")
@@ -793,6 +825,7 @@ def test_workflow_role_is_namespaced_minimal_and_wildcard_free() -> None:
     assert rules[("kubeflow.org", "pytorchjobs")]["verbs"] == ["create", "get", "list", "watch", "patch", "delete"]
     assert rules[("argoproj.io", "workflowtaskresults")]["verbs"] == ["create", "patch"]
     assert rules[("apps", "deployments")]["resourceNames"] == ["korean-llm-inference"]
+    assert rules[("apps", "deployments")]["verbs"] == ["get", "list", "watch", "patch"]
     for r in role["rules"]:
         assert "*" not in r["verbs"] + r["resources"] + r["apiGroups"] and "secrets" not in r["resources"]
     for wt in kind(docs, "WorkflowTemplate"):
@@ -856,11 +889,11 @@ def test_a_retried_training_step_reattaches_to_its_job(scenario: str) -> None:
 @pytest.mark.parametrize("scenario", ["7b", "72b+prod", "multi-model+prod", "ci/all-features-values.yaml"])
 def test_every_step_retries_a_lost_pod_but_not_a_permanent_failure(scenario: str) -> None:
     for tpl in workflow_templates(docs_of(scenario)):
-        if "dag" in tpl or "steps" in tpl or tpl["name"] in ("notify", "rollout"):
+        if "dag" in tpl or "steps" in tpl or tpl["name"] == "notify":
             continue
         retry = tpl["retryStrategy"]
         assert retry["limit"] == 3 and retry["retryPolicy"] == "Always" and "maxDuration" not in retry["backoff"]
-        if tpl["name"] == "cleanup":
+        if tpl["name"] in ("cleanup", "rollout-patch", "rollout-status"):
             assert "expression" not in retry
         elif "container" in tpl:
             assert retry["expression"] == 'lastRetry.status == "Error" || !(lastRetry.exitCode in ["1", "2", "3"])'

@@ -86,23 +86,66 @@ outputs:
 {{- end }}
 {{- end -}}
 
-{{/* The rollout step: bumps the pod-template annotation so the inference Deployment rolls to the new release. */}}
-{{- define "korean-llm.rolloutStep" -}}
-name: rollout
-inputs:
-  parameters:
-    - name: version
-resource:
-  action: patch
-  mergeStrategy: merge
-  manifest: |
-    apiVersion: apps/v1
-    kind: Deployment
-    metadata:
-      name: {{ include "common.names.inference" . }}
-    spec:
-      template:
-        metadata:
-          annotations:
-            korean-llm/model-version: "{{ "{{inputs.parameters.version}}" }}"
+{{/* The rollout (a steps template, cluster only): `rollout-patch` points the inference Deployment at the new release folder (strategic merge: the
+`server` container's MODEL_PATH, so each ReplicaSet pins one release and `kubectl rollout undo` rolls the model
+back) and stamps the version; `rollout-status` then waits for `kubectl rollout status` so the DAG ends only
+when the new pods serve (it fails after progressDeadlineSeconds). Usage: include "korean-llm.rolloutSteps" (dict "root" $ "model" $m) */}}
+{{- define "korean-llm.rolloutSteps" -}}
+{{- $deployment := include "common.names.inference" .root -}}
+- name: rollout
+  inputs:
+    parameters:
+      - name: version
+  steps:
+    - - name: patch
+        template: rollout-patch
+        arguments:
+          parameters:
+            - name: version
+              value: "{{ "{{inputs.parameters.version}}" }}"
+    - - name: status
+        template: rollout-status
+- name: rollout-patch
+  inputs:
+    parameters:
+      - name: version
+  {{- include "korean-llm.retryStrategy" (dict "root" .root "permanent" "") | nindent 2 }}
+  resource:
+    action: patch
+    mergeStrategy: strategic
+    manifest: |
+      apiVersion: apps/v1
+      kind: Deployment
+      metadata:
+        name: {{ $deployment }}
+      spec:
+        template:
+          metadata:
+            annotations:
+              korean-llm/model-version: "{{ "{{inputs.parameters.version}}" }}"
+          spec:
+            containers:
+              - name: server
+                env:
+                  - name: MODEL_PATH
+                    value: "/output/{{ .model.name }}/releases/{{ "{{inputs.parameters.version}}" }}"
+- name: rollout-status
+  activeDeadlineSeconds: {{ add .root.Values.inference.probes.startupTimeoutSeconds 900 }}
+  {{- include "korean-llm.retryStrategy" (dict "root" .root "permanent" "") | nindent 2 }}
+  {{- include "korean-llm.executorPatch" . | nindent 2 }}
+  container:
+    image: {{ include "korean-llm.kubectlImage" .root | quote }}
+    imagePullPolicy: IfNotPresent
+    command: [kubectl, rollout, status, {{ printf "deployment/%s" $deployment }}, --watch, {{ printf "--timeout=%ds" (int (add .root.Values.inference.probes.startupTimeoutSeconds 600)) }}]
+    resources:
+      requests: {cpu: 50m, memory: 64Mi}
+      limits: {cpu: 200m, memory: 128Mi}
+    securityContext:
+      {{- include "common.security.container" dict | nindent 6 }}
+{{- end -}}
+
+{{/* kubectl for the rollout-status step: registry.k8s.io/kubectl at the cluster's version (kubectl supports one
+minor of skew either way), unless pipeline.kubectlImage names one. */}}
+{{- define "korean-llm.kubectlImage" -}}
+{{- .Values.pipeline.kubectlImage | default (printf "registry.k8s.io/kubectl:%s" (regexFind "^v[0-9]+\\.[0-9]+\\.[0-9]+" .Capabilities.KubeVersion.Version)) -}}
 {{- end -}}
