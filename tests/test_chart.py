@@ -1055,3 +1055,48 @@ def test_second_scheduler_follows_the_cluster_version() -> None:
     assert image("1.34.1", ["gpuScheduler.image.tag=v1.33.9"]) == "registry.k8s.io/kube-scheduler:v1.33.9"
     assert "outside the supported skew" in image("1.34.1", ["gpuScheduler.image.tag=v1.32.0"])
     assert "outside the supported skew" in image("1.34.1", ["gpuScheduler.image.tag=v1.35.0"])
+
+
+SHIPPED = [s for s in SCENARIOS if not s.startswith("ci/")]
+
+
+def test_every_prerequisite_of_the_shipped_values_is_in_the_cluster_guide() -> None:
+    """Secrets, PriorityClasses, Kueue LocalQueues and StorageClasses the shipped values refer to: created by the
+    chart, or in docs/cluster.md with the command that creates them."""
+    guide = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    missing = set()
+    for scenario in SHIPPED:
+        docs = docs_of(scenario)
+        created = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        specs = [p["spec"] for p in pods(docs)] + [d["spec"]["template"]["spec"] for d in kind(docs, "Deployment")]
+        for wt in kind(docs, "WorkflowTemplate"):
+            for tpl in wt["spec"]["templates"]:
+                if "container" in tpl:
+                    specs.append({"containers": [tpl["container"]]})
+        for spec in specs:
+            for c in spec["containers"] + spec.get("initContainers", []):
+                for e in c.get("env", []):
+                    ref = e.get("valueFrom", {}).get("secretKeyRef")
+                    command = f"create secret generic {ref['name']} --from-literal={ref['key']}=" if ref else ""
+                    if ref and ("Secret", ref["name"]) not in created and command not in guide:
+                        missing.add(f"Secret {ref['name']} (key {ref['key']})")
+            if spec.get("priorityClassName") and f"name: {spec['priorityClassName']}" not in guide:
+                missing.add(f"PriorityClass {spec['priorityClassName']}")
+        for amc in kind(docs, "AlertmanagerConfig"):
+            for r in amc["spec"]["receivers"]:
+                for slack in r.get("slackConfigs", []):
+                    name, key = slack["apiURL"]["name"], slack["apiURL"]["key"]
+                    if f"create secret generic {name} --from-literal={key}=" not in guide:
+                        missing.add(f"Secret {name} (key {key})")
+        for _, _, job in embedded_jobs(docs):
+            queue = job["metadata"].get("labels", {}).get("kueue.x-k8s.io/queue-name")
+            if queue and not re.search(
+                rf"kind: LocalQueue\nmetadata:\n  name: {queue}\n  namespace: korean-llm", guide
+            ):
+                missing.add(f"LocalQueue {queue}")
+        for claim in kind(docs, "PersistentVolumeClaim"):
+            sc = claim["spec"].get("storageClassName")
+            if sc and sc not in guide:
+                missing.add(f"StorageClass {sc}")
+    assert not missing, sorted(missing)
+    assert "ReadWriteMany" in guide and "pytorch-init-container.yaml" in guide and "vllm_num_requests_waiting" in guide
