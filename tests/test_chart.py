@@ -1100,3 +1100,15 @@ def test_every_prerequisite_of_the_shipped_values_is_in_the_cluster_guide() -> N
                 missing.add(f"StorageClass {sc}")
     assert not missing, sorted(missing)
     assert "ReadWriteMany" in guide and "pytorch-init-container.yaml" in guide and "vllm_num_requests_waiting" in guide
+
+
+def test_chart_readme_is_current() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "chart" / "readme.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    text = (CHART / "README.md").read_text(encoding="utf-8")
+    assert "| pipeline.retry.limit | int | `3` |" in text and "| inference.autoscaling.queueMetric |" in text
