@@ -47,9 +47,7 @@ def rows(values_file: Path) -> list[tuple[str, str, str, str]]:
         stripped = line.strip()
         if stripped.startswith("#"):
             text = stripped.lstrip("#").strip()
-            if text.startswith("--") or text.startswith("@default --"):
-                comment.append(text)
-            elif comment:
+            if text.startswith("--") or text.startswith("@default --") or comment:
                 comment.append(text)
             continue
         m = KEY.match(line)
