@@ -90,10 +90,10 @@ def test_every_values_file_renders_and_validates_with_both_backends(scenario: st
         assert any(r["metadata"]["name"] == ref["name"] for r in rts)
         # torch.go:121-135: without numProcPerNode a CPU-only node would start one process per CPU
         assert job["spec"]["trainer"]["numProcPerNode"] >= 1
-        # The trainjob CRD's CEL rule: metadata.name is an RFC 1035 label of at most 63 characters; generateName
-        # adds 5 characters, and JobSet's pod hostnames (<name>-node-0-0) must stay a DNS label too.
-        assert re.fullmatch(r"[a-z][-a-z0-9]*-", job["metadata"]["generateName"])
-        assert len(job["metadata"]["generateName"]) + 5 + len("-node-0-0") <= 63
+        # The trainjob CRD's CEL rule: metadata.name is an RFC 1035 label of at most 63 characters, and JobSet's
+        # pod names (<name>-node-<job>-<pod>-<5 random>) must stay within 63 too; workflow.uid is a 36-char UUID.
+        name = job["metadata"]["name"].replace("{{workflow.uid}}", "0d3c7e52-8f1a-4b6e-9c2d-5a4f3e2b1c0d")
+        assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name + "-node-0-0-x7k2p") <= 63
 
 
 def test_cluster_runtime_is_cluster_scoped_and_referenced_so() -> None:
@@ -157,7 +157,8 @@ def test_7b_trainjobs_carry_only_what_differs_per_stage() -> None:
     ]
     gpus = {}
     for _, stage, res, job in training_steps(docs):
-        assert res["action"] == "create" and res["setOwnerReference"] is True
+        assert res["action"] == "apply" and res["setOwnerReference"] is True
+        assert res["flags"] == ["--server-side"]  # runtimePatches merge by manager, Kueue's entry stays
         tr = job["spec"]["trainer"]
         gpus[stage] = tr["resourcesPerNode"]["limits"]["nvidia.com/gpu"]
         assert tr["resourcesPerNode"]["requests"] == tr["resourcesPerNode"]["limits"]
@@ -246,7 +247,7 @@ def test_a_trainjob_naming_a_missing_runtime_is_refused_clearly() -> None:
     job = copy.deepcopy(training_steps(docs)[0][3])
     job["spec"]["runtimeRef"]["name"] = "korean-llm-qwen8b"
     with pytest.raises(
-        ConfigError, match=r"TrainJob korean-llm-qwen7b-cpt-: runtime TrainingRuntime/korean-llm-qwen8b"
+        ConfigError, match=r"TrainJob cpt-\{\{workflow\.uid\}\}: runtime TrainingRuntime/korean-llm-qwen8b is not among"
     ):
         trainer_pod(job, docs)
 
@@ -290,14 +291,13 @@ def test_gang_scheduling_and_kueue() -> None:
 def snapshot(job: dict[str, Any], snap: dict[str, Any]) -> dict[str, Any]:
     """The TrainJob as the API server returns it at that moment (what Argo's executor reads)."""
     obj = copy.deepcopy(job)
-    name = job["metadata"]["generateName"] + "x7k2p"
+    name = job["metadata"]["name"].replace("{{workflow.uid}}", "0d3c7e52-8f1a-4b6e-9c2d-5a4f3e2b1c0d")
     obj["metadata"] = {
         **obj["metadata"],
         "name": name,
         "namespace": NAMESPACE,
         "uid": "8d0f6c1e-1111-2222-3333-444455556666",
     }
-    del obj["metadata"]["generateName"]
     obj["spec"]["suspend"] = snap["suspend"]
     obj["spec"]["managedBy"] = "trainer.kubeflow.org/trainjob-controller"  # CRD default
     if snap["status"] is not None:

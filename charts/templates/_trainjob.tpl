@@ -194,6 +194,8 @@ spec:
 {{/* The TrainJob backend of training steps (see _pytorchjob.tpl for the pair of helpers a backend provides).
 The TrainJob of a training stage (the manifest of its Argo resource step): only what differs per stage.
 Usage: include "korean-llm.trainjob.manifest" (dict "root" $ "model" $m "stage" "cpt" "st" $st "cfg" $cfg) */}}
+{{- define "korean-llm.trainjob.resource" -}}trainjobs.trainer.kubeflow.org{{- end -}}
+
 {{- define "korean-llm.trainjob.manifest" -}}
 {{- $v := .root.Values -}}
 {{- $nodes := int (default 1 .st.nodes) -}}
@@ -202,16 +204,13 @@ Usage: include "korean-llm.trainjob.manifest" (dict "root" $ "model" $m "stage" 
 apiVersion: trainer.kubeflow.org/v1alpha1
 kind: TrainJob
 metadata:
-  # Embedded in the workflow, created by Argo per run; generateName keeps retried runs apart.
-  generateName: {{ printf "%s-%s-" (include "korean-llm.modelName" .) .stage }}
+  # <stage>-<workflow uid>: an RFC 1035 label of at most 45 characters, so the JobSet's pods
+  # (<name>-node-<job>-<pod>-<5 random>) stay within 63 too. With scheduling.kueueQueueName, Kueue's TrainJob
+  # integration (framework trainer.kubeflow.org/trainjob) holds the job suspended until the LocalQueue admits
+  # it; Trainer v2 restarts the activeDeadlineSeconds clock on resume (trainjob_controller.go:155-166).
+  name: {{ include "korean-llm.jobName" . }}
   labels:
-    {{- include "korean-llm.labels" (dict "root" .root "model" .model "component" .stage) | nindent 4 }}
-    korean-llm/run: {{ include "korean-llm.runParam" . | quote }}
-    {{- with $v.scheduling.kueueQueueName }}
-    # Kueue's TrainJob integration (framework trainer.kubeflow.org/trainjob) holds the job suspended until the
-    # LocalQueue admits it; Trainer v2 resets the activeDeadlineSeconds clock on resume (trainjob_controller.go:155-166).
-    kueue.x-k8s.io/queue-name: {{ . }}
-    {{- end }}
+    {{- include "korean-llm.jobLabels" . | nindent 4 }}
 spec:
   runtimeRef:
     apiGroup: trainer.kubeflow.org

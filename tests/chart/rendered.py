@@ -62,7 +62,7 @@ def embedded_jobs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, str, dict[s
             continue
         spec = doc["spec"].get("workflowSpec", doc["spec"])
         for tpl in spec.get("templates", []):
-            if "resource" in tpl:
+            if "resource" in tpl and tpl["resource"].get("manifest"):  # not the exit handler's `delete` by selector
                 yield doc["metadata"]["name"], tpl["name"], yaml.load(tpl["resource"]["manifest"], Loader=Loader)
 
 
@@ -91,7 +91,7 @@ def pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if job.get("kind") == "TrainJob":  # the trainer pod Kubeflow Trainer builds from the runtime and the TrainJob
             from korean_llm.local.trainjob import trainer_pod
 
-            tp = trainer_pod(job, docs, name=job["metadata"]["generateName"] + "x7k2p")
+            tp = trainer_pod(job, docs)
             spec = {
                 **tp.pod_spec,
                 "containers": [tp.container if c["name"] == "node" else c for c in tp.pod_spec["containers"]],

@@ -143,13 +143,13 @@ def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any], docs
         manifest = yaml.safe_load(res.get("manifest", "")) or {}
         kind = manifest.get("kind", "?")
         target = manifest.get("metadata", {}).get("name") or manifest.get("metadata", {}).get("generateName", "")
-        if kind == "TrainJob" and res.get("action") == "create":  # Kubeflow Trainer v2: node 0 on its runtime
+        if kind == "TrainJob" and res.get("action") in ("create", "apply"):  # Kubeflow Trainer v2: node 0
             pod = local_trainer_pod(manifest, docs)
             c = pod.container
             return Step(
                 name, depends, [*c.get("command", []), *c.get("args", [])], _env(c), _volumes_by_mount(c, pod.pod_spec)
             )
-        if kind != "PyTorchJob" or res.get("action") != "create":
+        if kind != "PyTorchJob" or res.get("action") not in ("create", "apply"):
             return Step(name, depends, skip_reason=f"cluster only: {res.get('action')} {kind}/{target}")
         master = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
         c = next(c for c in master["spec"]["containers"] if c["name"] == "pytorch")
