@@ -1112,3 +1112,22 @@ def test_chart_readme_is_current() -> None:
     assert out.returncode == 0, out.stderr
     text = (CHART / "README.md").read_text(encoding="utf-8")
     assert "| pipeline.retry.limit | int | `3` |" in text and "| inference.autoscaling.queueMetric |" in text
+
+
+def test_schema_defines_the_stage_block_once_and_each_subchart_has_its_own() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert set(schema["$defs"]) >= {"containerStage", "jobStage", "quantity"}
+    text = json.dumps(schema)
+    assert text.count('"activeDeadlineSeconds"') == 3  # pipeline, containerStage, jobStage
+    for stage in ("preprocess", "deploy"):
+        assert schema["properties"]["stageDefaults"]["properties"][stage] == {"$ref": "#/$defs/containerStage"}
+    for stage in ("cpt", "sft", "rlhf", "evaluate"):
+        assert schema["properties"]["models"]["items"]["properties"]["stages"]["properties"][stage] == {
+            "$ref": "#/$defs/jobStage"
+        }
+    for sub in ("inference", "monitoring", "storage", "gpu-scheduler"):
+        own = json.loads((CHART / "charts" / sub / "values.schema.json").read_text(encoding="utf-8"))
+        assert own["additionalProperties"] is False and {"global", "enabled"} <= set(own["properties"])
+        jsonschema.Draft7Validator.check_schema(own)
+        values = yaml.safe_load((CHART / "charts" / sub / "values.yaml").read_text(encoding="utf-8"))
+        jsonschema.validate(values, own)
