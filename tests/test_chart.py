@@ -501,8 +501,10 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
 def test_local_values_run_the_whole_dag_on_cpu() -> None:
     docs = docs_of("local")
     (pipe,) = parse_pipelines(docs)
-    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy"]
-    assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in pipe.steps)
+    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy", "exit"]
+    *stages, exit_handler = pipe.steps
+    assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in stages)
+    assert exit_handler.skip_reason == "cluster only: exit handler (notification)"
     job = job_of(docs, "korean-llm-tiny-ko", "cpt")
     assert (
         "nvidia.com/gpu"
@@ -580,7 +582,8 @@ def test_monitoring_objects_need_the_operator_api_or_force() -> None:
         for k in operator_kinds:
             (obj,) = kind(objs, k)
             assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["honorLabels"] is True
+    dcgm = next(o for o in kind(docs, "ServiceMonitor") if o["metadata"]["name"] != "korean-llm-inference")
+    assert dcgm["spec"]["endpoints"][0]["honorLabels"] is True
     rules = {r["alert"]: r["expr"] for r in kind(docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]}
     assert "DCGM_FI_DEV_GPU_UTIL" in rules["KoreanLLMGPUUtilisationLow"]
     assert "korean_llm_last_progress_timestamp_seconds" in rules["KoreanLLMTrainingStalled"]
