@@ -507,8 +507,10 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
 def test_local_values_run_the_whole_dag_on_cpu() -> None:
     docs = docs_of("local", PJ)
     (pipe,) = parse_pipelines(docs)
-    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy"]
-    assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in pipe.steps)
+    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy", "exit"]
+    *stages, exit_handler = pipe.steps
+    assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in stages)
+    assert exit_handler.skip_reason == "cluster only: exit handler (notification)"
     job = job_of(docs, "korean-llm-tiny-ko", "cpt")
     assert (
         "nvidia.com/gpu"
@@ -586,7 +588,8 @@ def test_monitoring_objects_need_the_operator_api_or_force() -> None:
         for k in operator_kinds:
             (obj,) = kind(objs, k)
             assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["honorLabels"] is True
+    dcgm = next(o for o in kind(docs, "ServiceMonitor") if o["metadata"]["name"] != "korean-llm-inference")
+    assert dcgm["spec"]["endpoints"][0]["honorLabels"] is True
     rules = {r["alert"]: r["expr"] for r in kind(docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]}
     assert "DCGM_FI_DEV_GPU_UTIL" in rules["KoreanLLMGPUUtilisationLow"]
     assert "korean_llm_last_progress_timestamp_seconds" in rules["KoreanLLMTrainingStalled"]
@@ -1118,3 +1121,22 @@ def test_chart_readme_is_current() -> None:
     assert out.returncode == 0, out.stderr
     text = (CHART / "README.md").read_text(encoding="utf-8")
     assert "| pipeline.retry.limit | int | `3` |" in text and "| inference.autoscaling.queueMetric |" in text
+
+
+def test_schema_defines_the_stage_block_once_and_each_subchart_has_its_own() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert set(schema["$defs"]) >= {"containerStage", "jobStage", "quantity"}
+    text = json.dumps(schema)
+    assert text.count('"activeDeadlineSeconds"') == 3  # pipeline, containerStage, jobStage
+    for stage in ("preprocess", "deploy"):
+        assert schema["properties"]["stageDefaults"]["properties"][stage] == {"$ref": "#/$defs/containerStage"}
+    for stage in ("cpt", "sft", "rlhf", "evaluate"):
+        assert schema["properties"]["models"]["items"]["properties"]["stages"]["properties"][stage] == {
+            "$ref": "#/$defs/jobStage"
+        }
+    for sub in ("inference", "monitoring", "storage", "gpu-scheduler"):
+        own = json.loads((CHART / "charts" / sub / "values.schema.json").read_text(encoding="utf-8"))
+        assert own["additionalProperties"] is False and {"global", "enabled"} <= set(own["properties"])
+        jsonschema.Draft7Validator.check_schema(own)
+        values = yaml.safe_load((CHART / "charts" / sub / "values.yaml").read_text(encoding="utf-8"))
+        jsonschema.validate(values, own)
