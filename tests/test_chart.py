@@ -790,7 +790,7 @@ def test_every_pod_is_pss_restricted_injected_containers_included(scenario: str)
 
 def test_the_pss_check_rejects_what_argo_and_the_operator_inject_by_default() -> None:
     """Without the chart's podSpecPatch and the operator template, the injected containers are not restricted."""
-    docs = docs_of("ci/all-features-values.yaml")
+    docs = docs_of("ci/all-features-values.yaml", PJ)
     wt = by_name(docs, "WorkflowTemplate", "korean-llm-qwen7b")
     tpl = next(t for t in wt["spec"]["templates"] if t["name"] == "preprocess")
     bare = argo_pod_spec(wt["spec"], {k: v for k, v in tpl.items() if k != "podSpecPatch"})
@@ -931,25 +931,28 @@ def test_time_queued_in_kueue_does_not_count_against_a_training_step(scenario: s
 def test_a_run_that_did_not_succeed_deletes_its_jobs(scenario: str) -> None:
     """`argo stop`, the workflow's deadline or a failed step: the exit handler deletes the run's jobs (by the label
     every job carries), so none keeps holding GPUs; a succeeded run keeps them (finished pods keep their logs)."""
-    docs = docs_of(scenario)
-    role = by_name(docs, "Role", "korean-llm-workflow")
-    verbs = next(r["verbs"] for r in role["rules"] if r["resources"] == ["pytorchjobs"])
-    assert {"list", "delete"} <= set(verbs)
-    for wt in kind(docs, "WorkflowTemplate"):
-        templates = {t["name"]: t for t in wt["spec"]["templates"]}
-        assert wt["spec"]["onExit"] == "exit"
-        cleanup_step = next(s for s in templates["exit"]["steps"][0] if s["name"] == "cleanup")
-        assert cleanup_step["when"] == "{{workflow.status}} != Succeeded"
-        res = templates["cleanup"]["resource"]
-        assert res["action"] == "delete" and "manifest" not in res
-        assert res["flags"][:3] == [
-            "pytorchjobs.kubeflow.org",
-            "--selector",
-            "korean-llm/workflow-uid={{workflow.uid}}",
-        ]
-    for step in training_steps(docs):
-        labels = yaml.safe_load(step["resource"]["manifest"])["metadata"]["labels"]
-        assert labels["korean-llm/workflow-uid"] == "{{workflow.uid}}"
+    for backend, plural, resource in (
+        (PJ, "pytorchjobs", "pytorchjobs.kubeflow.org"),
+        ("trainjob", "trainjobs", "trainjobs.trainer.kubeflow.org"),
+    ):
+        docs = docs_of(scenario, backend)
+        role = by_name(docs, "Role", "korean-llm-workflow")
+        verbs = next(r["verbs"] for r in role["rules"] if r["resources"] == [plural])
+        assert {"list", "delete"} <= set(verbs)
+        for wt in kind(docs, "WorkflowTemplate"):
+            templates = {t["name"]: t for t in wt["spec"]["templates"]}
+            assert wt["spec"]["onExit"] == "exit"
+            cleanup_step = next(s for s in templates["exit"]["steps"][0] if s["name"] == "cleanup")
+            assert cleanup_step["when"] == "{{workflow.status}} != Succeeded"
+            res = templates["cleanup"]["resource"]
+            assert res["action"] == "delete" and "manifest" not in res
+            assert res["flags"][:3] == [resource, "--selector", "korean-llm/workflow-uid={{workflow.uid}}"]
+        steps = [t for wt in kind(docs, "WorkflowTemplate") for t in wt["spec"]["templates"] if "resource" in t]
+        jobs = [yaml.safe_load(t["resource"]["manifest"]) for t in steps if t["resource"].get("manifest")]
+        jobs = [j for j in jobs if j["kind"] in ("PyTorchJob", "TrainJob")]
+        assert jobs
+        for job in jobs:
+            assert job["metadata"]["labels"]["korean-llm/workflow-uid"] == "{{workflow.uid}}"
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -962,7 +965,9 @@ def test_stage_deadlines_fit_in_the_workflow_deadline(scenario: str) -> None:
         for task in dag(wt):
             tpl = templates[task]
             if "resource" in tpl and tpl["resource"]["action"] == "apply":
-                total += yaml.safe_load(tpl["resource"]["manifest"])["spec"]["runPolicy"]["activeDeadlineSeconds"]
+                job = yaml.safe_load(tpl["resource"]["manifest"])
+                # PyTorchJob: spec.runPolicy; TrainJob: spec (both counted from admission, not from creation)
+                total += (job["spec"].get("runPolicy") or job["spec"])["activeDeadlineSeconds"]
             elif "container" in tpl:
                 total += tpl["activeDeadlineSeconds"]
         assert total <= wt["spec"]["activeDeadlineSeconds"], (scenario, wt["metadata"]["name"], total)
@@ -998,7 +1003,7 @@ def test_cpu_steps_are_never_pinned_to_gpu_nodes_they_do_not_tolerate(scenario: 
         gpu_keys = [k for k in spec.get("nodeSelector", {}) if k.startswith("nvidia.com/gpu")]
         assert gpu or tolerates or not gpu_keys, (scenario, pod["metadata"]["name"], gpu_keys)
     if scenario.startswith("72b"):
-        job = job_of(docs_of(scenario), "korean-llm-qwen72b", "cpt")
+        job = job_of(docs_of(scenario, PJ), "korean-llm-qwen72b", "cpt")
         gpu_pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
         assert gpu_pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
