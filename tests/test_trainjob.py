@@ -495,3 +495,12 @@ def test_the_documented_sdk_call_creates_that_trainjob(monkeypatch: pytest.Monke
     assert body["metadata"]["name"] == example["metadata"]["name"]
     assert body["spec"] == example["spec"]
     validate_crd({**body, "metadata": {**body["metadata"], "namespace": NAMESPACE}})
+
+
+def test_local_runner_refuses_a_multi_node_trainjob_before_starting_it(tmp_path: Path) -> None:
+    from .conftest import run_cli
+
+    out = run_cli("run", "-f", str(V / "72b.yaml"), "--runs-dir", str(tmp_path), "--run-id", "mn", "--only", "cpt")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "step cpt: its TrainJob asks for 2 nodes" in " ".join(out.stderr.split())
+    assert not (tmp_path / "mn" / "logs").exists()  # no process was started
