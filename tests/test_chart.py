@@ -586,7 +586,7 @@ def test_monitoring_objects_need_the_operator_api_or_force() -> None:
     docs = docs_of("7b")
     for objs in (forced, docs):
         for k in operator_kinds:
-            (obj,) = kind(objs, k)
+            (obj,) = [o for o in kind(objs, k) if o["metadata"]["name"] != "korean-llm-inference"]
             assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     dcgm = next(o for o in kind(docs, "ServiceMonitor") if o["metadata"]["name"] != "korean-llm-inference")
     assert dcgm["spec"]["endpoints"][0]["honorLabels"] is True

@@ -9,10 +9,10 @@ import time
 import urllib.request
 
 import pytest
-from korean_llm.telemetry import StageMetrics
 
-from korean_llm import telemetry
 from korean_llm.config import build_config
+from korean_llm.observe import metrics as telemetry
+from korean_llm.observe.metrics import StageMetrics
 
 LABELS = 'model="m1",rank="0",run="r1",stage="cpt"'
 
