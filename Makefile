@@ -40,8 +40,8 @@ typecheck: setup
 	$(BIN)/mypy
 
 format: setup
-	$(BIN)/ruff format runtime tests
-	$(BIN)/ruff check --fix runtime tests
+	$(BIN)/ruff format runtime tests charts/files
+	$(BIN)/ruff check --fix runtime tests charts/files
 
 clean:
 	rm -rf $(VENV) runs .cache .pytest_cache .ruff_cache
