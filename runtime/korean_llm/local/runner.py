@@ -144,10 +144,14 @@ def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any], docs
         kind = manifest.get("kind", "?")
         target = manifest.get("metadata", {}).get("name") or manifest.get("metadata", {}).get("generateName", "")
         if kind == "TrainJob" and res.get("action") in ("create", "apply"):  # Kubeflow Trainer v2: node 0
-            pod = local_trainer_pod(manifest, docs)
-            c = pod.container
+            trainer = local_trainer_pod(manifest, docs)
+            c = trainer.container
             return Step(
-                name, depends, [*c.get("command", []), *c.get("args", [])], _env(c), _volumes_by_mount(c, pod.pod_spec)
+                name,
+                depends,
+                [*c.get("command", []), *c.get("args", [])],
+                _env(c),
+                _volumes_by_mount(c, trainer.pod_spec),
             )
         if kind != "PyTorchJob" or res.get("action") not in ("create", "apply"):
             return Step(name, depends, skip_reason=f"cluster only: {res.get('action')} {kind}/{target}")
