@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh | sha1sum | cut -c1-12)
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
@@ -18,6 +18,7 @@ $(STAMP):
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,dev,tracking]'
 	ci/install-helm.sh $(BIN)
+	ci/install-promtool.sh $(BIN)
 	rm -f $(VENV)/.setup-*
 	touch $@
 
@@ -44,8 +45,8 @@ typecheck: setup
 	$(BIN)/mypy
 
 format: setup
-	$(BIN)/ruff format runtime tests
-	$(BIN)/ruff check --fix runtime tests
+	$(BIN)/ruff format runtime tests charts/files
+	$(BIN)/ruff check --fix runtime tests charts/files
 
 clean:
 	rm -rf $(VENV) runs .cache .pytest_cache .ruff_cache
