@@ -1,6 +1,7 @@
 # The two commands of the README. Both set up .venv first (idempotent: a stamp file per input hash).
 #   make demo   - the local pipeline on the embedded tiny model (CPU, about a minute)
-#   make test   - lint and the whole test suite
+#   make test   - lint and the whole test suite (the drills included)
+#   make drills - the fault drills alone: kill -9, SIGTERM, torn checkpoints, full disk, two processes, bad input
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-he
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test drills lint format clean
 
 setup: $(STAMP)
 
@@ -28,6 +29,10 @@ test: setup
 	$(BIN)/ruff check runtime tests
 	$(BIN)/ruff format --check runtime tests
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The disk-full drills mount a small tmpfs and need root (as in CI).
+drills: setup
+	$(BIN)/pytest tests/drills tests/test_resume.py tests/test_bad_input.py $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check runtime tests

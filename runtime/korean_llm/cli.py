@@ -6,7 +6,7 @@
     korean-llm stage --config FILE                 # the stage named by $STAGE (the seed's entrypoint)
     korean-llm bench --model qwen2.5-7b --compare unsloth,hf   # training throughput (see bench.py)
 
-Exit codes: 0 ok, 1 unexpected error, 2 bad config or data, 3 failed gate, 129 retryable, 143 SIGTERM.
+Exit codes: 0 ok, 1 unexpected error, 2 bad config or data, 3 failed gate, 4 disk full, 129 retryable, 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from korean_llm import dist
-from korean_llm.config import STAGES, load_config
+from korean_llm.config import STAGES, StageConfig, load_config
+from korean_llm.diskspace import disk_full
 from korean_llm.errors import EXIT_BUG, ConfigError, KoreanLLMError
 
 log = logging.getLogger("korean_llm")
@@ -46,6 +48,16 @@ def setup_logging(verbose: bool = False) -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
 
+def write_targets(cfg: StageConfig) -> list[Path]:
+    """Where a stage writes, the main place first (named when a full volume's error carries no file name)."""
+    work = cfg.run.output_dir / f"{cfg.stage}.partial"
+    if cfg.stage == "preprocess":
+        return [cfg.run.data_dir, work]
+    if cfg.stage == "deploy":
+        return [cfg.run.output_root / cfg.run.model_name / "releases", work]
+    return [work, cfg.run.data_dir]
+
+
 def run_stage(stage: str, config_path: str, overrides: Sequence[str]) -> int:
     cfg = load_config(config_path, overrides)
     if cfg.stage != stage:
@@ -56,7 +68,15 @@ def run_stage(stage: str, config_path: str, overrides: Sequence[str]) -> int:
         if exc.name == f"korean_llm.stages.{stage}":
             raise ConfigError(f"stage '{stage}' is not available in this version of korean-llm") from None
         raise
-    module.main(cfg)
+    try:
+        module.main(cfg)
+    except KoreanLLMError:
+        raise
+    except Exception as exc:  # a full volume anywhere (data, checkpoint, manifest, release) is reported as such
+        full = disk_full(exc, write_targets(cfg))
+        if full is not None:
+            raise full from exc
+        raise
     return 0
 
 
@@ -80,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(stage, help=f"run the {stage} stage" if stage != "stage" else "run the stage in $STAGE")
         p.add_argument("--config", "-c", required=True, help="stage config YAML (the chart's ConfigMap entry)")
         add_overrides(p, "training.max_steps=10")
+        p.add_argument(
+            "--wait-lock",
+            action="store_true",
+            help="wait for another process working on this stage (lock.wait) instead of refusing with exit 2",
+        )
     for name, helptext in (
         ("run", "render the chart and run the pipeline DAG locally"),
         ("render", "render the chart with helm and list the DAG"),
@@ -109,13 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    if args.command in STAGES:
-        return run_stage(args.command, args.config, args.overrides)
-    if args.command == "stage":
-        stage = os.environ.get("STAGE") or load_config(args.config, args.overrides).stage
+    if args.command in (*STAGES, "stage"):
+        overrides = [*args.overrides, *(["lock.wait=true"] if args.wait_lock else [])]
+        if args.command in STAGES:
+            return run_stage(args.command, args.config, overrides)
+        stage = os.environ.get("STAGE") or load_config(args.config, overrides).stage
         if stage not in STAGES:
             raise ConfigError(f"STAGE='{stage}': expected one of {', '.join(STAGES)}")
-        return run_stage(stage, args.config, args.overrides)
+        return run_stage(stage, args.config, overrides)
     if args.command == "bench":
         from korean_llm import bench
 
@@ -137,7 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception:
+    except Exception as exc:
+        full = disk_full(exc, [Path.cwd()])
+        if full is not None:
+            print(f"error: {full}", file=sys.stderr)
+            return full.exit_code
         log.exception("unexpected error (exit %d): please report it with the traceback above", EXIT_BUG)
         return EXIT_BUG
 

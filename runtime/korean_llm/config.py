@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -174,6 +175,31 @@ class CheckpointConfig(Strict):
 
     resume: bool = True
     keep_after_success: bool = False
+    # The completion marker of each checkpoint lists its files with sizes and SHA-256 sums, and resume verifies
+    # them; false: sizes only (multi-GB full-weight checkpoints, where hashing costs a minute per save).
+    checksums: bool = True
+
+
+class LockConfig(Strict):
+    """The lock on the stage's work folder and on deploy's publish (`korean_llm.locking`: works on NFS)."""
+
+    # Wait for another process holding the lock instead of refusing at once (exit 2); `--wait-lock` sets it.
+    wait: bool = False
+    # How long to wait before giving up (exit 2); None: as long as it takes.
+    wait_timeout_seconds: float | None = Field(None, gt=0)
+    # A lock whose heartbeat is older than this is taken over (its owner crashed or lost its node).
+    stale_seconds: float = Field(120.0, gt=0)
+    # How often the owner refreshes its heartbeat; at most half of stale_seconds.
+    heartbeat_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _beats_in_time(self) -> LockConfig:
+        if self.heartbeat_seconds * 2 > self.stale_seconds:
+            raise ValueError(
+                f"lock.heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of lock.stale_seconds "
+                f"({self.stale_seconds})"
+            )
+        return self
 
 
 class DistributedConfig(Strict):
@@ -442,6 +468,7 @@ class StageConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    lock: LockConfig = Field(default_factory=LockConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     cpt: CptConfig = Field(default_factory=CptConfig)
     sft: SftConfig = Field(default_factory=SftConfig)
@@ -455,7 +482,8 @@ class StageConfig(Strict):
 
     def fingerprint(self) -> str:
         """Hash of the resolved config (paths of this run excluded would hide real changes: keep them)."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        # `lock` only says how to wait for another process, not what is computed: it stays out of the hash.
+        payload = json.dumps(self.model_dump(mode="json", exclude={"lock"}), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
@@ -611,3 +639,38 @@ def check_training_keys(cfg: StageConfig, config_class: type) -> None:
             f"{cfg.source}: unknown key 'training.{unknown[0]}' for {config_class.__name__} "
             f"(stage {cfg.stage}); see the TRL documentation of {config_class.__name__} for valid arguments"
         )
+    check_training_types(cfg, config_class)
+
+
+def check_training_types(cfg: StageConfig, config_class: type) -> None:
+    """Each `training:` value against the type its field declares (`max_steps: ten` is a config error, exit 2).
+
+    The dataclass does not check types itself: a wrong one surfaces later as a TypeError deep in the Trainer.
+    Types pydantic cannot build a validator for are left to the dataclass.
+    """
+    from pydantic import TypeAdapter
+
+    try:
+        hints = typing.get_type_hints(config_class)
+    except Exception:  # unresolvable forward references: check what is resolvable
+        hints = {f.name: f.type for f in dataclasses.fields(config_class) if not isinstance(f.type, str)}
+    for key, value in cfg.training.items():
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(hint)
+        except Exception:  # noqa: S112 - a type pydantic has no schema for (e.g. torch.dtype)
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+            raise ConfigError(
+                f"{cfg.source}: key 'training.{key}': expected {_type_name(hint)} for {config_class.__name__}, "
+                f"found {shown[:80]} ({type(value).__name__})"
+            ) from None
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

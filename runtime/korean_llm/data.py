@@ -150,6 +150,9 @@ def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
             except json.JSONDecodeError as exc:
                 yield Record(str(path), lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
                 continue
+            except RecursionError:  # the C decoder's depth guard: a row nested thousands of levels deep
+                yield Record(str(path), lineno, None, "JSON nested too deeply")
+                continue
             if not isinstance(obj, dict):
                 yield Record(str(path), lineno, None, f"not a JSON object: found {type(obj).__name__}")
                 continue
@@ -165,6 +168,9 @@ def _read_json(path: Path, policy: str) -> Iterator[Record]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         yield Record(str(path), exc.lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
+        return
+    except RecursionError:
+        yield Record(str(path), 1, None, "JSON nested too deeply")
         return
     rows = obj if isinstance(obj, list) else [obj]
     for i, row in enumerate(rows, start=1):
@@ -333,7 +339,28 @@ def chat_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
         raise ValueError("no assistant message")
     if msgs[-1]["role"] != "assistant":
         raise ValueError(f"last message is from '{msgs[-1]['role']}', expected 'assistant'")
+    check_turn_order(msgs)
     return msgs
+
+
+def check_turn_order(msgs: list[dict[str, str]]) -> None:
+    """A chat is an optional system message first, then user and assistant turns alternating, user first.
+
+    Anything else (two user turns in a row, an assistant speaking first, a system message mid-chat) is
+    rejected with the position: chat templates render such rows differently or not at all, and the loss
+    masks of assistant turns would no longer line up with what the model sees.
+    """
+    turns = msgs[1:] if msgs and msgs[0]["role"] == "system" else msgs
+    offset = len(msgs) - len(turns)
+    for i, m in enumerate(turns):
+        if m["role"] == "system":
+            raise ValueError(f"system message at messages[{i + offset}]: only messages[0] may be 'system'")
+        expected = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != expected:
+            previous = f" after '{turns[i - 1]['role']}'" if i else " first"
+            raise ValueError(
+                f"roles do not alternate: messages[{i + offset}] is '{m['role']}'{previous}, expected '{expected}'"
+            )
 
 
 def sft_row(system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]], dict[str, Any]]:

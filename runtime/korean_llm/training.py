@@ -7,6 +7,7 @@ newest complete checkpoint and saves the result into the stage's work folder.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -18,12 +19,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from korean_llm import dist
 from korean_llm.artifacts import (
-    COMPLETE_MARKER,
     Manifest,
     StageDir,
     atomic_write_json,
+    checkpoint_step,
     latest_checkpoint,
     tokenizer_fingerprint,
+    write_checkpoint_marker,
 )
 from korean_llm.config import StageConfig, check_training_keys
 from korean_llm.console import stderr_console
@@ -38,6 +40,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("korean_llm")
 console = stderr_console()
+
+# Written into every checkpoint next to trainer_state.json: the loss sum that transformers does not keep.
+LOSS_STATE = "korean_llm_state.json"
+
+
+class _FinishedAtCheckpoint(Exception):  # noqa: N818 - control flow, not an error
+    """Raised from on_train_begin when the resumed checkpoint is already at max_steps."""
 
 # Our defaults for TRL's config; anything in the stage's `training:` block wins (except output_dir).
 DEFAULT_ARGS: dict[str, Any] = {
@@ -259,9 +268,31 @@ class StageTrainerMixin:
         self._flush_sft_metrics()
         super().log(*args, **kwargs)  # type: ignore[misc]
 
+    # Sum of the step losses of the steps before this process's first one (read from the resumed checkpoint).
+    prior_loss_sum: float = 0.0
+
     def _save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
         self.flush_token_count()
         super()._save_checkpoint(*args, **kwargs)  # type: ignore[misc]
+        if dist.is_main():
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            step = self.state.global_step  # type: ignore[attr-defined]
+            ckpt = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"  # type: ignore[attr-defined]
+            atomic_write_json(ckpt / LOSS_STATE, {"global_step": step, "loss_sum": self.loss_sum_so_far()})
+
+    def loss_sum_so_far(self) -> float:
+        """Sum of every step's loss up to the current step, resumed steps included.
+
+        transformers 5.17.0 `Trainer._inner_training_loop` (trainer.py) starts `_total_loss_scalar` at 0.0 in every
+        process; each log drains the on-device `_tr_loss` into it (`_maybe_log_save_evaluate`), and
+        `_finalize_training` returns `train_loss = _total_loss_scalar / global_step`. After a resume global_step
+        counts the checkpoint's steps while the sum holds only this process's, so its `train_loss` is too low. The
+        sum saved with each checkpoint (LOSS_STATE) carries the earlier steps over.
+        """
+        tr_loss = getattr(self, "_tr_loss", None)
+        pending = float(tr_loss.item()) if tr_loss is not None else 0.0
+        return self.prior_loss_sum + float(getattr(self, "_total_loss_scalar", 0.0)) + pending
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -333,7 +364,7 @@ class _SigtermFlag:
         log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
 
 
-def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> list[Any]:
+def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str, checksums: bool = True) -> list[Any]:
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -348,6 +379,11 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
             self.task: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.max_steps > 0 and state.global_step >= state.max_steps:
+                # transformers 5.17.0 `_run_epoch` runs one optimizer step before it looks at should_training_stop:
+                # resuming from the checkpoint taken at max_steps would train step max_steps + 1. The model already
+                # holds that checkpoint's weights here (`_prepare_for_training` loaded them): stop before any step.
+                raise _FinishedAtCheckpoint()
             self.started = time.time()
             self.start_step = state.global_step
             self.start_tokens = state.num_input_tokens_seen or 0
@@ -401,7 +437,7 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
             ckpt = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             dist.barrier()  # every rank has written its part (rng state) before the marker says "complete"
             if dist.is_main() and ckpt.is_dir():
-                (ckpt / COMPLETE_MARKER).write_text(str(state.global_step))
+                write_checkpoint_marker(ckpt, state.global_step, checksums=checksums)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.progress is not None:
@@ -411,20 +447,42 @@ def make_callbacks(metrics: StageMetrics, flag: _SigtermFlag, stage: str) -> lis
     return [StageCallback()]
 
 
+def _resumed_loss_sum(ckpt: Path) -> float | None:
+    """The loss sum saved with `ckpt`, or None for a checkpoint written without it."""
+    try:
+        state = json.loads((ckpt / LOSS_STATE).read_text(encoding="utf-8"))
+        return float(state["loss_sum"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics) -> dict[str, Any]:
-    """Run `trainer` with resume and SIGTERM handling; return a summary for the manifest."""
+    """Run `trainer` with resume and SIGTERM handling; return a summary for the manifest.
+
+    A resume from the checkpoint taken at max_steps trains nothing: the model is that checkpoint's, as an
+    uninterrupted run's final model is. `train_loss` is the mean step loss over all steps, resumed ones included.
+    """
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our callback logs; the printer would dump raw dicts to stdout
     flag = _SigtermFlag()
-    for cb in make_callbacks(metrics, flag, cfg.stage):
+    for cb in make_callbacks(metrics, flag, cfg.stage, cfg.checkpoint.checksums):
         trainer.add_callback(cb)
     resume = latest_checkpoint(stage_dir.checkpoints, log=log.warning) if cfg.checkpoint.resume else None
+    prior_sum: float | None = 0.0
     if resume is not None:
         log.info("resuming %s from %s", cfg.stage, resume)
+        prior_sum = _resumed_loss_sum(resume)
+        if prior_sum is None:
+            log.warning("%s: %s has no %s; train_loss will count only the steps after it", cfg.stage, resume, LOSS_STATE)
+    trainer.prior_loss_sum = prior_sum or 0.0
+    resumed_step = checkpoint_step(resume) if resume is not None else 0
     flag.install()
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except _FinishedAtCheckpoint:
+        result = None
+        log.info("%s: %s is at max_steps %d: nothing left to train", cfg.stage, resume, trainer.state.max_steps)
     finally:
         flag.restore()
     if flag.raised:
@@ -435,14 +493,23 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     losses = [h["loss"] for h in history if "loss" in h]
     if losses and not all(math.isfinite(x) for x in losses):
         log.warning("%s: non-finite loss values were logged", cfg.stage)
+    step = trainer.state.global_step
+    if result is None:
+        train_loss = (prior_sum / step) if prior_sum is not None and step > 0 else None
+        runtime = 0.0
+    else:
+        # TrainOutput.training_loss = (this process's loss sum) / global_step; add the earlier steps' sum
+        train_loss = result.training_loss + (prior_sum or 0.0) / max(step, 0.001)
+        runtime = result.metrics.get("train_runtime")
     return {
-        "global_step": trainer.state.global_step,
+        "global_step": step,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss,
-        "train_runtime": result.metrics.get("train_runtime"),
+        "train_loss": train_loss,
+        "train_runtime": runtime,
         "tokens_seen": trainer.state.num_input_tokens_seen,
-        "resumed_from_step": int(resume.name.rsplit("-", 1)[1]) if resume else None,
+        "resumed_from_step": resumed_step if resume else None,
+        "trained_steps": step - resumed_step,  # by this process: 0 when the checkpoint was already at max_steps
     }
 
 
