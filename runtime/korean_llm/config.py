@@ -660,7 +660,7 @@ def check_training_types(cfg: StageConfig, config_class: type) -> None:
             continue
         try:
             adapter: TypeAdapter[Any] = TypeAdapter(hint)
-        except Exception:  # noqa: S112 - a type pydantic has no schema for (e.g. torch.dtype)
+        except Exception:
             continue
         try:
             adapter.validate_python(value)

@@ -45,7 +45,9 @@ class StopRequest:
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
-            console.print(f"[yellow]{signal.Signals(signum).name}: already stopping, waiting for the stage's checkpoint")
+            console.print(
+                f"[yellow]{signal.Signals(signum).name}: already stopping, waiting for the stage's checkpoint"
+            )
             return
         self.signum = signum
         console.print(f"[yellow]{self.name}: stopping the running stage after its checkpoint, then writing the report")

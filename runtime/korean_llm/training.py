@@ -45,8 +45,9 @@ console = stderr_console()
 LOSS_STATE = "korean_llm_state.json"
 
 
-class _FinishedAtCheckpoint(Exception):  # noqa: N818 - control flow, not an error
+class _FinishedAtCheckpoint(Exception):
     """Raised from on_train_begin when the resumed checkpoint is already at max_steps."""
+
 
 # Our defaults for TRL's config; anything in the stage's `training:` block wins (except output_dir).
 DEFAULT_ARGS: dict[str, Any] = {
@@ -474,7 +475,9 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
         log.info("resuming %s from %s", cfg.stage, resume)
         prior_sum = _resumed_loss_sum(resume)
         if prior_sum is None:
-            log.warning("%s: %s has no %s; train_loss will count only the steps after it", cfg.stage, resume, LOSS_STATE)
+            log.warning(
+                "%s: %s has no %s; train_loss will count only the steps after it", cfg.stage, resume, LOSS_STATE
+            )
     trainer.prior_loss_sum = prior_sum or 0.0
     resumed_step = checkpoint_step(resume) if resume is not None else 0
     flag.install()

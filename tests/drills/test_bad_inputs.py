@@ -8,30 +8,53 @@ from pathlib import Path
 
 import pytest
 
+from korean_llm.cli import main
 from korean_llm.data import chat_messages
 
 from ..conftest import run_cli
 
-GOOD = {"messages": [{"role": "user", "content": "서울의 인구는?"}, {"role": "assistant", "content": "약 940만 명입니다."}]}
+GOOD = {
+    "messages": [{"role": "user", "content": "서울의 인구는?"}, {"role": "assistant", "content": "약 940만 명입니다."}]
+}
 BAD_ORDER = [
     (
-        {"messages": [{"role": "user", "content": "안녕"}, {"role": "user", "content": "거기 있어?"},
-                      {"role": "assistant", "content": "네, 있어요."}]},
+        {
+            "messages": [
+                {"role": "user", "content": "안녕"},
+                {"role": "user", "content": "거기 있어?"},
+                {"role": "assistant", "content": "네, 있어요."},
+            ]
+        },
         "roles do not alternate: messages[1] is 'user' after 'user', expected 'assistant'",
     ),
     (
-        {"messages": [{"role": "assistant", "content": "무엇을 도와드릴까요?"},
-                      {"role": "assistant", "content": "말씀하세요."}]},
+        {
+            "messages": [
+                {"role": "assistant", "content": "무엇을 도와드릴까요?"},
+                {"role": "assistant", "content": "말씀하세요."},
+            ]
+        },
         "roles do not alternate: messages[0] is 'assistant' first, expected 'user'",
     ),
     (
-        {"messages": [{"role": "system", "content": "친절하게 답하세요."}, {"role": "user", "content": "질문"},
-                      {"role": "system", "content": "반말로 답하세요."}, {"role": "assistant", "content": "응"}]},
+        {
+            "messages": [
+                {"role": "system", "content": "친절하게 답하세요."},
+                {"role": "user", "content": "질문"},
+                {"role": "system", "content": "반말로 답하세요."},
+                {"role": "assistant", "content": "응"},
+            ]
+        },
         "system message at messages[2]: only messages[0] may be 'system'",
     ),
     (
-        {"conversations": [{"from": "human", "value": "질문"}, {"from": "gpt", "value": "답"},
-                           {"from": "gpt", "value": "덧붙임"}]},
+        {
+            "conversations": [
+                {"from": "human", "value": "질문"},
+                {"from": "gpt", "value": "답"},
+                {"from": "gpt", "value": "덧붙임"},
+            ]
+        },
         "roles do not alternate: messages[2] is 'assistant' after 'assistant', expected 'user'",
     ),
 ]
@@ -46,8 +69,13 @@ def test_chats_whose_roles_do_not_alternate_are_rejected(row: dict, reason: str)
 
 def test_well_ordered_chats_pass() -> None:
     system_first = {"messages": [{"role": "system", "content": "간결하게."}, *GOOD["messages"]]}
-    multi_turn = {"messages": [*GOOD["messages"], {"role": "user", "content": "부산은?"},
-                               {"role": "assistant", "content": "약 330만 명입니다."}]}
+    multi_turn = {
+        "messages": [
+            *GOOD["messages"],
+            {"role": "user", "content": "부산은?"},
+            {"role": "assistant", "content": "약 330만 명입니다."},
+        ]
+    }
     assert [m["role"] for m in chat_messages(system_first)] == ["system", "user", "assistant"]
     assert len(chat_messages(multi_turn)) == 4
 
@@ -61,12 +89,15 @@ def test_well_ordered_chats_pass() -> None:
         ("training.per_device_train_batch_size=2.5", "key 'training.per_device_train_batch_size': expected int"),
     ],
 )
-def test_wrongly_typed_overrides_exit_2_naming_the_key(tmp_path: Path, write_config, override: str, message: str) -> None:
+def test_wrongly_typed_overrides_exit_2_naming_the_key(
+    tmp_path: Path, write_config, capsys: pytest.CaptureFixture[str], override: str, message: str
+) -> None:
     cfg = write_config("cpt", {"data": {"sources": [{"path": "builtin:korean-corpus"}]}})
-    result = run_cli("cpt", "--config", str(cfg), "--set", override)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert message in result.stderr and str(cfg) in result.stderr
-    assert "Traceback" not in result.stderr
+    code = main(["cpt", "--config", str(cfg), "--set", override])
+    err = capsys.readouterr().err
+    assert code == 2, err[-3000:]
+    assert message in err and str(cfg) in err
+    assert "Traceback" not in err
     assert not (tmp_path / "output" / "tiny-ko" / "t" / "cpt").exists()
 
 

@@ -52,7 +52,9 @@ def _stage_pids(marker: str) -> list[int]:
 def test_a_signal_to_the_runner_stops_the_stage_after_its_checkpoint(tmp_path: Path, sig: signal.Signals) -> None:
     runner = _runner(tmp_path)
     events = tmp_path / "sig" / "logs" / "tiny-ko-cpt.events.jsonl"
-    wait_for(lambda: any(e.get("type") == "log" and e.get("step", 0) >= 2 for e in events_of(events)), "cpt step 2", runner)
+    wait_for(
+        lambda: any(e.get("type") == "log" and e.get("step", 0) >= 2 for e in events_of(events)), "cpt step 2", runner
+    )
     runner.send_signal(sig)
     out, _ = runner.communicate(timeout=180)
     assert runner.returncode == 143, out[-4000:]

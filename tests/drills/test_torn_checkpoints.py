@@ -12,7 +12,9 @@ from korean_llm.artifacts import checkpoint_problem, latest_checkpoint
 from .helpers import logged_steps, manifest_of, run_dir, start_stage, with_training
 
 
-def _checkpoints_of_an_interrupted_run(tmp_path: Path, write_config, max_steps: int, died_after: int) -> tuple[Path, Path]:
+def _checkpoints_of_an_interrupted_run(
+    tmp_path: Path, write_config, max_steps: int, died_after: int
+) -> tuple[Path, Path]:
     """The work folder a run killed after step `died_after` leaves: its checkpoints up to that step, every one kept.
 
     Made from a finished run (moved back to `cpt.partial/`, later checkpoints removed) so the set of checkpoints is

@@ -141,7 +141,9 @@ def _run(ctx: StageContext) -> Manifest:
     with release.publish_lock(cfg, root) as lock:
         info = release.release_info(root / version)
         if info is not None and info.get("source_hash") == source_hash:
-            log.info("release %s already published from this model (an earlier run stopped after it): reusing it", version)
+            log.info(
+                "release %s already published from this model (an earlier run stopped after it): reusing it", version
+            )
         else:
             staging = release.new_staging(root, version)
             check = merge_into(staging, point, target_cfg)
