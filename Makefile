@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh | sha1sum | cut -c1-12)
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
@@ -19,6 +19,7 @@ $(STAMP):
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,dev,tracking]'
 	ci/install-helm.sh $(BIN)
+	ci/install-promtool.sh $(BIN)
 	rm -f $(VENV)/.setup-*
 	touch $@
 
@@ -26,8 +27,8 @@ demo: setup
 	$(BIN)/korean-llm run -f values/local.yaml --run-id $(RUN_ID)
 
 test: setup
-	$(BIN)/ruff check runtime tests
-	$(BIN)/ruff format --check runtime tests
+	$(BIN)/ruff check runtime tests charts/files
+	$(BIN)/ruff format --check runtime tests charts/files
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The disk-full drills mount a small tmpfs and need root (as in CI).
@@ -35,7 +36,7 @@ drills: setup
 	$(BIN)/pytest tests/drills tests/test_resume.py tests/test_bad_input.py $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check runtime tests
+	$(BIN)/ruff check runtime tests charts/files
 
 format: setup
 	$(BIN)/ruff format runtime tests
