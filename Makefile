@@ -9,7 +9,7 @@ STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-he
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test drills lint format clean
+.PHONY: setup demo test drills schema lint format clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: setup
 # The disk-full drills mount a small tmpfs and need root (as in CI).
 drills: setup
 	$(BIN)/pytest tests/drills tests/test_resume.py tests/test_bad_input.py $(PYTEST_ARGS)
+
+# Regenerate the runtime part of charts/values.schema.json from the pydantic config models (a test checks it).
+schema: setup
+	$(BIN)/python -m korean_llm.config_schema
 
 lint: setup
 	$(BIN)/ruff check runtime tests charts/files
