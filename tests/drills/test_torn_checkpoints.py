@@ -32,7 +32,7 @@ def _checkpoints_of_an_interrupted_run(
     for name in ("adapter", "tokenizer"):
         shutil.rmtree(partial / name)
     ckpts = partial / "checkpoints"
-    for ckpt in ckpts.iterdir():
+    for ckpt in ckpts.glob("checkpoint-*"):
         if int(ckpt.name.rsplit("-", 1)[1]) > died_after:
             shutil.rmtree(ckpt)
     return config, ckpts
