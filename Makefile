@@ -37,7 +37,7 @@ drills: setup
 
 # Regenerate the runtime part of charts/values.schema.json from the pydantic config models (a test checks it).
 schema: setup
-	$(BIN)/python -m korean_llm.config_schema
+	$(BIN)/python -m korean_llm.config.schema
 
 lint: setup
 	$(BIN)/ruff check runtime tests charts/files

@@ -1,6 +1,6 @@
 """The chart refuses secrets in values, unknown runtime keys and duplicate model names at `helm template`.
 
-The runtime part of values.schema.json is generated from the pydantic models (korean_llm.config_schema); the
+The runtime part of values.schema.json is generated from the pydantic models (korean_llm.config.schema); the
 first test fails when the committed file is not what the models give today.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from korean_llm import config_schema
-from korean_llm.local import find_helm
+from korean_llm.config import schema as config_schema
+from korean_llm.local.runner import find_helm
 
 from .conftest import REPO
 

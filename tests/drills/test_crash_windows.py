@@ -14,7 +14,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from korean_llm.artifacts import checkpoint_step, latest_checkpoint
+from korean_llm.pipeline.artifacts import checkpoint_step, latest_checkpoint
 
 from .helpers import logged_steps, manifest_of, run_dir, start_stage, wait_for_step, with_training
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from korean_llm.artifacts import Manifest, StageDir
-from korean_llm.diskspace import disk_full, free_space
+from korean_llm.pipeline.artifacts import Manifest, StageDir
+from korean_llm.pipeline.diskspace import disk_full, free_space
 
 from ..conftest import run_cli
 from .helpers import logged_steps, manifest_of, with_training

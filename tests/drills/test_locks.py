@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from korean_llm.errors import LockHeld
-from korean_llm.locking import OWNER, DirLock
+from korean_llm.pipeline.locking import OWNER, DirLock
 
 from ..conftest import REPO, run_cli
 from .helpers import CPT, manifest_of, run_dir, start_stage, wait_for_step, with_training
@@ -101,7 +101,7 @@ def test_an_owner_that_lost_its_lock_does_not_publish(tmp_path: Path) -> None:
 RACE = """
 import sys, time
 sys.path.insert(0, {runtime!r})
-from korean_llm.locking import DirLock
+from korean_llm.pipeline.locking import DirLock
 from korean_llm.errors import LockHeld
 lock = DirLock(__import__("pathlib").Path({path!r}), what="race", stale_seconds=60, heartbeat_seconds=5)
 while time.time() < {start}:
@@ -166,7 +166,7 @@ def test_a_second_deploy_leaves_a_live_publish_alone(tmp_path: Path, write_confi
         cfg = write_config("deploy", {"run": {"run_id": "r2"}})
         second = run_cli("deploy", "--config", str(cfg))
         assert second.returncode == 2, second.stderr[-2000:]
-        assert f"releases.lock: publishing is locked by pid {os.getpid()}" in second.stderr
+        assert f"releases.lock: publishing into {releases} is locked by pid {os.getpid()}" in second.stderr
         assert (staging / "model.safetensors").read_bytes() == b"half written"
         assert not (releases / "current").exists()
         assert not (tmp_path / "output" / "tiny-ko" / "r2" / "deploy").exists()

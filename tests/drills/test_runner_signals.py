@@ -81,7 +81,7 @@ def test_a_signal_to_the_runner_stops_the_stage_after_its_checkpoint(tmp_path: P
 
 def test_a_signal_while_a_step_starts_is_forwarded_once_it_runs(tmp_path: Path) -> None:
     """The stop request is remembered: a stage started after it gets SIGTERM at once and no later step runs."""
-    from korean_llm.runner_signals import StopRequest
+    from korean_llm.local.signals import StopRequest
 
     stop = StopRequest(grace_seconds=30)
     stop.handle(signal.SIGTERM, None)
@@ -95,7 +95,7 @@ def test_a_signal_while_a_step_starts_is_forwarded_once_it_runs(tmp_path: Path) 
 
 
 def test_a_stage_that_ignores_sigterm_is_killed_after_the_grace_period() -> None:
-    from korean_llm.runner_signals import StopRequest
+    from korean_llm.local.signals import StopRequest
 
     stop = StopRequest(grace_seconds=1.0)
     code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"

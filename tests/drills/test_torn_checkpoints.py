@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from korean_llm.artifacts import checkpoint_problem, latest_checkpoint
+from korean_llm.pipeline.artifacts import checkpoint_problem, latest_checkpoint
 
 from .helpers import logged_steps, manifest_of, run_dir, start_stage, with_training
 
