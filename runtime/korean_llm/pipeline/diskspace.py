@@ -3,7 +3,9 @@
 Writers report a full volume in different ways: Python's own I/O raises `OSError(ENOSPC)` with the file name;
 pyarrow raises `OSError` with "No space left on device" in the text; safetensors (Rust) raises
 `SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, ... }")`; torch.save's zip
-writer raises `RuntimeError("... PytorchStreamWriter failed writing file data/0: file write failed")`, which
+writer raises `RuntimeError("... PytorchStreamWriter failed writing file data/0: file write failed")` or, when the write fails
+inside the archive's bookkeeping, `RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs
+598")` (torch 2.13 on a full tmpfs), which
 names no cause at all (torch/csrc/jit/serialization, `caffe2::serialize::PyTorchStreamWriter`), so that one
 counts as a full disk only when the volume is in fact (nearly) full. `disk_full` walks the exception chain and
 returns the one `DiskFull` message; everything else is left to the caller.
@@ -26,7 +28,7 @@ from korean_llm.errors import DiskFull
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 FULL_TEXTS = ("no space left on device", "disk quota exceeded", "storagefull", "code: 28,")
 # torch's stream writer says only this; with less free space than this the volume is taken as full.
-TORCH_WRITE_FAILED = ("file write failed", "pytorchstreamwriter failed writing")
+TORCH_WRITE_FAILED = ("file write failed", "pytorchstreamwriter failed writing", "inline_container.cc")
 NEARLY_FULL_BYTES = 64 * 1024 * 1024
 
 
