@@ -1,6 +1,7 @@
 # The two commands of the README. Both set up .venv first (idempotent: a stamp file per input hash).
 #   make demo   - the local pipeline on the embedded tiny model (CPU, about a minute)
-#   make test   - lint and the whole test suite (the drills included)
+#   make test   - lint, type check and the whole test suite, the drills included (make test-fast: without the tests
+#                 that train a model)
 #   make drills - the fault drills alone: kill -9, SIGTERM, torn checkpoints, full disk, two processes, bad input
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-he
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test drills schema lint format clean
+.PHONY: setup demo test test-fast drills schema lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -26,12 +27,14 @@ $(STAMP):
 demo: setup
 	$(BIN)/korean-llm run -f values/local.yaml --run-id $(RUN_ID)
 
-test: setup
-	$(BIN)/ruff check runtime tests charts/files
-	$(BIN)/ruff format --check runtime tests charts/files
+test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The disk-full drills mount a small tmpfs and need root (as in CI).
+# The same checks without the tests that train a model (pytest -m slow): minutes less on a CPU.
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fault drills; the disk-full ones mount a small tmpfs and need root (as in CI).
 drills: setup
 	$(BIN)/pytest tests/drills tests/test_resume.py tests/test_bad_input.py $(PYTEST_ARGS)
 
@@ -41,6 +44,10 @@ schema: setup
 
 lint: setup
 	$(BIN)/ruff check runtime tests charts/files
+	$(BIN)/ruff format --check runtime tests charts/files
+
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format runtime tests
