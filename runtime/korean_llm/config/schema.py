@@ -51,7 +51,7 @@ SECRET_KEY = (
 def _rewrite(node: Any) -> Any:
     """Refs into our namespace, nothing required, no pydantic-only formats or titles."""
     if isinstance(node, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in node.items():
             if key == "required" or key == "title" or (key == "format" and value == "path"):
                 continue
