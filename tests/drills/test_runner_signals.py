@@ -85,9 +85,12 @@ def test_a_signal_while_a_step_starts_is_forwarded_once_it_runs(tmp_path: Path) 
 
     stop = StopRequest(grace_seconds=30)
     stop.handle(signal.SIGTERM, None)
-    code = "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\ntime.sleep(60)\n"
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(0.5)  # the handler is installed
+    code = (
+        "import signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: sys.exit(143))\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"  # the handler is installed
     started = time.time()
     stop.attach(proc)
     assert proc.wait(timeout=30) == 143 and time.time() - started < 10
@@ -98,9 +101,12 @@ def test_a_stage_that_ignores_sigterm_is_killed_after_the_grace_period() -> None
     from korean_llm.local.signals import StopRequest
 
     stop = StopRequest(grace_seconds=1.0)
-    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    time.sleep(0.5)
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('ready', flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     stop.attach(proc)
     stop.handle(signal.SIGTERM, None)
     deadline = time.time() + 20

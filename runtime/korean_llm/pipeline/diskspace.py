@@ -5,7 +5,8 @@ pyarrow raises `OSError` with "No space left on device" in the text; safetensors
 `SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull, ... }")`; torch.save's zip
 writer raises `RuntimeError("... PytorchStreamWriter failed writing file data/0: file write failed")` or, when the
 write fails inside the archive's bookkeeping,
-`RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")` (torch 2.13 on a full tmpfs), which
+`RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")` (torch 2.13, full tmpfs),
+which
 names no cause at all (torch/csrc/jit/serialization, `caffe2::serialize::PyTorchStreamWriter`), so that one
 counts as a full disk only when the volume is in fact (nearly) full. `disk_full` walks the exception chain and
 returns the one `DiskFull` message; everything else is left to the caller.
