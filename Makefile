@@ -10,7 +10,7 @@ STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-he
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast drills schema lint typecheck format clean
+.PHONY: setup demo demo-repeat test test-fast drills schema lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,11 @@ $(STAMP):
 
 demo: setup
 	$(BIN)/korean-llm run -f values/local.yaml --run-id $(RUN_ID)
+
+# The demo's DAG RUNS times (default 10): pass count, stage times, spread of every evaluate score.
+RUNS ?= 10
+demo-repeat: setup
+	$(BIN)/python bench/demo_repeat.py --runs $(RUNS)
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -52,6 +52,7 @@ SCENARIOS: dict[str, list[Path]] = {
     "72b": [V / "72b.yaml"],
     "multi-model": [V / "multi-model.yaml"],
     "local": [V / "local.yaml"],
+    "local-vocab": [V / "local-vocab.yaml"],
     "dev": [V / "dev.yaml"],
     "prod": [V / "prod.yaml"],
     "7b+dev": [V / "7b.yaml", V / "dev.yaml"],

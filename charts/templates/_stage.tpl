@@ -2,7 +2,7 @@
 
 {{/* Stage order of the pipeline; the training stages run as jobs of the training backend, the others as
 container steps. The runtime's stage list (korean_llm) names the same stages. */}}
-{{- define "korean-llm.stageOrder" -}}preprocess cpt sft rlhf evaluate deploy{{- end -}}
+{{- define "korean-llm.stageOrder" -}}preprocess vocab cpt sft rlhf evaluate deploy{{- end -}}
 {{- define "korean-llm.jobStages" -}}cpt sft rlhf evaluate{{- end -}}
 
 {{/* A model's settings for one stage: stageDefaults.<stage> overlaid with models[].stages.<stage>, as YAML.
@@ -46,13 +46,13 @@ base_model): stageDefaults.deploy.memory applies. A model's own stages.deploy.me
 {{- join " " $out -}}
 {{- end -}}
 
-{{/* The last enabled model-producing stage (cpt, sft, rlhf) before .stage, or "" (start from the base model). */}}
+{{/* The last enabled model-producing stage (vocab, cpt, sft, rlhf) before .stage, or "" (start from the base model). */}}
 {{- define "korean-llm.previousModelStage" -}}
 {{- $prev := "" -}}
 {{- $done := false -}}
 {{- range $s := splitList " " (include "korean-llm.enabledStages" .) -}}
 {{- if eq $s $.stage -}}{{- $done = true -}}{{- end -}}
-{{- if and (not $done) (has $s (list "cpt" "sft" "rlhf")) -}}{{- $prev = $s -}}{{- end -}}
+{{- if and (not $done) (has $s (list "vocab" "cpt" "sft" "rlhf")) -}}{{- $prev = $s -}}{{- end -}}
 {{- end -}}
 {{- $prev -}}
 {{- end -}}

@@ -16,6 +16,7 @@ from korean_llm.observe.metrics import StageMetrics, gpu_peak_memory
 from korean_llm.observe.tracking import ExperimentTracker
 from korean_llm.pipeline.artifacts import Manifest, StageDir
 from korean_llm.pipeline.locking import DirLock, held_lock
+from korean_llm.pipeline.reproducibility import configure
 
 log = logging.getLogger("korean_llm")
 
@@ -115,11 +116,13 @@ def _execute_locked(
         sdir.prepare()
     dist.barrier()
     sdir.work.mkdir(parents=True, exist_ok=True)
+    reproducibility = configure(cfg)
     metrics = StageMetrics(cfg)
     metrics.serve()
     tracker = ExperimentTracker(cfg).start()
     try:
         manifest = body(StageContext(cfg, sdir, metrics, lock))
+        manifest.extra.setdefault("reproducibility", reproducibility)
         peak = gpu_peak_memory()
         if peak is not None:
             manifest.metrics.setdefault("peak_gpu_memory_bytes", peak)
