@@ -1,6 +1,8 @@
 # The two commands of the README. Both set up .venv first (idempotent: a stamp file per input hash).
 #   make demo   - the local pipeline on the embedded tiny model (CPU, about a minute)
-#   make test   - lint, type check and the whole test suite (make test-fast: without the tests that train a model)
+#   make test   - lint, type check and the whole test suite, the drills included (make test-fast: without the tests
+#                 that train a model)
+#   make drills - the fault drills alone: kill -9, SIGTERM, torn checkpoints, full disk, two processes, bad input
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,7 @@ STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-he
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-repeat test test-fast lint typecheck format clean
+.PHONY: setup demo demo-repeat test test-fast drills schema lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -36,6 +38,14 @@ test: lint typecheck
 # The same checks without the tests that train a model (pytest -m slow): minutes less on a CPU.
 test-fast: lint typecheck
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# The fault drills; the disk-full ones mount a small tmpfs and need root (as in CI).
+drills: setup
+	$(BIN)/pytest tests/drills tests/test_resume.py tests/test_bad_input.py $(PYTEST_ARGS)
+
+# Regenerate the runtime part of charts/values.schema.json from the pydantic config models (a test checks it).
+schema: setup
+	$(BIN)/python -m korean_llm.config.schema
 
 lint: setup
 	$(BIN)/ruff check runtime tests charts/files

@@ -2,6 +2,11 @@
 workflowtemplate.yaml; each failure names the key, what was expected and what was found. */}}
 {{- define "korean-llm.validate" -}}
 {{- $models := splitList " " (include "korean-llm.modelNames" .) -}}
+{{- range $i, $name := $models -}}
+{{- if has $name (slice $models 0 $i) -}}
+{{- fail (printf "models[%d].name '%s' is already the name of another model: model names must be unique (they name the WorkflowTemplate, ConfigMap and output folder)" $i $name) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.inference.enabled (not (has .Values.inference.servedModel $models)) -}}
 {{- fail (printf "inference.servedModel '%s' is not one of models[].name (%s)" .Values.inference.servedModel (join ", " $models)) -}}
 {{- end -}}

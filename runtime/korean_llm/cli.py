@@ -16,10 +16,12 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from korean_llm.command import Command
 from korean_llm.console import setup_logging
 from korean_llm.errors import EXIT_BUG, EXIT_RETRYABLE, KoreanLLMError, transient
+from korean_llm.pipeline.diskspace import disk_full
 
 log = logging.getLogger("korean_llm")
 
@@ -55,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        full = disk_full(exc, [Path.cwd()])  # stages name their own folders (stages.run_stage); this is the rest
+        if full is not None:
+            print(f"error: {full}", file=sys.stderr)
+            return full.exit_code
         if transient(exc):  # e.g. EIO / ESTALE on the output volume: the operator restarts the pod
             print(f"error: transient failure, exit {EXIT_RETRYABLE} to be restarted: {exc!r}", file=sys.stderr)
             return EXIT_RETRYABLE

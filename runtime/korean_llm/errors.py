@@ -14,6 +14,7 @@ EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_INVALID = 2
 EXIT_GATE = 3
+EXIT_DISK_FULL = 4
 EXIT_RETRYABLE = 129
 EXIT_TERMINATED = 143
 
@@ -40,6 +41,18 @@ class ManifestError(KoreanLLMError):
     """The previous stage's manifest is missing or does not match this stage's config."""
 
     exit_code = EXIT_INVALID
+
+
+class LockHeld(KoreanLLMError):
+    """Another process holds the lock on this stage's work folder (or the releases folder): the message names it."""
+
+    exit_code = EXIT_INVALID
+
+
+class DiskFull(KoreanLLMError):
+    """A write failed for lack of space: the message names the path and the free space; a retry resumes."""
+
+    exit_code = EXIT_DISK_FULL
 
 
 class GateFailed(KoreanLLMError):

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import re
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,38 @@ def check_training_keys(cfg: StageConfig, config_class: type) -> None:
             f"{cfg.source}: unknown key 'training.{unknown[0]}' for {config_class.__name__} "
             f"(stage {cfg.stage}); see the TRL documentation of {config_class.__name__} for valid arguments"
         )
+    check_training_types(cfg, config_class)
+
+
+def check_training_types(cfg: StageConfig, config_class: type) -> None:
+    """Each `training:` value against the type its field declares (`max_steps: ten` is a config error, exit 2).
+
+    The dataclass does not check types itself: a wrong one surfaces later as a TypeError deep in the Trainer.
+    Types pydantic cannot build a validator for are left to the dataclass.
+    """
+    from pydantic import TypeAdapter
+
+    try:
+        hints = typing.get_type_hints(config_class)
+    except Exception:  # unresolvable forward references: check what is resolvable
+        hints = {f.name: f.type for f in dataclasses.fields(config_class) if not isinstance(f.type, str)}
+    for key, value in cfg.training.items():
+        hint = hints.get(key)
+        if hint is None:
+            continue
+        try:
+            adapter: TypeAdapter[Any] = TypeAdapter(hint)
+        except Exception:
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError:
+            shown = json.dumps(value, ensure_ascii=False, default=str)
+            raise ConfigError(
+                f"{cfg.source}: key 'training.{key}': expected {_type_name(hint)} for {config_class.__name__}, "
+                f"found {shown[:80]} ({type(value).__name__})"
+            ) from None
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")

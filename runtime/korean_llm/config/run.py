@@ -100,6 +100,31 @@ class CheckpointConfig(Strict):
 
     resume: bool = True
     keep_after_success: bool = False
+    # The completion marker of each checkpoint lists its files with sizes and SHA-256 sums, and resume verifies
+    # them; false: sizes only (multi-GB full-weight checkpoints, where hashing costs a minute per save).
+    checksums: bool = True
+
+
+class LockConfig(Strict):
+    """The lock on the stage's work folder and on deploy's publish (`korean_llm.pipeline.locking`: works on NFS)."""
+
+    # Wait for another process holding the lock instead of refusing at once (exit 2); `--wait-lock` sets it.
+    wait: bool = False
+    # How long to wait before giving up (exit 2); None: as long as it takes.
+    wait_timeout_seconds: float | None = Field(None, gt=0)
+    # A lock whose heartbeat is older than this is taken over (its owner crashed or lost its node).
+    stale_seconds: float = Field(120.0, gt=0)
+    # How often the owner refreshes its heartbeat; at most half of stale_seconds.
+    heartbeat_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _beats_in_time(self) -> LockConfig:
+        if self.heartbeat_seconds * 2 > self.stale_seconds:
+            raise ValueError(
+                f"lock.heartbeat_seconds ({self.heartbeat_seconds}) must be at most half of lock.stale_seconds "
+                f"({self.stale_seconds})"
+            )
+        return self
 
 
 class DistributedConfig(Strict):

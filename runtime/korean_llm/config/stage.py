@@ -16,7 +16,7 @@ from korean_llm.config.evaluate import EvaluateConfig
 from korean_llm.config.observe import MetricsConfig, TrackingConfig
 from korean_llm.config.preprocess import PreprocessConfig
 from korean_llm.config.rlhf import RlhfConfig
-from korean_llm.config.run import CheckpointConfig, DistributedConfig, LoraConfig, ModelConfig, RunConfig
+from korean_llm.config.run import CheckpointConfig, DistributedConfig, LockConfig, LoraConfig, ModelConfig, RunConfig
 from korean_llm.config.train import CptConfig, SftConfig, VocabConfig
 
 
@@ -32,6 +32,7 @@ class StageConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    lock: LockConfig = Field(default_factory=LockConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
     cpt: CptConfig = Field(default_factory=CptConfig)
     sft: SftConfig = Field(default_factory=SftConfig)
@@ -46,7 +47,8 @@ class StageConfig(Strict):
 
     def fingerprint(self) -> str:
         """Hash of the resolved config (paths of this run excluded would hide real changes: keep them)."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+        # `lock` only says how to wait for another process, not what is computed: it stays out of the hash.
+        payload = json.dumps(self.model_dump(mode="json", exclude={"lock"}), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property

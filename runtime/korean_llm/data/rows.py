@@ -101,7 +101,28 @@ def chat_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
         raise ValueError("no assistant message")
     if msgs[-1]["role"] != "assistant":
         raise ValueError(f"last message is from '{msgs[-1]['role']}', expected 'assistant'")
+    check_turn_order(msgs)
     return msgs
+
+
+def check_turn_order(msgs: list[dict[str, str]]) -> None:
+    """A chat is an optional system message first, then user and assistant turns alternating, user first.
+
+    Anything else (two user turns in a row, an assistant speaking first, a system message mid-chat) is
+    rejected with the position: chat templates render such rows differently or not at all, and the loss
+    masks of assistant turns would no longer line up with what the model sees.
+    """
+    turns = msgs[1:] if msgs and msgs[0]["role"] == "system" else msgs
+    offset = len(msgs) - len(turns)
+    for i, m in enumerate(turns):
+        if m["role"] == "system":
+            raise ValueError(f"system message at messages[{i + offset}]: only messages[0] may be 'system'")
+        expected = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != expected:
+            previous = f" after '{turns[i - 1]['role']}'" if i else " first"
+            raise ValueError(
+                f"roles do not alternate: messages[{i + offset}] is '{m['role']}'{previous}, expected '{expected}'"
+            )
 
 
 def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None) -> list[dict[str, str]]:

@@ -100,6 +100,9 @@ def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
             except json.JSONDecodeError as exc:
                 yield Record(str(path), lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
                 continue
+            except RecursionError:  # the C decoder's depth guard: a row nested thousands of levels deep
+                yield Record(str(path), lineno, None, "JSON nested too deeply")
+                continue
             if not isinstance(obj, dict):
                 yield Record(str(path), lineno, None, f"not a JSON object: found {type(obj).__name__}")
                 continue
@@ -115,6 +118,9 @@ def _read_json(path: Path, policy: str) -> Iterator[Record]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         yield Record(str(path), exc.lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
+        return
+    except RecursionError:
+        yield Record(str(path), 1, None, "JSON nested too deeply")
         return
     rows = obj if isinstance(obj, list) else [obj]
     for i, row in enumerate(rows, start=1):

@@ -38,6 +38,7 @@ from korean_llm.command import Command
 from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
+from korean_llm.local.signals import StopRequest, stop_on_signals
 from korean_llm.local.trainjob import local_trainer_pod, multi_node_refusal
 from korean_llm.observe.events import EVENTS_ENV
 
@@ -301,7 +302,7 @@ def _follow_events(path: Path, offset: int, progress: Progress, task: Any) -> in
         return fh.tell()
 
 
-def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress) -> StepResult:
+def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress, stop: StopRequest | None = None) -> StepResult:
     label = f"{pipe.model}/{step.name}"
     if step.skip_reason:
         progress.add_task(label, total=1, completed=1, info=f"skipped: {step.skip_reason}")
@@ -326,19 +327,30 @@ def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress) -> Step
     with open(log_path, "w", encoding="utf-8") as log_fh:
         log_fh.write("$ " + " ".join(command) + "\n")
         log_fh.flush()
-        proc = subprocess.Popen(command, stdout=log_fh, stderr=subprocess.STDOUT, env=full_env)
+        # A session of its own: a terminal's Ctrl-C reaches the runner, which stops the stage cleanly (SIGTERM)
+        proc = subprocess.Popen(
+            command, stdout=log_fh, stderr=subprocess.STDOUT, env=full_env, start_new_session=stop is not None
+        )
+        if stop is not None:
+            stop.attach(proc)
         offset = 0
         while proc.poll() is None:
             offset = _follow_events(events, offset, progress, task)
+            if stop is not None:
+                stop.tick()
             time.sleep(0.2)
         _follow_events(events, offset, progress, task)
     seconds = time.time() - started
     code = proc.returncode
     skipped = events.exists() and any('"type": "skipped"' in ln for ln in events.read_text().splitlines())
     status = "ok" if code == 0 else "failed"
+    if stop is not None and stop.requested and code != 0:
+        status = "stopped"
     if code == 0:
         total = progress.tasks[task].total or 1
         progress.update(task, total=total, completed=total, info="already complete" if skipped else "done")
+    elif status == "stopped":
+        progress.update(task, info=f"[yellow]stopped by {stop.name if stop else 'a signal'} (exit {code})")
     else:
         progress.update(task, info=f"[red]failed (exit {code})")
     return StepResult(
@@ -367,7 +379,7 @@ def summary_table(results: list[StepResult], root: Path) -> Table:
         manifest = _manifest_of(root, r)
         if manifest and manifest.get("metrics", {}).get("final_loss") is not None:
             loss = f"{manifest['metrics']['final_loss']:.4f}"
-        color = {"ok": "green", "failed": "red", "skipped": "yellow"}.get(r.status, "cyan")
+        color = {"ok": "green", "failed": "red", "skipped": "yellow", "stopped": "yellow"}.get(r.status, "cyan")
         table.add_row(
             r.model,
             r.step,
@@ -430,28 +442,36 @@ def run_command(args: Any) -> int:
         TimeElapsedColumn(),
         TextColumn("{task.fields[info]}"),
     )
-    with Progress(*columns, console=console) as progress:
-        for pipe in pipelines:
-            failed = False
-            for step in pipe.steps:
-                if args.only and step.name not in args.only:
-                    continue
-                if failed:
-                    results.append(StepResult(pipe.model, step.name, "not run", detail="an earlier step failed"))
-                    continue
-                result = run_step(step, pipe, root, progress)
-                results.append(result)
-                if result.status == "failed":
-                    failed = True
-                    exit_code = exit_code or (result.exit_code or 1)
-    console.print(summary_table(results, root))
-    report = write_report(root, [(r.model, r.step, r.status) for r in results])
-    console.print(f"report: {report}")
+    with stop_on_signals() as stop:  # held until the report is written: a second signal cannot cut it short
+        with Progress(*columns, console=console) as progress:
+            for pipe in pipelines:
+                failed = False
+                for step in pipe.steps:
+                    if args.only and step.name not in args.only:
+                        continue
+                    if stop.requested:
+                        results.append(StepResult(pipe.model, step.name, "not run", detail=f"stopped by {stop.name}"))
+                        continue
+                    if failed:
+                        results.append(StepResult(pipe.model, step.name, "not run", detail="an earlier step failed"))
+                        continue
+                    result = run_step(step, pipe, root, progress, stop)
+                    results.append(result)
+                    if result.status == "failed":
+                        failed = True
+                        exit_code = exit_code or (result.exit_code or 1)
+        if stop.requested:
+            exit_code = stop.exit_code
+        console.print(summary_table(results, root))
+        report = write_report(root, [(r.model, r.step, r.status) for r in results])
+        console.print(f"report: {report}")
     if (root / "mlruns" / "mlflow.db").is_file():
         console.print(f"tracked runs: mlflow ui --backend-store-uri sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     for r in results:
         if r.status == "failed":
             console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {r.detail}\n  log: {r.log}")
+        elif r.status == "stopped":
+            console.print(f"[yellow]{r.model}/{r.step} stopped (exit {r.exit_code}); run the same command to resume")
     return exit_code
 
 

@@ -61,11 +61,16 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk (or a signal) leaves neither a torn file nor the temporary behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -172,12 +177,66 @@ def _zip_complete(path: Path) -> bool:
         return False
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checkpoint_marker(ckpt: Path, step: int, checksums: bool = True) -> dict[str, Any]:
+    """Write `<ckpt>/.complete`: every file of the checkpoint with its size (and SHA-256), written last."""
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in ckpt.rglob("*") if p.is_file() and p.name != COMPLETE_MARKER):
+        entry: dict[str, Any] = {"size": path.stat().st_size}
+        if checksums:
+            entry["sha256"] = _sha256(path)
+        files[path.relative_to(ckpt).as_posix()] = entry
+    marker = {"global_step": step, "files": files}
+    atomic_write_json(ckpt / COMPLETE_MARKER, marker)
+    return marker
+
+
+def _marker_problem(ckpt: Path) -> str | None:
+    """What the marker's file list says is missing or changed (None: all there; legacy markers hold no list)."""
+    try:
+        marker = json.loads((ckpt / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except ValueError:
+        return f"unreadable {COMPLETE_MARKER} marker"
+    except OSError as exc:
+        return f"unreadable {COMPLETE_MARKER} marker ({exc.strerror})"
+    if not isinstance(marker, dict):  # a bare step number: a marker from before file lists were recorded
+        return None
+    files = marker.get("files")
+    if not isinstance(files, dict) or not files:
+        return f"{COMPLETE_MARKER} marker lists no files"
+    for name, entry in files.items():
+        path = ckpt / name
+        if not path.is_file():
+            return f"{name} listed in {COMPLETE_MARKER} is missing"
+        size = path.stat().st_size
+        if size != entry.get("size"):
+            return f"{name} is {size} bytes, {COMPLETE_MARKER} recorded {entry.get('size')} (torn or changed)"
+        if "sha256" in entry and _sha256(path) != entry["sha256"]:
+            return f"{name} does not match its SHA-256 in {COMPLETE_MARKER} (corrupted)"
+    return None
+
+
 def checkpoint_problem(ckpt: Path) -> str | None:
-    """Why `ckpt` cannot be resumed from, or None when it is complete."""
+    """Why `ckpt` cannot be resumed from, or None when it is complete.
+
+    The marker lists every file with size and SHA-256; each is verified, so a file torn or damaged after the
+    save (a truncated rng_state.pth, a half-copied optimizer state) disqualifies the checkpoint. The structural
+    checks below also cover markers that hold no file list.
+    """
     if not ckpt.is_dir() or not any(ckpt.iterdir()):
         return "empty folder"
     if not (ckpt / COMPLETE_MARKER).is_file():
         return f"no {COMPLETE_MARKER} marker (save was interrupted)"
+    problem = _marker_problem(ckpt)
+    if problem is not None:
+        return problem
     state = ckpt / "trainer_state.json"
     try:
         json.loads(state.read_text(encoding="utf-8"))["global_step"]
@@ -189,7 +248,8 @@ def checkpoint_problem(ckpt: Path) -> str | None:
     for w in weights:
         if not safetensors_complete(w):
             return f"truncated weights {w.name}"
-    for name in ("optimizer.pt", "scheduler.pt"):
+    torch_files = ["optimizer.pt", "scheduler.pt", *sorted(p.name for p in ckpt.glob("rng_state*.pth"))]
+    for name in torch_files:  # torch.save writes zip archives: a torn one has no central directory
         if (ckpt / name).exists() and not _zip_complete(ckpt / name):
             return f"truncated {name}"
     return None

@@ -2,12 +2,14 @@
 
     releases/<version>/            a complete model folder; release.json is written last, before the rename
     releases/current -> <version>  relative symlink, replaced by renaming a temporary symlink over it (os.replace)
-    releases/current.json          the same facts for readers that cannot follow links, written after the switch
+    releases/current.json -> current/release.json   fixed relative symlink: the metadata of whatever `current`
+                                   names, so the pointer and its metadata change in the same single rename
 
 A release is assembled in `releases/.<version>.partial-<pid>` and renamed into place only when
 complete, so at every instant `current` names a finished release: a crash before the switch leaves
 the previous one serving, and a rerun finishes the job (an identical finished release is reused).
-One deploy per model runs at a time (the DAG is sequential), so stale staging folders are removed.
+Publishing holds `<model>/releases.lock` (korean_llm.pipeline.locking, safe on NFS): one deploy of a model publishes
+at a time, so the staging folders it finds are really left by interrupted publishes and can be removed.
 """
 
 from __future__ import annotations
@@ -18,18 +20,19 @@ import logging
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError
 from korean_llm.pipeline.artifacts import atomic_write_json, atomic_write_text, fsync_dir
+from korean_llm.pipeline.locking import DirLock
 
 log = logging.getLogger("korean_llm")
 
 RELEASES = "releases"
 CURRENT = "current"
+CURRENT_INFO = "current.json"
 RELEASE_INFO = "release.json"
 # Test hook: the process kills itself (SIGKILL, no clean-up) at the named point: publish or switch.
 CRASH_ENV = "KOREAN_LLM_TEST_CRASH_AT"
@@ -41,6 +44,20 @@ def releases_dir(cfg: StageConfig) -> Path:
     if cfg.run.run_id == RELEASES:
         raise ConfigError(f"{cfg.source}: run.run_id '{RELEASES}' collides with the releases folder; pick another")
     return cfg.run.output_root / cfg.run.model_name / RELEASES
+
+
+def publish_lock(cfg: StageConfig, root: Path) -> DirLock:
+    """The lock every deploy of this model holds from staging to pruning: `<model>/releases.lock`."""
+    lc = cfg.lock
+    return DirLock(
+        root.with_name(f"{RELEASES}.lock"),
+        what=f"publishing into {root}",
+        info={"stage": cfg.stage, "run_id": cfg.run.run_id, "model_name": cfg.run.model_name},
+        stale_seconds=lc.stale_seconds,
+        heartbeat_seconds=lc.heartbeat_seconds,
+        wait=lc.wait,
+        wait_timeout_seconds=lc.wait_timeout_seconds,
+    )
 
 
 def crash_point(name: str) -> None:
@@ -101,21 +118,38 @@ def publish(staging: Path, root: Path, version: str, info: dict[str, Any]) -> Pa
     return final
 
 
+def _ensure_symlink(link: Path, target: str) -> None:
+    """Make `link` a symlink to `target` with one rename (a temporary link renamed over it)."""
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    if link.exists() and not link.is_symlink() and link.is_dir():
+        raise ConfigError(f"{link}: exists and is a folder; move it away so releases can be switched")
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
 def switch_current(root: Path, version: str) -> None:
-    """Point `current` at `version` in one rename, then refresh current.json."""
+    """Point `current` at `version` in one rename; `current.json` follows it (a symlink through `current`).
+
+    There is no second write after the switch: a crash or a full disk at any instant leaves `current` and
+    `current.json` naming the same finished release, the old one or the new one.
+    """
     link = root / CURRENT
     if link.exists() and not link.is_symlink():
         raise ConfigError(f"{link}: exists and is not a symlink; move it away so releases can be switched")
-    for stale in root.glob(f".{CURRENT}.tmp-*"):  # left by a switch that was killed
+    for stale in [*root.glob(f".{CURRENT}.tmp-*"), *root.glob(f".{CURRENT}.json.tmp-*")]:  # left by a killed switch
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+    # Before the switch: a finished release carries its own release.json, so the link resolves at once.
+    _ensure_symlink(root / CURRENT_INFO, f"{CURRENT}/{RELEASE_INFO}")
     tmp = root / f".{CURRENT}.tmp-{os.getpid()}"
     os.symlink(version, tmp)  # relative: the volume may be mounted at another path by the server
     crash_point("switch")
     os.replace(tmp, link)
     fsync_dir(root)
-    info = release_info(root / version) or {}
-    atomic_write_json(root / "current.json", {**info, "version": version, "switched_at": time.time()})
 
 
 def prune(root: Path, keep: int) -> list[str]:

@@ -15,6 +15,7 @@ from korean_llm.observe.events import emit_event
 from korean_llm.observe.metrics import StageMetrics, gpu_peak_memory
 from korean_llm.observe.tracking import ExperimentTracker
 from korean_llm.pipeline.artifacts import Manifest, StageDir
+from korean_llm.pipeline.locking import DirLock, held_lock
 from korean_llm.pipeline.reproducibility import configure
 
 log = logging.getLogger("korean_llm")
@@ -25,6 +26,7 @@ class StageContext:
     cfg: StageConfig
     dir: StageDir
     metrics: StageMetrics
+    lock: DirLock | None = None  # the work folder's lock (rank 0 holds it; None on the other ranks)
 
     def manifest(self, **fields: Any) -> Manifest:
         """A manifest with the fields every stage shares already filled in."""
@@ -60,19 +62,56 @@ class StageContext:
             raise DataError(f"{exc} (sources: {sources}; rejected rows: {self.dir.work / 'rejected.jsonl'})") from None
 
 
-def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manifest:
-    """Run `body` in the stage's work folder and publish its manifest; a finished stage is not run again."""
-    sdir = StageDir(cfg.run.output_dir, cfg.stage)
+def stage_lock(cfg: StageConfig, sdir: StageDir) -> DirLock:
+    """The lock on `<stage>.partial/`: `<output>/<stage>.lock/` beside it (see korean_llm.pipeline.locking)."""
+    lc = cfg.lock
+    return DirLock(
+        sdir.work.with_name(f"{cfg.stage}.lock"),
+        what=f"the {cfg.stage} work folder {sdir.work}",
+        info={"stage": cfg.stage, "run_id": cfg.run.run_id, "model_name": cfg.run.model_name},
+        stale_seconds=lc.stale_seconds,
+        heartbeat_seconds=lc.heartbeat_seconds,
+        wait=lc.wait,
+        wait_timeout_seconds=lc.wait_timeout_seconds,
+    )
+
+
+def _already_done(cfg: StageConfig, sdir: StageDir) -> Manifest | None:
     done = sdir.completed_manifest()
+    if done is None:
+        return None
+    if done.config_hash != cfg.fingerprint():
+        raise ManifestError(
+            f"{sdir.final}: already finished with another config (hash {done.config_hash}, now "
+            f"{cfg.fingerprint()}); start a new run id or remove the folder"
+        )
+    log.info("%s: already complete in %s, nothing to do", cfg.stage, sdir.final)
+    emit_event({"type": "skipped", "stage": cfg.stage, "reason": "already complete"})
+    return done
+
+
+def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manifest:
+    """Run `body` in the stage's work folder and publish its manifest; a finished stage is not run again.
+
+    Rank 0 holds the work folder's lock from before it looks at the folder until the folder is published: a
+    second process of the same stage and run refuses (exit 2) or waits (`lock.wait`), and finds the stage
+    complete once it gets the lock.
+    """
+    sdir = StageDir(cfg.run.output_dir, cfg.stage)
+    done = _already_done(cfg, sdir)
     if done is not None:
-        if done.config_hash != cfg.fingerprint():
-            raise ManifestError(
-                f"{sdir.final}: already finished with another config (hash {done.config_hash}, now "
-                f"{cfg.fingerprint()}); start a new run id or remove the folder"
-            )
-        log.info("%s: already complete in %s, nothing to do", cfg.stage, sdir.final)
-        emit_event({"type": "skipped", "stage": cfg.stage, "reason": "already complete"})
         return done
+    lock = stage_lock(cfg, sdir) if dist.is_main() else None
+    with held_lock(lock):
+        done = _already_done(cfg, sdir) if lock is not None else None  # finished by the process we waited for
+        if done is not None:
+            return done
+        return _execute_locked(cfg, sdir, body, lock)
+
+
+def _execute_locked(
+    cfg: StageConfig, sdir: StageDir, body: Callable[[StageContext], Manifest], lock: DirLock | None
+) -> Manifest:
     if dist.is_main():
         sdir.prepare()
     dist.barrier()
@@ -82,12 +121,14 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
     metrics.serve()
     tracker = ExperimentTracker(cfg).start()
     try:
-        manifest = body(StageContext(cfg, sdir, metrics))
+        manifest = body(StageContext(cfg, sdir, metrics, lock))
         manifest.extra.setdefault("reproducibility", reproducibility)
         peak = gpu_peak_memory()
         if peak is not None:
             manifest.metrics.setdefault("peak_gpu_memory_bytes", peak)
         if dist.is_main():  # one process publishes; the others wait until the stage folder is in place
+            if lock is not None:
+                lock.ensure_held()
             sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
         dist.barrier()
     except BaseException as exc:

@@ -140,39 +140,43 @@ def _run(ctx: StageContext) -> Manifest:
     point, target_cfg = candidate_point(cfg)
     source = point.previous.config_hash if point.previous else point.weights
     source_hash = hashlib.sha256(f"{cfg.fingerprint()}|{source}".encode()).hexdigest()[:16]
-    info = release.release_info(root / version)
-    if info is not None and info.get("source_hash") == source_hash:
-        log.info("release %s already published from this model (an earlier run stopped after it): reusing it", version)
-    else:
-        staging = release.new_staging(root, version)
-        check = merge_into(staging, point, target_cfg)
-        worst = max(("merge_max_abs_diff", "save_max_abs_diff"), key=lambda k: check[k])
-        if check[worst] > dc.merge_tolerance:
-            raise GateFailed(
-                f"deploy: {worst} is {check[worst]:.4g}, above deploy.merge_tolerance {dc.merge_tolerance} "
-                f"(all checks: {check}); nothing published, merged model left in {staging}"
+    with release.publish_lock(cfg, root) as lock:
+        info = release.release_info(root / version)
+        if info is not None and info.get("source_hash") == source_hash:
+            log.info(
+                "release %s already published from this model (an earlier run stopped after it): reusing it", version
             )
-        gguf = export_gguf(staging, dc)
-        from transformers import AutoTokenizer
+        else:
+            staging = release.new_staging(root, version)
+            check = merge_into(staging, point, target_cfg)
+            worst = max(("merge_max_abs_diff", "save_max_abs_diff"), key=lambda k: check[k])
+            if check[worst] > dc.merge_tolerance:
+                raise GateFailed(
+                    f"deploy: {worst} is {check[worst]:.4g}, above deploy.merge_tolerance {dc.merge_tolerance} "
+                    f"(all checks: {check}); nothing published, merged model left in {staging}"
+                )
+            gguf = export_gguf(staging, dc)
+            from transformers import AutoTokenizer
 
-        info = {
-            "version": version,
-            "model_name": cfg.run.model_name,
-            "run_id": cfg.run.run_id,
-            "base_model": cfg.model.base_model,
-            "source_stage": str(point.previous_dir) if point.previous_dir else point.weights,
-            "source_hash": source_hash,
-            "dtype": dc.dtype,
-            "tokenizer_hash": tokenizer_fingerprint(AutoTokenizer.from_pretrained(staging)),
-            "gguf": gguf,
-            "released_at": time.time(),
-            **check,
-        }
-        release.publish(staging, root, version, info)
-    release.switch_current(root, version)
-    registered = register_release(cfg, root / version, version)  # MLflow model registry, when configured
-    pruned = release.prune(root, dc.keep_releases)
-    result_file = release.write_result(version)
+            info = {
+                "version": version,
+                "model_name": cfg.run.model_name,
+                "run_id": cfg.run.run_id,
+                "base_model": cfg.model.base_model,
+                "source_stage": str(point.previous_dir) if point.previous_dir else point.weights,
+                "source_hash": source_hash,
+                "dtype": dc.dtype,
+                "tokenizer_hash": tokenizer_fingerprint(AutoTokenizer.from_pretrained(staging)),
+                "gguf": gguf,
+                "released_at": time.time(),
+                **check,
+            }
+            release.publish(staging, root, version, info)
+        lock.ensure_held()  # another deploy took the lock over while this one stalled: do not switch under it
+        release.switch_current(root, version)
+        registered = register_release(cfg, root / version, version)  # MLflow model registry, when configured
+        pruned = release.prune(root, dc.keep_releases)
+        result_file = release.write_result(version)
     log.info(
         "released %s as %s (current); removed old releases: %s", cfg.run.model_name, root / version, pruned or "none"
     )

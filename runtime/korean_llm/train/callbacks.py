@@ -15,12 +15,17 @@ from korean_llm.console import stderr_console
 from korean_llm.observe.events import emit_event
 from korean_llm.observe.metrics import StageMetrics
 from korean_llm.observe.tracking import log_step
-from korean_llm.pipeline.artifacts import (
-    COMPLETE_MARKER,
-)
+from korean_llm.pipeline.artifacts import write_checkpoint_marker
 
 log = logging.getLogger("korean_llm")
 console = stderr_console()
+
+# Written into every checkpoint next to trainer_state.json: the loss sum that transformers does not keep.
+LOSS_STATE = "korean_llm_state.json"
+
+
+class FinishedAtCheckpoint(Exception):
+    """Raised from on_train_begin when the resumed checkpoint is already at max_steps."""
 
 
 class SigtermFlag:
@@ -42,7 +47,7 @@ class SigtermFlag:
         log.warning("SIGTERM: saving a checkpoint at the end of this step, then stopping")
 
 
-def make_callbacks(metrics: StageMetrics, flag: SigtermFlag, stage: str) -> list[Any]:
+def make_callbacks(metrics: StageMetrics, flag: SigtermFlag, stage: str, checksums: bool = True) -> list[Any]:
     from transformers import TrainerCallback
     from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -57,6 +62,11 @@ def make_callbacks(metrics: StageMetrics, flag: SigtermFlag, stage: str) -> list
             self.task: Any = None
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if state.max_steps > 0 and state.global_step >= state.max_steps:
+                # transformers 5.17.0 `_run_epoch` runs one optimizer step before it looks at should_training_stop:
+                # resuming from the checkpoint taken at max_steps would train step max_steps + 1. The model already
+                # holds that checkpoint's weights here (`_prepare_for_training` loaded them): stop before any step.
+                raise FinishedAtCheckpoint()
             self.started = time.time()
             self.start_step = state.global_step
             self.start_tokens = state.num_input_tokens_seen or 0
@@ -110,7 +120,7 @@ def make_callbacks(metrics: StageMetrics, flag: SigtermFlag, stage: str) -> list
             ckpt = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             dist.barrier()  # every rank has written its part (rng state) before the marker says "complete"
             if dist.is_main() and ckpt.is_dir():
-                (ckpt / COMPLETE_MARKER).write_text(str(state.global_step))
+                write_checkpoint_marker(ckpt, state.global_step, checksums=checksums)
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if self.progress is not None:

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from korean_llm import dist
@@ -21,10 +23,11 @@ from korean_llm.pipeline.artifacts import (
     Manifest,
     StageDir,
     atomic_write_json,
+    checkpoint_step,
     latest_checkpoint,
     tokenizer_fingerprint,
 )
-from korean_llm.train.callbacks import SigtermFlag, make_callbacks
+from korean_llm.train.callbacks import LOSS_STATE, FinishedAtCheckpoint, SigtermFlag, make_callbacks
 from korean_llm.train.models import Loaded, trainable_parameters
 
 if TYPE_CHECKING:
@@ -33,20 +36,44 @@ if TYPE_CHECKING:
 log = logging.getLogger("korean_llm")
 
 
+def _resumed_loss_sum(ckpt: Path) -> float | None:
+    """The loss sum saved with `ckpt`, or None for a checkpoint written without it."""
+    try:
+        state = json.loads((ckpt / LOSS_STATE).read_text(encoding="utf-8"))
+        return float(state["loss_sum"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics) -> dict[str, Any]:
-    """Run `trainer` with resume and SIGTERM handling; return a summary for the manifest."""
+    """Run `trainer` with resume and SIGTERM handling; return a summary for the manifest.
+
+    A resume from the checkpoint taken at max_steps trains nothing: the model is that checkpoint's, as an
+    uninterrupted run's final model is. `train_loss` is the mean step loss over all steps, resumed ones included.
+    """
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our callback logs; the printer would dump raw dicts to stdout
     flag = SigtermFlag()
-    for cb in make_callbacks(metrics, flag, cfg.stage):
+    for cb in make_callbacks(metrics, flag, cfg.stage, cfg.checkpoint.checksums):
         trainer.add_callback(cb)
     resume = latest_checkpoint(stage_dir.checkpoints, log=log.warning) if cfg.checkpoint.resume else None
+    prior_sum: float | None = 0.0
     if resume is not None:
         log.info("resuming %s from %s", cfg.stage, resume)
+        prior_sum = _resumed_loss_sum(resume)
+        if prior_sum is None:
+            log.warning(
+                "%s: %s has no %s; train_loss will count only the steps after it", cfg.stage, resume, LOSS_STATE
+            )
+    trainer.prior_loss_sum = prior_sum or 0.0
+    resumed_step = checkpoint_step(resume) if resume is not None else 0
     flag.install()
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    except FinishedAtCheckpoint:
+        result = None
+        log.info("%s: %s is at max_steps %d: nothing left to train", cfg.stage, resume, trainer.state.max_steps)
     finally:
         flag.restore()
     if flag.raised:
@@ -57,14 +84,23 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     losses = [h["loss"] for h in history if "loss" in h]
     if losses and not all(math.isfinite(x) for x in losses):
         log.warning("%s: non-finite loss values were logged", cfg.stage)
+    step = trainer.state.global_step
+    if result is None:
+        train_loss = (prior_sum / step) if prior_sum is not None and step > 0 else None
+        runtime = 0.0
+    else:
+        # TrainOutput.training_loss = (this process's loss sum) / global_step; add the earlier steps' sum
+        train_loss = result.training_loss + (prior_sum or 0.0) / max(step, 0.001)
+        runtime = result.metrics.get("train_runtime")
     return {
-        "global_step": trainer.state.global_step,
+        "global_step": step,
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
-        "train_loss": result.training_loss,
-        "train_runtime": result.metrics.get("train_runtime"),
+        "train_loss": train_loss,
+        "train_runtime": runtime,
         "tokens_seen": trainer.state.num_input_tokens_seen,
-        "resumed_from_step": int(resume.name.rsplit("-", 1)[1]) if resume else None,
+        "resumed_from_step": resumed_step if resume else None,
+        "trained_steps": step - resumed_step,  # by this process: 0 when the checkpoint was already at max_steps
     }
 
 

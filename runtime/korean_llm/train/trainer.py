@@ -10,7 +10,12 @@ holds the behaviour to theirs. Check them again when either pin moves.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
+
+from korean_llm import dist
+from korean_llm.pipeline.artifacts import atomic_write_json
+from korean_llm.train.callbacks import LOSS_STATE
 
 log = logging.getLogger("korean_llm")
 
@@ -140,9 +145,31 @@ class StageTrainerMixin:
         self._flush_sft_metrics()
         super().log(*args, **kwargs)  # type: ignore[misc]
 
+    # Sum of the step losses of the steps before this process's first one (read from the resumed checkpoint).
+    prior_loss_sum: float = 0.0
+
     def _save_checkpoint(self, *args: Any, **kwargs: Any) -> None:
         self.flush_token_count()
         super()._save_checkpoint(*args, **kwargs)  # type: ignore[misc]
+        if dist.is_main():
+            from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+            step = self.state.global_step  # type: ignore[attr-defined]
+            ckpt = Path(self.args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{step}"  # type: ignore[attr-defined]
+            atomic_write_json(ckpt / LOSS_STATE, {"global_step": step, "loss_sum": self.loss_sum_so_far()})
+
+    def loss_sum_so_far(self) -> float:
+        """Sum of every step's loss up to the current step, resumed steps included.
+
+        transformers 5.17.0 `Trainer._inner_training_loop` (trainer.py) starts `_total_loss_scalar` at 0.0 in every
+        process; each log drains the on-device `_tr_loss` into it (`_maybe_log_save_evaluate`), and
+        `_finalize_training` returns `train_loss = _total_loss_scalar / global_step`. After a resume global_step
+        counts the checkpoint's steps while the sum holds only this process's, so its `train_loss` is too low. The
+        sum saved with each checkpoint (LOSS_STATE) carries the earlier steps over.
+        """
+        tr_loss = getattr(self, "_tr_loss", None)
+        pending = float(tr_loss.item()) if tr_loss is not None else 0.0
+        return self.prior_loss_sum + float(getattr(self, "_total_loss_scalar", 0.0)) + pending
 
     def train(self, *args: Any, **kwargs: Any) -> Any:
         try:

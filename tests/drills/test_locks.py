@@ -1,0 +1,206 @@
+"""Drill: two processes on one stage folder or one releases folder. One works, the other refuses (exit 2,
+naming the owner) or waits; a crashed owner's lock is taken over; nothing is trained, published or deleted twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from korean_llm.errors import LockHeld
+from korean_llm.pipeline.locking import OWNER, DirLock
+
+from ..conftest import REPO, run_cli
+from .helpers import CPT, manifest_of, run_dir, start_stage, wait_for_step, with_training
+
+
+def _lock(path: Path, **kw: object) -> DirLock:
+    return DirLock(path, what="the test folder", stale_seconds=4.0, heartbeat_seconds=1.0, poll_seconds=0.1, **kw)  # type: ignore[arg-type]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(proc.stdout)
+
+
+def test_a_second_holder_is_refused_with_the_owner_named(tmp_path: Path) -> None:
+    first = _lock(tmp_path / "cpt.lock", info={"stage": "cpt", "run_id": "r1"}).acquire()
+    try:
+        with pytest.raises(LockHeld) as err:
+            _lock(tmp_path / "cpt.lock").acquire()
+        assert err.value.exit_code == 2
+        msg = str(err.value)
+        assert f"pid {os.getpid()} on host {socket.gethostname()} (stage cpt, run_id r1)" in msg
+        assert "--wait-lock" in msg and str(tmp_path / "cpt.lock") in msg
+    finally:
+        first.release()
+    assert not (tmp_path / "cpt.lock").exists()  # released: nothing left behind
+    _lock(tmp_path / "cpt.lock").acquire().release()
+
+
+def test_heartbeat_keeps_a_slow_owner_alive_and_a_waiter_gets_the_lock_after_it(tmp_path: Path) -> None:
+    path = tmp_path / "cpt.lock"
+    owner = _lock(path).acquire()
+    time.sleep(6)  # longer than stale_seconds: only the heartbeat keeps the lock fresh
+    with pytest.raises(LockHeld):
+        _lock(path).acquire()
+    threading.Timer(1.0, owner.release).start()
+    started = time.time()
+    waiter = _lock(path, wait=True).acquire()
+    assert 0.5 < time.time() - started < 10
+    assert json.loads((path / OWNER).read_text())["token"] == waiter.token
+    waiter.release()
+
+
+def test_a_dead_owner_on_this_host_is_taken_over_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "cpt.lock"
+    path.mkdir()
+    record = {"host": socket.gethostname(), "pid": _dead_pid(), "token": "old", "heartbeat_at": time.time()}
+    (path / OWNER).write_text(json.dumps({**record, "started_at": time.time()}))
+    lock = _lock(path).acquire()
+    assert json.loads((path / OWNER).read_text())["token"] == lock.token
+    lock.release()
+
+
+def test_an_owner_on_another_host_is_stale_only_when_its_heartbeat_is_old(tmp_path: Path) -> None:
+    path = tmp_path / "cpt.lock"
+    path.mkdir()
+    # pid 1 on another node: liveness cannot be probed from here, only the heartbeat's age tells
+    record = {"host": "node-7", "pid": 1, "token": "other", "started_at": time.time()}
+    (path / OWNER).write_text(json.dumps({**record, "heartbeat_at": time.time()}))
+    with pytest.raises(LockHeld, match="pid 1 on host node-7"):
+        _lock(path).acquire()
+    (path / OWNER).write_text(json.dumps({**record, "heartbeat_at": time.time() - 60}))
+    lock = _lock(path).acquire()
+    lock.release()
+
+
+def test_an_owner_that_lost_its_lock_does_not_publish(tmp_path: Path) -> None:
+    path = tmp_path / "cpt.lock"
+    stalled = _lock(path).acquire()
+    stalled._stop.set()  # its heartbeat thread stops, as when the process hangs on I/O
+    assert stalled._thread is not None
+    stalled._thread.join()
+    record = json.loads((path / OWNER).read_text())
+    (path / OWNER).write_text(json.dumps({**record, "host": "node-7", "heartbeat_at": time.time() - 60}))
+    taker = _lock(path).acquire()
+    with pytest.raises(LockHeld, match="taken over"):
+        stalled.ensure_held()
+    stalled.release()  # must leave the new owner's lock alone
+    assert json.loads((path / OWNER).read_text())["token"] == taker.token
+    taker.release()
+
+
+RACE = """
+import sys, time
+sys.path.insert(0, {runtime!r})
+from korean_llm.pipeline.locking import DirLock
+from korean_llm.errors import LockHeld
+lock = DirLock(__import__("pathlib").Path({path!r}), what="race", stale_seconds=60, heartbeat_seconds=5)
+while time.time() < {start}:
+    pass
+try:
+    lock.acquire()
+except LockHeld:
+    print("refused")
+else:
+    print("acquired")
+    time.sleep(1.5)
+    lock.release()
+"""
+
+
+def test_only_one_of_many_simultaneous_processes_gets_the_lock(tmp_path: Path) -> None:
+    code = RACE.format(runtime=str(REPO / "runtime"), path=str(tmp_path / "cpt.lock"), start=time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
+    assert outcomes == ["acquired"] + ["refused"] * 5
+
+
+def test_two_cpt_processes_of_one_run(tmp_path: Path, write_config) -> None:
+    """The second refuses while the first trains; with --wait-lock it waits and finds the stage complete."""
+    config = write_config("cpt", with_training(max_steps=12, save_steps=4))
+    first = start_stage("cpt", config, tmp_path / "ev1.jsonl")
+    wait_for_step(tmp_path / "ev1.jsonl", 2, first)
+    refused = run_cli("cpt", "--config", str(config))
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert f"cpt.lock: the cpt work folder {run_dir(tmp_path) / 'cpt.partial'} is locked by pid {first.pid}" in (
+        refused.stderr
+    )
+    waiter = start_stage("cpt", config, tmp_path / "ev2.jsonl", "--wait-lock")
+    out1, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, out1[-3000:]
+    out2, _ = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, out2[-3000:]
+    assert "cpt: already complete" in out2
+    assert not any(e.get("type") == "log" for e in _events(tmp_path / "ev2.jsonl"))  # the waiter trained nothing
+    stage = run_dir(tmp_path) / "cpt"
+    assert manifest_of(stage)["metrics"]["global_step"] == 12
+    assert sorted(p.name for p in (stage / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-12",
+        "checkpoint-4",
+        "checkpoint-8",
+    ]
+    assert not (run_dir(tmp_path) / "cpt.partial").exists() and not (run_dir(tmp_path) / "cpt.lock").exists()
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_second_deploy_leaves_a_live_publish_alone(tmp_path: Path, write_config) -> None:
+    releases = tmp_path / "output" / "tiny-ko" / "releases"
+    staging = releases / ".r1.partial-4242"  # the live publish's folder, being assembled by another process
+    staging.mkdir(parents=True)
+    (staging / "model.safetensors").write_bytes(b"half written")
+    live = DirLock(releases.with_name("releases.lock"), what="publishing", info={"stage": "deploy", "run_id": "r1"})
+    live.acquire()
+    try:
+        cfg = write_config("deploy", {"run": {"run_id": "r2"}})
+        second = run_cli("deploy", "--config", str(cfg))
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"releases.lock: publishing into {releases} is locked by pid {os.getpid()}" in second.stderr
+        assert (staging / "model.safetensors").read_bytes() == b"half written"
+        assert not (releases / "current").exists()
+        assert not (tmp_path / "output" / "tiny-ko" / "r2" / "deploy").exists()
+    finally:
+        live.release()
+
+
+def test_preprocess_refuses_while_another_one_works_on_the_run(tmp_path: Path, write_config) -> None:
+    data = run_dir(tmp_path).parent.parent.parent / "data" / "tiny-ko" / "t" / "processed"
+    data.mkdir(parents=True)
+    (data / "stats.json").write_text("{}")  # published by the process that holds the lock
+    out = run_dir(tmp_path)
+    live = DirLock(out / "preprocess.lock", what="the preprocess work folder").acquire()
+    try:
+        cfg = write_config("preprocess", {"preprocess": {"cpt_sources": [{"path": "builtin:korean-corpus"}]}})
+        second = run_cli("preprocess", "--config", str(cfg))
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"preprocess.lock: the preprocess work folder {out / 'preprocess.partial'} is locked by pid" in (
+            second.stderr
+        )
+        assert (data / "stats.json").read_text() == "{}"
+    finally:
+        live.release()
+
+
+def test_wait_lock_gives_up_after_its_timeout(tmp_path: Path, write_config) -> None:
+    live = DirLock(run_dir(tmp_path) / "cpt.lock", what="the cpt work folder").acquire()
+    try:
+        cfg = write_config("cpt", {**CPT, "lock": {"wait": True, "wait_timeout_seconds": 2}})
+        started = time.time()
+        waited = run_cli("cpt", "--config", str(cfg))
+        assert waited.returncode == 2
+        assert "still locked by" in waited.stderr and "after waiting 2s" in waited.stderr
+        assert time.time() - started >= 2
+    finally:
+        live.release()
+    assert not (run_dir(tmp_path) / "cpt.partial").exists()
