@@ -317,3 +317,52 @@ def test_sft_stage_records_packing_and_token_shares(cli, write_config, tmp_path:
     assert m["padding_share"] == 0.0 and m["length_p50"] <= m["length_p90"] <= m["length_p99"]
     assert manifest["extra"]["token_accounting"]["conversations"] == 3 * len(CHATS)
     assert "sft packing: sft.packing true" in proc.stderr and "sft tokens:" in proc.stderr
+
+
+def test_short_chat_generator_is_realistic_and_deterministic(tmp_path: Path, tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from korean_llm import shortchats
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    shortchats.write(a, 400, seed=3)
+    shortchats.write(b, 400, seed=3)
+    assert a.read_bytes() == b.read_bytes()
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    rows = [sft_row(DEFAULT_SYSTEM_PROMPT)(None, json.loads(x)) for x in a.read_text(encoding="utf-8").splitlines()]
+    lengths = packing.conversation_lengths(tok, rows)
+    summary = packing.length_summary(lengths)
+    assert 70 <= summary["p50"] <= 130, summary  # about 100 tokens with the default system prompt
+    assert summary["p99"] > 3 * summary["p50"] and summary["max"] <= 2048 + 64, summary  # a long tail, cut near 2k
+    multi = sum(1 for r in rows if sum(m["role"] == "user" for m in r["messages"]) > 1) / len(rows)
+    own_system = sum(1 for r in rows if r["messages"][0]["content"] != DEFAULT_SYSTEM_PROMPT) / len(rows)
+    assert 0.15 < multi < 0.35 and 0.04 < own_system < 0.2
+    hangul = sum(any("가" <= ch <= "힣" for ch in m["content"]) for r in rows for m in r["messages"])
+    assert hangul / sum(len(r["messages"]) for r in rows) > 0.9  # real Korean text
+
+
+def test_bench_measures_the_users_own_rows(cli, tmp_path: Path) -> None:
+    from korean_llm import shortchats
+
+    data = tmp_path / "chats.jsonl"
+    shortchats.write(data, 80, seed=1)
+    out = tmp_path / "bench.json"
+    proc = cli(
+        "bench", "--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "sft", "--data", str(data),
+        "--max-rows", "60", "--packing", "true,false", "--steps", "2", "--warmup", "0", "--seq-len", "512",
+        "--batch-size", "4", "--peak-tflops", "0.1", "--json-out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    packed, unpacked = json.loads(out.read_text())
+    for r in (packed, unpacked):
+        assert r["data"] == str(data) and r["lengths"]["rows"] == 60  # --max-rows
+        assert r["lengths"]["p50"] <= r["lengths"]["p90"] <= r["lengths"]["p99"] <= r["lengths"]["max"]
+        assert r["nonpad_tokens_per_second"] > 0 and 0 < r["loss_share"] < 1
+    assert packed["packing"] is True and packed["padding_share"] == 0.0  # padding-free
+    assert unpacked["packing"] is False and unpacked["padding_share"] > 0.2  # short chats padded to the longest
+    assert unpacked["nonpad_tokens_per_second"] < unpacked["tokens_per_second"]
+    assert "p50" in proc.stderr and "system prompt" in proc.stderr
+    proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "sft", "--data", str(tmp_path / "missing.jsonl"))
+    assert proc.returncode == 2 and "missing.jsonl" in proc.stderr
+    proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "sft", "--max-rows", "5")
+    assert proc.returncode == 2 and "--max-rows needs --data" in proc.stderr

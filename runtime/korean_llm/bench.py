@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import glob
 import json
 import logging
 import os
@@ -537,6 +538,16 @@ def _stage_config(spec: dict[str, Any], mode: str, batch: int, workdir: Path) ->
     return build_config(data, source="korean-llm bench", overrides=spec["overrides"], env={})
 
 
+def _mode_runs(spec: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(mode, sft.packing setting) of each run: `--packing` sweeps the SFT runs; None keeps the config's."""
+    settings = spec.get("packings") or [None]
+    return [(mode, s) for mode in spec["modes"] for s in (settings if mode == "sft" else [None])]
+
+
+def _with_packing(spec: dict[str, Any], setting: str | None) -> dict[str, Any]:
+    return spec if setting is None else {**spec, "overrides": [*spec["overrides"], f"sft.packing={setting}"]}
+
+
 def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
     """Load once on `spec['backend']`, then run every (batch size, mode); an error ends only its own run.
 
@@ -558,8 +569,8 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
     results = []
     try:
         for batch in spec["batch_sizes"]:
-            for mode in spec["modes"]:
-                cfg = _stage_config(spec, mode, batch, workdir)
+            for mode, setting in _mode_runs(spec):
+                cfg = _stage_config(_with_packing(spec, setting), mode, batch, workdir)
                 row: dict[str, Any] = {
                     "backend": loaded.backend,
                     "mode": mode,
@@ -740,6 +751,11 @@ def add_parser(sub: Any) -> None:
         "hf:<id>, builtin:<name>); chats for --mode sft, documents for cpt",
     )
     p.add_argument("--max-rows", type=int, default=None, help="with --data: read at most this many rows")
+    p.add_argument(
+        "--packing",
+        default=None,
+        help="sft.packing settings to compare in one process, comma-separated (auto, true, false)",
+    )
     from korean_llm.cli import add_overrides
 
     add_overrides(p, "sft.packing=true")
@@ -771,12 +787,13 @@ def run_command(args: argparse.Namespace) -> int:
         if "dpo" in modes:
             raise ConfigError("--data measures --mode sft (chats) and cpt (documents); leave dpo out")
         local = not args.data.startswith(("hf:", "builtin:"))
-        if local and not any(Path().glob(args.data)) and not Path(args.data).exists():
+        if local and not Path(args.data).exists() and not glob.glob(args.data):
             raise ConfigError(f"--data {args.data}: no such file, folder or glob")
         if args.max_rows is not None and args.max_rows < 1:
             raise ConfigError("--max-rows must be at least 1")
     elif args.max_rows is not None:
         raise ConfigError("--max-rows needs --data")
+    packings = _csv(args.packing, ("auto", "true", "false"), "--packing") if args.packing else None
     for expr in args.overrides:  # a typo must fail here, not after minutes of model loading
         build_config({"stage": "sft", "model": {"base_model": "x"}}, source="--set", overrides=[expr], env={})
     spec: dict[str, Any] = {
@@ -794,6 +811,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.data and not args.data.startswith(("hf:", "builtin:"))
         else args.data,
         "max_rows": args.max_rows,
+        "packings": packings,
     }
     # A sweep that includes the bare loop loads the model afresh for every batch size, so that each size's bare loop
     # also runs before any Trainer; without it one process measures every size (one model load).
