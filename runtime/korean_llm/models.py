@@ -18,6 +18,7 @@ from korean_llm.artifacts import Manifest, read_manifest, tokenizer_fingerprint
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, ManifestError
+from korean_llm.reproducibility import seed_for_model
 
 log = logging.getLogger("korean_llm")
 
@@ -245,6 +246,7 @@ def load_for_training(cfg: StageConfig, init: InitPoint) -> Loaded:
     backend = choose_backend(cfg.model.backend)
     if cuda_available():
         this_device()
+    seed_for_model(cfg)  # the adapter's initial weights come from torch's global generator
     if backend == "unsloth":
         loaded = _load_unsloth(cfg, init)
         if init.tokenizer:  # keep the previous stage's tokenizer files (chat template included)

@@ -12,6 +12,7 @@ from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
 from korean_llm.errors import DataError, ManifestError
+from korean_llm.reproducibility import configure
 from korean_llm.telemetry import StageMetrics, emit_event, gpu_peak_memory
 from korean_llm.tracking import ExperimentTracker
 
@@ -75,11 +76,13 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
         sdir.prepare()
     dist.barrier()
     sdir.work.mkdir(parents=True, exist_ok=True)
+    reproducibility = configure(cfg)
     metrics = StageMetrics(cfg)
     metrics.serve()
     tracker = ExperimentTracker(cfg).start()
     try:
         manifest = body(StageContext(cfg, sdir, metrics))
+        manifest.extra.setdefault("reproducibility", reproducibility)
         peak = gpu_peak_memory()
         if peak is not None:
             manifest.metrics.setdefault("peak_gpu_memory_bytes", peak)
