@@ -37,8 +37,8 @@ for a, b in itertools.combinations(sorted(runs), 2):
 PY
 grep -h "Traceback\|Error" $L/cpt-*.log | head -5
 B="-m korean_llm bench --backend unsloth --seq-len 2048 --mode sft --model qwen2.5-1.5b --steps 8 --warmup 5"
-run d15b 500 python3 $B --data .gpu/chats.jsonl --max-rows 4000 --packing auto --batch-size 8,16 --json-out $OUT/d15b.json
-run s15b 590 python3 $B --batch-size 8,16 --json-out $OUT/s15b.json
+run d15b 440 python3 $B --data .gpu/chats.jsonl --max-rows 4000 --packing auto --batch-size 8,16 --json-out $OUT/d15b.json
+run s15b 540 python3 $B --batch-size 8,16 --json-out $OUT/s15b.json
 for f in d15b s15b; do echo "== $f"; rows $L/$f.log; done
 tar czf $OUT/logs.tgz -C $L .
 echo "total $(( $(date +%s) - T0 )) s"
