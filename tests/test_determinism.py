@@ -20,7 +20,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from korean_llm.artifacts import COMPLETE_MARKER
+from korean_llm.pipeline.artifacts import COMPLETE_MARKER
 
 from .conftest import REPO, deep_merge
 

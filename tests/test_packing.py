@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from korean_llm import packing
-from korean_llm.artifacts import StageDir
 from korean_llm.config import DEFAULT_SYSTEM_PROMPT, build_config
 from korean_llm.data import sft_row
 from korean_llm.errors import ConfigError
+from korean_llm.pipeline.artifacts import StageDir
+from korean_llm.train import packing
 
 # Short Korean chats shaped like real SFT rows: single-turn, multi-turn, an own system prompt, one answer that is a
 # single token long, a long answer, a question with no Hangul.
@@ -72,7 +72,7 @@ def _cfg(tmp_path: Path, packing_setting: Any = "auto", **training: Any) -> Any:
 
 
 def _loaded(cfg: Any) -> Any:
-    from korean_llm.models import init_point, load_for_training
+    from korean_llm.train.models import init_point, load_for_training
 
     return load_for_training(cfg, init_point(cfg))
 
@@ -264,9 +264,9 @@ def test_impossible_combinations_are_refused(
 def test_every_other_combination_trains(tmp_path: Path, setting: Any, training: dict[str, Any]) -> None:
     from datasets import Dataset
 
+    from korean_llm.observe.metrics import StageMetrics
     from korean_llm.stages import sft
-    from korean_llm.telemetry import StageMetrics
-    from korean_llm.training import train
+    from korean_llm.train.loop import train
 
     cfg = _cfg(tmp_path, setting, **training)
     packing.check_options(cfg)
@@ -322,7 +322,7 @@ def test_sft_stage_records_packing_and_token_shares(cli, write_config, tmp_path:
 def test_short_chat_generator_is_realistic_and_deterministic(tmp_path: Path, tiny_model: Path) -> None:
     from transformers import AutoTokenizer
 
-    from korean_llm import shortchats
+    from korean_llm.bench import shortchats
 
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     shortchats.write(a, 400, seed=3)
@@ -342,7 +342,7 @@ def test_short_chat_generator_is_realistic_and_deterministic(tmp_path: Path, tin
 
 
 def test_bench_measures_the_users_own_rows(cli, tmp_path: Path) -> None:
-    from korean_llm import shortchats
+    from korean_llm.bench import shortchats
 
     data = tmp_path / "chats.jsonl"
     shortchats.write(data, 80, seed=1)

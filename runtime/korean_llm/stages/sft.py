@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from korean_llm import packing
-from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, sft_row
-from korean_llm.models import Loaded, init_point, load_for_training
-from korean_llm.stage import StageContext, execute
-from korean_llm.training import build_args, stage_trainer, train, training_manifest, write_config_snapshot
+from korean_llm.pipeline.artifacts import Manifest, StageDir
+from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.train import packing
+from korean_llm.train.args import build_args
+from korean_llm.train.loop import train, training_manifest, write_config_snapshot
+from korean_llm.train.models import Loaded, init_point, load_for_training
+from korean_llm.train.trainer import stage_trainer
 
 log = logging.getLogger("korean_llm")
 
