@@ -20,6 +20,7 @@ TRL 1.14.2 (`trainer/sft_trainer.py`) is the ground truth here:
 from __future__ import annotations
 
 import logging
+import math
 import random
 import statistics
 from dataclasses import asdict, dataclass
@@ -36,6 +37,13 @@ PADDING_FREE_STRATEGIES = ("bfd", "bfd_split")
 # transformers attention implementations that run a padding-free row as one varlen call per layer
 # (modeling_flash_attention_utils: cu_seqlens from position_ids); sdpa / eager build a dense (T, T) mask.
 VARLEN_HF_ATTENTION = ("flash_attention_2", "flash_attention_3", "kernels-community/flash-attn", "flex_attention")
+
+
+# What the preference stage records: TRL 1.14.2 has no padding-free preference training to measure.
+PREFERENCE_PADDING = (
+    "padded: TRL 1.14.2's DPOTrainer turns padding_free off ('temporarily unavailable after a refactor', "
+    "trl/trainer/dpo_trainer.py), so preference pairs are padded per batch"
+)
 
 
 @dataclass
@@ -108,7 +116,7 @@ def packed_attention(backend: str, attn_implementation: str | None) -> tuple[boo
 def percentile(values: list[int], q: float) -> int:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 
@@ -157,6 +165,11 @@ def choose(cfg: StageConfig, lengths: list[int], backend: str) -> PackingChoice:
     varlen, attention = packed_attention(backend, cfg.model.attn_implementation)
     if setting is True:
         return PackingChoice(True, True, strategy, "true", f"sft.packing true ({stats}); attention: {attention}")
+    asked = cfg.training.get("padding_free")
+    if asked is True:  # padding-free batches need packing in TRL
+        return PackingChoice(True, True, strategy, "auto", f"auto: packed, training.padding_free is true ({stats})")
+    if asked is False:  # TRL's packing is always padding-free
+        return PackingChoice(False, False, None, "auto", f"auto: not packed, training.padding_free is false ({stats})")
     short = bool(lengths) and summary["p50"] <= AUTO_MAX_MEDIAN_SHARE * max_len
     if short and varlen:
         reason = f"auto: packed, {stats}; attention: {attention}"
