@@ -37,7 +37,7 @@ def _flash_varlen_function() -> Any:
         """aten flash varlen forward / backward (torch 2.11 `native_functions.yaml` signatures)."""
 
         @staticmethod
-        def forward(  # type: ignore[override]
+        def forward(
             ctx: Any,
             q: Any,
             k: Any,
@@ -71,7 +71,7 @@ def _flash_varlen_function() -> Any:
             return out
 
         @staticmethod
-        def backward(ctx: Any, grad: Any) -> Any:  # type: ignore[override]
+        def backward(ctx: Any, grad: Any) -> Any:
             q, k, v, cu_q, cu_k, out, lse, seed, offset = ctx.saved_tensors
             max_q, max_k, is_causal, scale, left, right = ctx.args
             dq, dk, dv = torch.ops.aten._flash_attention_backward(
