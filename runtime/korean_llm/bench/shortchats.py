@@ -109,13 +109,14 @@ def generate(
 
         tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
 
-        def count(text: str) -> int:
+        def tokens(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    measure = count
+        count = tokens
+    measure: Callable[[str], int] = count
     cache: dict[str, int] = {}
 
-    def count(text: str) -> int:
+    def count(text: str) -> int:  # type: ignore[no-redef]  # the same count, memoised (sentences repeat)
         if text not in cache:
             cache[text] = measure(text)
         return cache[text]
