@@ -4,11 +4,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh | sha1sum | cut -c1-12)
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint typecheck format clean
+.PHONY: setup demo demo-repeat test test-fast lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -18,11 +18,17 @@ $(STAMP):
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,dev,tracking]'
 	ci/install-helm.sh $(BIN)
+	ci/install-promtool.sh $(BIN)
 	rm -f $(VENV)/.setup-*
 	touch $@
 
 demo: setup
 	$(BIN)/korean-llm run -f values/local.yaml --run-id $(RUN_ID)
+
+# The demo's DAG RUNS times (default 10): pass count, stage times, spread of every evaluate score.
+RUNS ?= 10
+demo-repeat: setup
+	$(BIN)/python bench/demo_repeat.py --runs $(RUNS)
 
 test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -32,15 +38,15 @@ test-fast: lint typecheck
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check runtime tests
-	$(BIN)/ruff format --check runtime tests
+	$(BIN)/ruff check runtime tests charts/files
+	$(BIN)/ruff format --check runtime tests charts/files
 
 typecheck: setup
 	$(BIN)/mypy
 
 format: setup
-	$(BIN)/ruff format runtime tests
-	$(BIN)/ruff check --fix runtime tests
+	$(BIN)/ruff format runtime tests charts/files
+	$(BIN)/ruff check --fix runtime tests charts/files
 
 clean:
 	rm -rf $(VENV) runs .cache .pytest_cache .ruff_cache

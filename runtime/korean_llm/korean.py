@@ -12,7 +12,8 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -241,3 +242,31 @@ def split_sentences(text: str) -> str | None:
         return None
     paragraphs = [p for p in text.split("\n\n") if p.strip()]
     return "\n\n".join("\n".join(s.strip() for s in kss.split_sentences(p) if s.strip()) for p in paragraphs)
+
+
+# Fertility of a tokenizer on Korean text (the vocab stage: base vs extended tokenizer; evaluate: its texts).
+
+
+def hangul_syllables(text: str) -> int:
+    lo, hi = HANGUL_RANGES[0]  # the precomposed syllables 가-힣
+    return sum(1 for ch in text if lo <= ord(ch) <= hi)
+
+
+def fertility(tokenizer: Any, texts: Iterable[str]) -> dict[str, float | None]:
+    """Token, character and syllable counts of `texts` under `tokenizer` (an HF or a `tokenizers` tokenizer)."""
+    tokens = chars = syllables = 0
+    for text in texts:
+        if hasattr(tokenizer, "encode_batch"):  # tokenizers.Tokenizer
+            n = len(tokenizer.encode(text, add_special_tokens=False).ids)
+        else:
+            n = len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+        tokens += n
+        chars += len(text)
+        syllables += hangul_syllables(text)
+    return {
+        "tokens": float(tokens),
+        "characters": float(chars),
+        "hangul_syllables": float(syllables),
+        "tokens_per_hangul_syllable": tokens / syllables if syllables else None,
+        "characters_per_token": chars / tokens if tokens else None,
+    }

@@ -62,7 +62,7 @@ def embedded_jobs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, str, dict[s
             continue
         spec = doc["spec"].get("workflowSpec", doc["spec"])
         for tpl in spec.get("templates", []):
-            if "resource" in tpl:
+            if "resource" in tpl and tpl["resource"].get("manifest"):  # not the exit handler's `delete` by selector
                 yield doc["metadata"]["name"], tpl["name"], yaml.load(tpl["resource"]["manifest"], Loader=Loader)
 
 
@@ -83,10 +83,21 @@ def _pod(name: str, metadata: dict[str, Any], spec: dict[str, Any]) -> dict[str,
 
 
 def pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Plain Pods for the pod templates Kubernetes validators cannot see: PyTorchJob replicas inside Argo resource
-    steps, and Argo container steps (with the pod-level settings Argo takes from the workflow spec)."""
+    """Plain Pods for the pod templates Kubernetes validators cannot see: PyTorchJob replicas and TrainJob trainer
+    pods (runtime + TrainJob, korean_llm/local/trainjob.py) inside Argo resource steps, and Argo container steps (with
+    the pod-level settings Argo takes from the workflow spec)."""
     out = []
     for tpl_name, step, job in embedded_jobs(docs):
+        if job.get("kind") == "TrainJob":  # the trainer pod Kubeflow Trainer builds from the runtime and the TrainJob
+            from korean_llm.local.trainjob import trainer_pod
+
+            tp = trainer_pod(job, docs)
+            spec = {
+                **tp.pod_spec,
+                "containers": [tp.container if c["name"] == "node" else c for c in tp.pod_spec["containers"]],
+            }
+            out.append(_pod(f"{tpl_name}-{step}-node", tp.pod_metadata, spec))
+            continue
         if job.get("kind") != "PyTorchJob":
             continue
         for replica, rs in job["spec"]["pytorchReplicaSpecs"].items():

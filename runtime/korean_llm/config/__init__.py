@@ -43,7 +43,7 @@ from korean_llm.config.run import (
     RunConfig,
 )
 from korean_llm.config.stage import StageConfig
-from korean_llm.config.train import CptConfig, SftConfig
+from korean_llm.config.train import CptConfig, SftConfig, VocabConfig
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -78,6 +78,7 @@ __all__ = [
     "StageConfig",
     "Strict",
     "TrackingConfig",
+    "VocabConfig",
     "build_config",
     "check_training_keys",
     "load_config",

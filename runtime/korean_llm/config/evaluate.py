@@ -23,6 +23,10 @@ class GateConfig(Strict):
     max_accuracy_drop: float | None = Field(None, ge=0.0, le=1.0)
     # Largest accepted candidate/baseline perplexity ratio (1.1 = at most 10% worse).
     max_perplexity_ratio: float | None = Field(None, gt=0)
+    # Bits per character of the held-out text: comparable across tokenizers (a model with an extended vocabulary).
+    max_bits_per_character: float | None = Field(None, gt=0)
+    # Largest accepted candidate/baseline bits-per-character ratio.
+    max_bits_per_character_ratio: float | None = Field(None, gt=0)
     max_korean_share_drop: float | None = Field(None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")

@@ -17,7 +17,7 @@ from korean_llm.config.observe import MetricsConfig, TrackingConfig
 from korean_llm.config.preprocess import PreprocessConfig
 from korean_llm.config.rlhf import RlhfConfig
 from korean_llm.config.run import CheckpointConfig, DistributedConfig, LoraConfig, ModelConfig, RunConfig
-from korean_llm.config.train import CptConfig, SftConfig
+from korean_llm.config.train import CptConfig, SftConfig, VocabConfig
 
 
 class StageConfig(Strict):
@@ -39,6 +39,7 @@ class StageConfig(Strict):
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     rlhf: RlhfConfig = Field(default_factory=RlhfConfig)
+    vocab: VocabConfig = Field(default_factory=VocabConfig)
 
     # Not part of the schema: where the config came from, for error messages.
     source: str = Field("<inline>", exclude=True)
@@ -67,7 +68,7 @@ class StageConfig(Strict):
     def _expand_source_paths(self) -> StageConfig:
         # Paths such as "{data_dir}/processed/cpt" depend on the run id, which Argo passes at submit time.
         evaluate = [*self.evaluate.perplexity, *self.evaluate.tasks, *self.evaluate.prompts]
-        for source in [*self.data.sources, *self.preprocess.all_sources, *evaluate]:
+        for source in [*self.data.sources, *self.preprocess.all_sources, *evaluate, *self.vocab.fertility_sources]:
             expanded = self.expand(source.path)
             if expanded != source.path:
                 object.__setattr__(source, "path", expanded)

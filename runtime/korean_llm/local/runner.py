@@ -4,7 +4,8 @@
 
 It renders `charts/` with `helm template`, reads each WorkflowTemplate's DAG and the stage
 configs from the rendered ConfigMaps, and runs every step's container command (the PyTorchJob
-Master's `pytorch` container, or a plain container step) as a local process. Volumes are mapped
+Master's `pytorch` container, the TrainJob's first trainer pod on its runtime with the PET_* variables Kubeflow
+Trainer injects (korean_llm/local/trainjob.py), or a plain container step) as a local process. Volumes are mapped
 into `runs/<run-id>/`: PVCs mounted at `/data` and `/output` become `runs/<run-id>/data` and
 `runs/<run-id>/output`; ConfigMap volumes are written out under `runs/<run-id>/config/`.
 With mlflow installed and no `MLFLOW_TRACKING_URI` set, stages track into `runs/<run-id>/mlruns/mlflow.db`
@@ -37,6 +38,7 @@ from korean_llm.command import Command
 from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
+from korean_llm.local.trainjob import local_trainer_pod, multi_node_refusal
 from korean_llm.observe.events import EVENTS_ENV
 
 console = stderr_console()
@@ -131,7 +133,7 @@ def _env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: str(e["value"]) for e in container.get("env", []) or [] if "value" in e}
 
 
-def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any]) -> Step:
+def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any], docs: list[dict[str, Any]]) -> Step:
     if "container" in tpl:
         c = tpl["container"]
         pod = {"volumes": tpl.get("volumes", [])}
@@ -141,7 +143,17 @@ def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any]) -> S
         manifest = yaml.safe_load(res.get("manifest", "")) or {}
         kind = manifest.get("kind", "?")
         target = manifest.get("metadata", {}).get("name") or manifest.get("metadata", {}).get("generateName", "")
-        if kind != "PyTorchJob" or res.get("action") != "create":
+        if kind == "TrainJob" and res.get("action") in ("create", "apply"):  # Kubeflow Trainer v2: node 0
+            trainer = local_trainer_pod(manifest, docs)
+            c = trainer.container
+            return Step(
+                name,
+                depends,
+                [*c.get("command", []), *c.get("args", [])],
+                _env(c),
+                _volumes_by_mount(c, trainer.pod_spec),
+            )
+        if kind != "PyTorchJob" or res.get("action") not in ("create", "apply"):
             return Step(name, depends, skip_reason=f"cluster only: {res.get('action')} {kind}/{target}")
         master = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
         c = next(c for c in master["spec"]["containers"] if c["name"] == "pytorch")
@@ -196,7 +208,8 @@ def parse_pipelines(docs: list[dict[str, Any]]) -> list[Pipeline]:
         if "dag" not in entry:
             raise ConfigError(f"WorkflowTemplate {doc['metadata']['name']}: entrypoint is not a DAG")
         steps = [
-            _step_from_template(t["name"], _task_depends(t), templates[t["template"]]) for t in entry["dag"]["tasks"]
+            _step_from_template(t["name"], _task_depends(t), templates[t["template"]], docs)
+            for t in entry["dag"]["tasks"]
         ]
         if spec.get("onExit"):
             steps.append(Step(spec["onExit"], [], skip_reason="cluster only: exit handler (notification)"))
@@ -293,6 +306,10 @@ def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress) -> Step
     if step.skip_reason:
         progress.add_task(label, total=1, completed=1, info=f"skipped: {step.skip_reason}")
         return StepResult(pipe.model, step.name, "skipped", detail=step.skip_reason)
+    refusal = multi_node_refusal(step.name, step.env)
+    if refusal:
+        progress.add_task(label, total=1, completed=0, info=f"[red]{refusal}")
+        return StepResult(pipe.model, step.name, "failed", ConfigError.exit_code, detail=refusal)
     command, env = prepare_step(step, pipe, root)
     logs = root / "logs"
     logs.mkdir(parents=True, exist_ok=True)

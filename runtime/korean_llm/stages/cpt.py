@@ -19,8 +19,9 @@ from korean_llm.pipeline.stage import StageContext, execute
 from korean_llm.train import packing
 from korean_llm.train.args import build_args
 from korean_llm.train.loop import train, training_manifest, write_config_snapshot
-from korean_llm.train.models import Loaded, init_point, load_for_training
+from korean_llm.train.models import Loaded, Prepare, init_point, load_for_training
 from korean_llm.train.trainer import stage_trainer
+from korean_llm.train.warmup import run_warmup
 
 
 def separator_id(tokenizer: Any, configured: str | None) -> int:
@@ -77,15 +78,18 @@ def _run(ctx: StageContext) -> Manifest:
     rows = collect_rows(cfg.data, text_row, rejects)
     ctx.record_rejects(rejects, "cpt data")
     init = init_point(cfg)
-    loaded = load_for_training(cfg, init)
     block = block_size(cfg)
-    blocks = pack_blocks(
-        Dataset.from_list(rows),
-        loaded.tokenizer,
-        block,
-        separator_id(loaded.tokenizer, cfg.cpt.document_separator),
-        cfg.cpt.num_proc,
-    )
+
+    def make_blocks(tokenizer: Any) -> Any:
+        sep = separator_id(tokenizer, cfg.cpt.document_separator)
+        return pack_blocks(Dataset.from_list(rows), tokenizer, block, sep, cfg.cpt.num_proc)
+
+    prepare: Prepare | None = None
+    warm: dict[str, Any] = {}
+    if cfg.cpt.embedding_warmup_steps:  # after the vocab stage: the new embedding rows first (train/warmup.py)
+        prepare, warm = run_warmup(cfg, init, ctx.dir.work, ctx.metrics, make_blocks, build_trainer)
+    loaded = load_for_training(cfg, init, prepare)
+    blocks = make_blocks(loaded.tokenizer)
     if len(blocks) == 0:
         raise DataError(f"cpt data: {len(rows)} documents give fewer tokens than one block of {block}")
     trainer = build_trainer(cfg, loaded, blocks, ctx.dir)
@@ -97,7 +101,7 @@ def _run(ctx: StageContext) -> Manifest:
         loaded,
         rejects,
         summary,
-        metrics={"documents": len(rows), "blocks": len(blocks), "block_size": block},
+        metrics={"documents": len(rows), "blocks": len(blocks), "block_size": block, **warm},
         extra={},
     )
 

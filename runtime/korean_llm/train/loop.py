@@ -12,6 +12,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from korean_llm import dist
+from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
 from korean_llm.errors import Terminated
@@ -110,6 +111,9 @@ def training_manifest(
     """Save the trained weights and describe them: the manifest every training stage publishes."""
     paths = save_trained(trainer, loaded.tokenizer, ctx.cfg, ctx.dir)
     trainable, total = trainable_parameters(trainer.model)
+    if paths["adapter_path"] and loaded.weights and loaded.weights != resolve_model(ctx.cfg.model.base_model or ""):
+        # the adapter sits on other weights than the base (the vocab stage's resized model): later stages load those
+        extra = {"base_weights": loaded.weights, **extra}
     return ctx.manifest(
         **paths,
         tokenizer_hash=tokenizer_fingerprint(loaded.tokenizer),

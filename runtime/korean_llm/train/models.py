@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from korean_llm.pipeline.artifacts import Manifest, read_manifest, tokenizer_fin
 from korean_llm.pipeline.reproducibility import seed_for_model
 
 log = logging.getLogger("korean_llm")
+
+Prepare = Callable[[Any], None]
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Loaded:
     backend: str
     quantization: str
     notes: list[str] = field(default_factory=list)
+    weights: str = ""  # the weights the model was loaded from (an adapter trained on it needs them again)
 
 
 def cuda_available() -> bool:
@@ -94,7 +98,10 @@ def init_point(cfg: StageConfig) -> InitPoint:
             f"{prev_dir / 'manifest.json'}: belongs to model '{manifest.model_name}' run '{manifest.run_id}', "
             f"expected model '{cfg.run.model_name}' run '{cfg.run.run_id}'"
         )
-    weights = str(prev_dir / manifest.merged_path) if manifest.merged_path else resolve_model(base)
+    if manifest.merged_path:
+        weights = str(prev_dir / manifest.merged_path)
+    else:  # an adapter: on the weights it was trained on (e.g. the vocab stage's resized model), else the base
+        weights = str(manifest.extra.get("base_weights") or resolve_model(base))
     adapter = prev_dir / manifest.adapter_path if manifest.adapter_path else None
     tok = str(prev_dir / manifest.tokenizer_path) if manifest.tokenizer_path else None
     return InitPoint(weights, adapter, tok, manifest, prev_dir)
@@ -192,7 +199,7 @@ def _from_pretrained(path: str, cfg: StageConfig, what: str | None = None, **ext
         raise ConfigError(f"{cfg.source}: {what or f'cannot load model {path!r}'}: {exc}") from exc
 
 
-def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any) -> Loaded:
+def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any, prepare: Prepare | None = None) -> Loaded:
     notes: list[str] = []
     quant = _quantization(cfg, notes)
     kwargs: dict[str, Any] = {}
@@ -201,6 +208,8 @@ def _load_hf(cfg: StageConfig, init: InitPoint, tokenizer: Any) -> Loaded:
         # 4-bit weights cannot be moved after loading: place them on this process's GPU (its LOCAL_RANK under torchrun).
         kwargs["device_map"] = {"": this_device()}
     model = _from_pretrained(init.weights, cfg, **kwargs)
+    if prepare is not None:
+        prepare(model)
     if quant is not None:
         from peft import prepare_model_for_kbit_training
 
@@ -223,7 +232,7 @@ def _attach_adapter(cfg: StageConfig, init: InitPoint, model: Any, notes: list[s
     return get_peft_model(model, _peft_config(cfg))
 
 
-def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
+def _load_unsloth(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = None) -> Loaded:
     from unsloth import FastLanguageModel
 
     lc = cfg.lora
@@ -236,6 +245,8 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
         full_finetuning=lc.method == "full",
         trust_remote_code=cfg.model.trust_remote_code,
     )
+    if prepare is not None:
+        prepare(model)
     notes: list[str] = []
     if init.adapter is not None and lc.method != "full":
         notes.append(f"continuing the adapter of {init.previous_dir}")
@@ -257,19 +268,23 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint) -> Loaded:
     return Loaded(model, tokenizer, "unsloth", "nf4" if lc.method == "qlora" else "16-bit", notes)
 
 
-def load_for_training(cfg: StageConfig, init: InitPoint) -> Loaded:
-    """Load the model and tokenizer this stage trains, on the backend the config and machine allow."""
+def load_for_training(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = None) -> Loaded:
+    """Load the model and tokenizer this stage trains, on the backend the config and machine allow.
+
+    `prepare` is called on the loaded base model before any adapter is attached (CPT's embedding warm-up
+    writes its trained rows there)."""
     backend = choose_backend(cfg.model.backend)
     if cuda_available():
         this_device()
     seed_for_model(cfg)  # the adapter's initial weights come from torch's global generator
     if backend == "unsloth":
-        loaded = _load_unsloth(cfg, init)
+        loaded = _load_unsloth(cfg, init, prepare)
         if init.tokenizer:  # keep the previous stage's tokenizer files (chat template included)
             loaded.tokenizer = load_tokenizer(init, cfg)
-        return loaded
-    tokenizer = load_tokenizer(init, cfg)
-    return _load_hf(cfg, init, tokenizer)
+    else:
+        loaded = _load_hf(cfg, init, load_tokenizer(init, cfg), prepare)
+    loaded.weights = init.weights
+    return loaded
 
 
 def load_reference_model(cfg: StageConfig, spec: str, key: str) -> Any:
@@ -277,6 +292,11 @@ def load_reference_model(cfg: StageConfig, spec: str, key: str) -> Any:
     model = _from_pretrained(resolve_model(spec), cfg, f"key '{key}': cannot load the reference model '{spec}'")
     model.requires_grad_(False)
     return model.eval()
+
+
+def load_plain(weights: str, cfg: StageConfig) -> Any:
+    """The weights alone with the shared `from_pretrained` arguments, no adapter (CPT's embedding warm-up)."""
+    return _from_pretrained(weights, cfg)
 
 
 def load_for_scoring(point: InitPoint, cfg: StageConfig) -> Any:

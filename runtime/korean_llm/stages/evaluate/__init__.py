@@ -33,7 +33,7 @@ from typing import Any
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, GateFailed
-from korean_llm.korean import hangul_ratio
+from korean_llm.korean import fertility, hangul_ratio
 from korean_llm.pipeline.artifacts import Manifest, atomic_write_json, atomic_write_text
 from korean_llm.pipeline.release import current_release, releases_dir
 from korean_llm.pipeline.stage import StageContext, execute
@@ -78,6 +78,8 @@ def measure(
             model, tokenizer, texts, max_length=length, max_tokens=ev.perplexity_max_tokens, batch_size=ev.batch_size
         )
         scores.update(perplexity=ppl.perplexity, perplexity_tokens=float(ppl.tokens))
+        if ppl.bits_per_character is not None and ppl.bits_per_byte is not None:  # comparable across tokenizers
+            scores.update(bits_per_character=ppl.bits_per_character, bits_per_byte=ppl.bits_per_byte)
     for name, items in tasks.items():
         mc = scoring.multiple_choice(model, tokenizer, items, max_length=length, batch_size=ev.batch_size)
         scores[f"accuracy/{name}"], scores[f"accuracy_norm/{name}"] = mc.accuracy, mc.accuracy_norm
@@ -126,6 +128,14 @@ def run_lm_eval(model: Any, tokenizer: Any, cfg: StageConfig, skipped: list[str]
     return scores
 
 
+def tokenizer_fertility(cfg: StageConfig, candidate: InitPoint, texts: list[str]) -> dict[str, Any] | None:
+    """Tokens per Hangul syllable and characters per token of the candidate's and the base model's tokenizers."""
+    if not texts:
+        return None
+    base = load_tokenizer(InitPoint(weights=resolve_model(cfg.model.base_model or "")), cfg)
+    return {"candidate": fertility(load_tokenizer(candidate, cfg), texts), "base": fertility(base, texts)}
+
+
 def _run(ctx: StageContext) -> Manifest:
     cfg = ctx.cfg
     inputs = load_inputs(cfg)
@@ -158,6 +168,7 @@ def _run(ctx: StageContext) -> Manifest:
         "checks": checks,
         "skipped": skipped,
         "samples": samples,
+        "fertility": tokenizer_fertility(cfg, candidate, inputs.texts),
     }
     work = ctx.dir.work
     atomic_write_text(work / "samples.jsonl", "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))

@@ -32,6 +32,10 @@ def gate_checks(gate: GateConfig, candidate: Scores, baseline: Scores | None) ->
             acc = candidate.get(f"accuracy/{task}")
             note = "" if acc is not None else "task not measured"
             add(f"min_accuracy[{task}]", acc, limit, acc is not None and acc >= limit, note)
+    bpc = candidate.get("bits_per_character")
+    if gate.max_bits_per_character is not None:
+        limit = gate.max_bits_per_character
+        add("max_bits_per_character", bpc, limit, bpc is not None and bpc <= limit)
     share = candidate.get("korean_share")
     if gate.min_korean_share is not None:
         add("min_korean_share", share, gate.min_korean_share, share is not None and share >= gate.min_korean_share)
@@ -46,6 +50,11 @@ def gate_checks(gate: GateConfig, candidate: Scores, baseline: Scores | None) ->
             gate.max_perplexity_ratio,
             ratio is not None and ratio <= gate.max_perplexity_ratio,
         )
+    if gate.max_bits_per_character_ratio is not None:
+        base_bpc = baseline.get("bits_per_character")
+        bpc_ratio = bpc / base_bpc if bpc is not None and base_bpc else None
+        limit = gate.max_bits_per_character_ratio
+        add("max_bits_per_character_ratio", bpc_ratio, limit, bpc_ratio is not None and bpc_ratio <= limit)
     if gate.max_accuracy_drop is not None:
         for task in tasks:
             base_acc = baseline.get(f"accuracy/{task}")

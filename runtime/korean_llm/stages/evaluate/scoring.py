@@ -57,6 +57,31 @@ class Perplexity:
     perplexity: float
     tokens: int
     documents: int
+    # Characters and UTF-8 bytes of the text whose tokens were scored: bits per character / byte compare models
+    # with different tokenizers (an extended Korean vocabulary scores fewer, longer tokens on the same text).
+    characters: int = 0
+    bytes: int = 0
+    bits_per_character: float | None = None
+    bits_per_byte: float | None = None
+
+
+def _token_spans(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]] | None]:
+    """Token ids of `text` and, for fast tokenizers, each token's character span in `text`."""
+    if getattr(tokenizer, "is_fast", False):
+        enc = tokenizer(text, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+        return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], None
+
+
+def _scored_text(
+    tokenizer: Any, text: str, ids: list[int], spans: list[tuple[int, int]] | None, lo: int, hi: int
+) -> str:
+    """The text covered by tokens lo..hi-1 (by their character spans; a byte-level token holding part of a
+    character is given the whole character, so consecutive windows never count a character twice)."""
+    if spans is not None:
+        start = spans[lo - 1][1] if lo > 0 else spans[lo][0]
+        return text[start : spans[hi - 1][1]]
+    return tokenizer.decode(ids[lo:hi])
 
 
 def perplexity(
@@ -65,11 +90,11 @@ def perplexity(
     """Token-level perplexity over non-overlapping windows of `max_length` tokens, up to `max_tokens` scored tokens."""
     windows: list[tuple[list[int], list[int]]] = []
     budget = max_tokens
-    used_docs = 0
+    used_docs = chars = nbytes = 0
     for text in texts:
         if budget <= 0:
             break
-        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]  # long texts are windowed
+        ids, spans = _token_spans(tokenizer, text)  # long texts are windowed
         if len(ids) < 2:
             continue
         used_docs += 1
@@ -78,6 +103,9 @@ def perplexity(
             if len(window) < 2:
                 break
             windows.append((window[:1], window[1:]))
+            scored = _scored_text(tokenizer, text, ids, spans, pos + 1, pos + len(window))
+            chars += len(scored)
+            nbytes += len(scored.encode("utf-8"))
             budget -= len(window) - 1
             if budget <= 0:
                 break
@@ -88,7 +116,16 @@ def perplexity(
     )
     total = sum(lp for lp, _ in scored)
     count = sum(n for _, n in scored)
-    return Perplexity(math.exp(-total / count), count, used_docs)
+    bits = -total / math.log(2)
+    return Perplexity(
+        math.exp(-total / count),
+        count,
+        used_docs,
+        characters=chars,
+        bytes=nbytes,
+        bits_per_character=bits / chars if chars else None,
+        bits_per_byte=bits / nbytes if nbytes else None,
+    )
 
 
 def mc_prompt(item: dict[str, Any]) -> str:
