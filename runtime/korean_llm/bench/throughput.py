@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import glob
 import json
 import logging
 import os
@@ -336,9 +337,91 @@ def _peak_memory() -> tuple[float | None, float | None]:
     return torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
 
 
+def user_rows(cfg: Any, validate: Any) -> list[dict[str, Any]]:
+    """The rows of `--data` (cfg.data.sources), validated as the stage does; bad rows are left out with a count."""
+    from korean_llm.data import RejectLog, collect_rows
+
+    rejects = RejectLog()
+    rows = collect_rows(cfg.data, validate, rejects)
+    if rejects.total:
+        log.warning("bench --data: %d of %d rows rejected (%s)", rejects.total, rejects.rows_in, rejects.counts())
+    if not rows:
+        raise ConfigError(f"--data {cfg.data.sources[0].path}: no usable rows")
+    return rows
+
+
+def _repeat(rows: list[Any], have: int, need: int) -> list[Any]:
+    """`rows` repeated until `have` (what they hold) reaches `need`: short files still fill the measured steps."""
+    times = max(1, -(-need // max(have, 1)))
+    return rows * times
+
+
+def user_blocks(cfg: Any, tokenizer: Any, n_blocks: int) -> Any:
+    """CPT blocks of the `--data` documents, made by the stage's own code, repeated to `n_blocks` if needed."""
+    from datasets import Dataset, concatenate_datasets
+
+    from korean_llm.data import text_row
+    from korean_llm.stages.cpt import block_size, pack_blocks, separator_id
+
+    docs = user_rows(cfg, text_row)
+    blocks = pack_blocks(
+        Dataset.from_list(docs), tokenizer, block_size(cfg), separator_id(tokenizer, cfg.cpt.document_separator), 1
+    )
+    if len(blocks) == 0:
+        raise ConfigError(f"--data: the documents give fewer tokens than one block of {block_size(cfg)}")
+    return concatenate_datasets([blocks] * max(1, -(-n_blocks // len(blocks))))
+
+
+def _sft_trainer(
+    cfg: Any, loaded: Any, spec: dict[str, Any], sdir: StageDir, batches: int
+) -> tuple[Any, dict[str, Any]]:
+    """The stage's SFT trainer over `--data` chats or synthetic ones, with the packing the stage would choose, and
+    what the rows look like: length distribution (tokens), token shares, the packing choice and its reason."""
+    from datasets import Dataset
+
+    from korean_llm.data import sft_row
+    from korean_llm.stages import sft
+    from korean_llm.train import packing
+
+    if spec.get("data"):
+        rows = user_rows(cfg, sft_row(cfg.sft.system_prompt))
+    else:
+        rows = list(sft_chats(cfg, loaded.tokenizer, 2 * batches, cfg.run.seed))
+    lengths = packing.conversation_lengths(loaded.tokenizer, rows)
+    choice = packing.choose(cfg, lengths, loaded.backend)
+    if choice.packing:  # packed rows hold about max_seq_length tokens each
+        rows = _repeat(rows, sum(lengths), batches * cfg.model.max_seq_length)
+    else:
+        rows = _repeat(rows, len(rows), batches)[: max(batches, len(rows))] if spec.get("data") else rows[:batches]
+    trainer = sft.build_trainer(cfg, loaded, Dataset.from_list(rows), sdir, choice)
+    if len(trainer.train_dataset) == 0:
+        raise ConfigError(
+            f"--seq-len {cfg.model.max_seq_length} leaves no assistant token after the chat template and system "
+            "prompt: use a longer sequence"
+        )
+    acc = packing.token_accounting(
+        trainer.train_dataset,
+        packing.system_turn_tokens(loaded.tokenizer, rows),
+        choice,
+        int(cfg.training["per_device_train_batch_size"]),
+        cfg.model.max_seq_length,
+        cfg.run.seed,
+    )
+    info = {
+        "data": spec.get("data"),
+        "packing": choice.packing,
+        "packing_reason": choice.reason,
+        "lengths": packing.length_summary(lengths),
+        "system_prompt_share": acc["system_prompt_share"],
+        "prompt_share": acc["prompt_share"],
+        "loss_share": acc["loss_share"],
+    }
+    return trainer, info
+
+
 def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
     from korean_llm.observe.metrics import StageMetrics
-    from korean_llm.stages import cpt, rlhf, sft
+    from korean_llm.stages import cpt, rlhf
     from korean_llm.train.loop import distributed_strategy, train
 
     warmup, steps = spec["warmup"], spec["steps"]
@@ -346,19 +429,21 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
     batches = cfg.training["per_device_train_batch_size"] * accum * (warmup + steps)
     sdir = StageDir(workdir / f"{mode}-{time.monotonic_ns()}", cfg.stage)
     sdir.prepare()
+    data_info: dict[str, Any] = {}
     if mode == "cpt":
-        trainer = cpt.build_trainer(cfg, loaded, cpt_blocks(cfg, loaded.tokenizer, batches, cfg.run.seed), sdir)
+        blocks = (
+            user_blocks(cfg, loaded.tokenizer, batches)
+            if spec.get("data")
+            else cpt_blocks(cfg, loaded.tokenizer, batches, cfg.run.seed)
+        )
+        trainer = cpt.build_trainer(cfg, loaded, blocks, sdir)
     elif mode == "dpo":
         rows = preference_pairs(cfg, loaded.tokenizer, batches, cfg.run.seed)
         trainer = rlhf.build_trainer(cfg, loaded, rows, sdir)
     else:
-        rows = 2 * batches if cfg.sft.packing else batches
-        trainer = sft.build_trainer(cfg, loaded, sft_chats(cfg, loaded.tokenizer, rows, cfg.run.seed), sdir)
-        if len(trainer.train_dataset) == 0:
-            raise ConfigError(
-                f"--seq-len {cfg.model.max_seq_length} leaves no assistant token after the chat template and system "
-                "prompt: use a longer sequence"
-            )
+        trainer, data_info = _sft_trainer(cfg, loaded, spec, sdir, batches)
+    if mode == "cpt" and spec.get("data"):
+        data_info = {"data": spec["data"]}
     counter = TokenCounter(trainer.data_collator)
     trainer.data_collator = counter
     timer = _step_timer(warmup, warmup + steps)
@@ -375,6 +460,8 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
     rlhf.drop_reference_adapter(trainer.model)
     del trainer
     return {
+        **data_info,
+        "padding_share": 1 - nonpad / tokens if tokens else None,
         "strategy": strategy,
         "seconds": timer.end - timer.start,
         "tokens": tokens,
@@ -440,9 +527,24 @@ def _stage_config(spec: dict[str, Any], mode: str, batch: int, workdir: Path) ->
         "model": {"base_model": spec["model_path"], "backend": spec["backend"], "max_seq_length": spec["seq_len"]},
         "lora": {"method": spec["lora"]},
         "training": training,
+        **(
+            {"data": {"sources": [{"path": spec["data"], "max_rows": spec.get("max_rows")}]}}
+            if spec.get("data")
+            else {}
+        ),
         "metrics": {"port": 0, "host": "127.0.0.1"},
     }
     return build_config(data, source="korean-llm bench", overrides=spec["overrides"], env={})
+
+
+def _mode_runs(spec: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(mode, sft.packing setting) of each run: `--packing` sweeps the SFT runs; None keeps the config's."""
+    settings = spec.get("packings") or [None]
+    return [(mode, s) for mode in spec["modes"] for s in (settings if mode == "sft" else [None])]
+
+
+def _with_packing(spec: dict[str, Any], setting: str | None) -> dict[str, Any]:
+    return spec if setting is None else {**spec, "overrides": [*spec["overrides"], f"sft.packing={setting}"]}
 
 
 def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
@@ -466,15 +568,15 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     try:
         for batch in spec["batch_sizes"]:
-            for mode in spec["modes"]:
-                cfg = _stage_config(spec, mode, batch, workdir)
+            for mode, setting in _mode_runs(spec):
+                cfg = _stage_config(_with_packing(spec, setting), mode, batch, workdir)
                 row: dict[str, Any] = {
                     "backend": loaded.backend,
                     "mode": mode,
                     "batch_size": batch,
                     "seq_len": spec["seq_len"],
                     "lora": spec["lora"],
-                    "packing": cfg.sft.packing if mode == "sft" else None,
+                    "packing": None,
                     "steps": spec["steps"],
                     "world_size": dist.world_size(),
                     "strategy": cfg.distributed.strategy if dist.world_size() > 1 else None,
@@ -500,6 +602,7 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
                 else:
                     row.update(_figures(run, spec["steps"], params * FLOPS_PER_TOKEN[mode], peak * dist.world_size()))
                     row["strategy"] = run.get("strategy")  # what the Trainer ran (accelerate runs DDP on a CPU)
+                    row.update({k: run[k] for k in RUN_INFO if k in run})
                 row["peak_memory_gib"], row["reserved_memory_gib"] = _peak_memory()
                 for p in loaded.model.parameters():
                     p.grad = None
@@ -510,6 +613,19 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+# What a trainer run adds to its result row: the measured padding share and, for SFT, what the rows look like.
+RUN_INFO = (
+    "padding_share",
+    "data",
+    "packing",
+    "packing_reason",
+    "lengths",
+    "system_prompt_share",
+    "prompt_share",
+    "loss_share",
+)
 
 
 def _figures(run: dict[str, Any], steps: int, flops_per_token: int, peak_tflops: float) -> dict[str, Any]:
@@ -565,12 +681,13 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
     if first and first.get("world_size", 1) > 1:
         title += f", {first['world_size']} processes ({first['strategy']}; batch per process)"
     table = Table(title=f"korean-llm bench{title}")
-    for col in ("backend", "mode", "batch", "step s", "tokens/s", "non-pad tokens/s", "peak GiB", "MFU", "loss"):
+    cols = ("backend", "mode", "batch", "step s", "tokens/s", "non-pad tokens/s", "pad %", "peak GiB", "MFU", "loss")
+    for col in cols:
         table.add_column(col, justify="left" if col in ("backend", "mode") else "right")
     for r in rows:
         mode = r["mode"] + (" packed" if r.get("packing") else "")
         if "error" in r:
-            table.add_row(r["backend"], mode, str(r["batch_size"]), f"[red]{r['error'][:60]}", *[""] * 5)
+            table.add_row(r["backend"], mode, str(r["batch_size"]), f"[red]{r['error'][:60]}", *[""] * 6)
             continue
         mem = f"{r['peak_memory_gib']:.1f}" if r["peak_memory_gib"] is not None else "-"
         table.add_row(
@@ -580,11 +697,21 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
             f"{r['step_seconds']:.3f}",
             f"{r['tokens_per_second']:,.0f}",
             f"{r['nonpad_tokens_per_second']:,.0f}",
+            f"{r['padding_share']:.1%}" if r.get("padding_share") is not None else "-",
             mem,
             f"{r['mfu']:.1%}",
             f"{r['first_loss']:.2f} → {r['last_loss']:.2f}" if r["first_loss"] is not None else "-",
         )
     console.print(table)
+    for r in rows:
+        if r.get("lengths") and "error" not in r:
+            lens = r["lengths"]
+            console.print(
+                f"{r['backend']} {r['mode']} batch {r['batch_size']}: {r.get('data') or 'synthetic rows'}: "
+                f"{lens['rows']:,} chats, tokens p50 {lens['p50']} / p90 {lens['p90']} / p99 {lens['p99']} "
+                f"(max {lens['max']}); system prompt {r['system_prompt_share']:.1%}, prompt {r['prompt_share']:.1%}, "
+                f"loss {r['loss_share']:.1%} of the tokens; {r['packing_reason']}"
+            )
     if first is None:
         return
     devices = f" × {first['world_size']} devices" if first.get("world_size", 1) > 1 else ""
@@ -615,6 +742,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lora", default=None, choices=("lora", "qlora", "full"), help="default: qlora on CUDA, else lora")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s for MFU (default: measured)")
     p.add_argument("--json-out", default=None, help="also write the results to this file")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="measure on these rows instead of synthetic ones (any source the stages read: file, folder, glob, "
+        "hf:<id>, builtin:<name>); chats for --mode sft, documents for cpt",
+    )
+    p.add_argument("--max-rows", type=int, default=None, help="with --data: read at most this many rows")
+    p.add_argument(
+        "--packing",
+        default=None,
+        help="sft.packing settings to compare in one process, comma-separated (auto, true, false)",
+    )
     add_overrides(p, "sft.packing=true")
 
 
@@ -645,6 +784,17 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--steps and --batch-size must be at least 1, --warmup at least 0")
     if dist.world_size() > 1 and "bare" in modes:
         raise ConfigError("--mode bare is a single-process loop: leave it out under torchrun (WORLD_SIZE > 1)")
+    if args.data is not None:
+        if "dpo" in modes:
+            raise ConfigError("--data measures --mode sft (chats) and cpt (documents); leave dpo out")
+        local = not args.data.startswith(("hf:", "builtin:"))
+        if local and not Path(args.data).exists() and not glob.glob(args.data):
+            raise ConfigError(f"--data {args.data}: no such file, folder or glob")
+        if args.max_rows is not None and args.max_rows < 1:
+            raise ConfigError("--max-rows must be at least 1")
+    elif args.max_rows is not None:
+        raise ConfigError("--max-rows needs --data")
+    packings = _csv(args.packing, ("auto", "true", "false"), "--packing") if args.packing else None
     for expr in args.overrides:  # a typo must fail here, not after minutes of model loading
         build_config({"stage": "sft", "model": {"base_model": "x"}}, source="--set", overrides=[expr], env={})
     spec: dict[str, Any] = {
@@ -658,6 +808,11 @@ def run_command(args: argparse.Namespace) -> int:
         "lora": args.lora,
         "peak_tflops": args.peak_tflops,
         "overrides": args.overrides,
+        "data": str(Path(args.data).resolve())
+        if args.data and not args.data.startswith(("hf:", "builtin:"))
+        else args.data,
+        "max_rows": args.max_rows,
+        "packings": packings,
     }
     # A sweep that includes the bare loop loads the model afresh for every batch size, so that each size's bare loop
     # also runs before any Trainer; without it one process measures every size (one model load).

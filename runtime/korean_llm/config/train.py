@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from korean_llm.config.base import DEFAULT_SYSTEM_PROMPT, Strict
@@ -45,6 +47,10 @@ class VocabConfig(Strict):
 class SftConfig(Strict):
     """Supervised fine-tuning on chats: loss only on assistant tokens."""
 
+    # Added as the system turn of rows that have none (None: rows are left as they are; the chat template may add
+    # its own). On short chats it is a large share of the tokens: the stage logs and records the share.
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
-    packing: bool = False
+    # auto: pack (padding-free, one attention segment per chat) when the median chat is at most a quarter of
+    # model.max_seq_length and the backend's attention keeps packed chats apart without a dense mask; true / false.
+    packing: bool | Literal["auto"] = "auto"
     assistant_only_loss: bool = True

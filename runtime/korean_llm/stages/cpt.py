@@ -16,6 +16,7 @@ from korean_llm.data import RejectLog, collect_rows, text_row
 from korean_llm.errors import ConfigError, DataError
 from korean_llm.pipeline.artifacts import Manifest, StageDir
 from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.train import packing
 from korean_llm.train.args import build_args
 from korean_llm.train.loop import train, training_manifest, write_config_snapshot
 from korean_llm.train.models import Loaded, Prepare, init_point, load_for_training
@@ -56,6 +57,7 @@ def build_trainer(cfg: StageConfig, loaded: Loaded, blocks: Any, stage_dir: Stag
     """The CPT trainer over packed blocks; shared by the stage and `korean-llm bench`."""
     from trl import SFTConfig, SFTTrainer
 
+    packing.check_options(cfg)  # padding_free: refused, the blocks hold no padding
     # Blocks are full: padding-free batching gains nothing, and Unsloth (which turns it on when unset) then runs
     # attention over the flattened batch with a block mask, without flash-attn about 2.5x slower on an H200.
     stage_defaults: dict[str, Any] = {"max_length": block_size(cfg), "packing": False, "padding_free": False}

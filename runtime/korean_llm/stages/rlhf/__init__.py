@@ -31,6 +31,7 @@ from korean_llm.observe.metrics import PREFERENCE_LOG_KEYS, REWARD_FUNCTION_KEY
 from korean_llm.pipeline.artifacts import Manifest, StageDir
 from korean_llm.pipeline.stage import StageContext, execute
 from korean_llm.stages.rlhf.rewards import build_rewards
+from korean_llm.train import packing
 from korean_llm.train.args import build_args
 from korean_llm.train.loop import train, training_manifest, write_config_snapshot
 from korean_llm.train.models import Loaded, cuda_available, init_point, load_for_training, load_reference_model
@@ -150,6 +151,7 @@ def build_trainer(
     `rewards`: GRPO's reward functions and weights when already built (else built here from the config)."""
     from datasets import Dataset
 
+    packing.check_options(cfg)  # padding_free: refused, TRL 1.14.2's preference trainers pad
     method = cfg.rlhf.method
     if rewards is None:
         rewards = build_rewards(cfg.rlhf.rewards) if method == "grpo" else ([], [])
@@ -197,6 +199,7 @@ def _run(ctx: StageContext) -> Manifest:
         metrics={**rlhf_metrics(trainer.state.log_history), "examples": len(rows)},
         extra={
             "method": method,
+            "padding_free": packing.PREFERENCE_PADDING,
             "reference": reference_kind(cfg, trainer.args),
             "rewards": [r.model_dump() for r in cfg.rlhf.rewards] if method == "grpo" else [],
         },
