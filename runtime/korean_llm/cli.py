@@ -5,6 +5,7 @@
     korean-llm <stage> --config FILE [--set k=v]   # preprocess | cpt | sft | rlhf | evaluate | deploy
     korean-llm stage --config FILE                 # the stage named by $STAGE (the seed's entrypoint)
     korean-llm bench --model qwen2.5-7b --compare unsloth,hf   # training throughput (see bench.py)
+    korean-llm pipeline submit|list|status|wait|logs|stop|cleanup   # manage runs (see pipeline_manager/)
 
 Exit codes: 0 ok, 1 unexpected error, 2 bad config or data, 3 failed gate, 129 retryable, 143 SIGTERM.
 """
@@ -105,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     from korean_llm import bench
 
     bench.add_parser(sub)
+    from korean_llm.pipeline_manager import commands as pipeline_commands
+
+    pipeline_commands.add_parser(sub)
     return parser
 
 
@@ -120,6 +124,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from korean_llm import bench
 
         return bench.run_command(args)
+    if args.command == "pipeline":
+        from korean_llm.pipeline_manager import commands as pipeline_commands
+
+        return pipeline_commands.run_command(args)
     from korean_llm import local
 
     if args.command == "render":
