@@ -593,25 +593,27 @@ def _connect(context: str | None, kubeconfig: str | None) -> tuple[Any, str, str
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
+    cfg = client.Configuration()
     try:
-        api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
-        _contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
         if context:
-            active = next((c for c in _contexts if c["name"] == context), active)
+            active = next((c for c in contexts if c["name"] == context), active)
         namespace = (active or {}).get("context", {}).get("namespace") or "default"
     except (ConfigException, OSError) as exc:
         if kubeconfig or context:
-            raise ClusterUnreachable(f"kubeconfig {kubeconfig or '(default)'} context {context or '(current)'}: {exc}") from None
+            raise ClusterUnreachable(
+                f"kubeconfig {kubeconfig or '(default)'}, context {context or '(current)'}: {exc}"
+            ) from None
         try:
             cfg = client.Configuration()
             config.load_incluster_config(client_configuration=cfg)
         except ConfigException as exc2:
             raise ClusterUnreachable(
                 f"no cluster configured: no usable kubeconfig ({exc}) and not inside a pod ({exc2}); "
-                "pass --kubeconfig/--context or set KUBECONFIG"
+                "pass --kubeconfig / --context or set KUBECONFIG"
             ) from None
-        api_client = client.ApiClient(cfg)
         ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
         namespace = ns_file.read_text().strip() if ns_file.is_file() else "default"
-    api_client.configuration.retries = 1  # an unreachable server fails in seconds, not after urllib3's default
-    return api_client, namespace, str(api_client.configuration.host)
+    cfg.retries = 1  # an unreachable server fails in seconds, not after urllib3's default retries
+    return client.ApiClient(cfg), namespace, str(cfg.host)
