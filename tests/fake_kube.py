@@ -17,7 +17,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from . import k8s_shapes as shapes
 
@@ -28,7 +28,9 @@ KINDS = {  # plural -> (apiVersion, kind)
     "trainjobs": ("trainer.kubeflow.org/v1alpha1", "TrainJob"),
     "pods": ("v1", "Pod"),
 }
-CUSTOM = re.compile(r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$")
+CUSTOM = re.compile(
+    r"^/apis/(?P<group>[^/]+)/(?P<version>[^/]+)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
+)
 CORE = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+)(?P<sub>/log|/proxy/.*)?)?$")
 USER = "system:serviceaccount:ml:trainer"
 
@@ -59,7 +61,12 @@ def selector_matches(labels: dict[str, str], selector: str | None) -> bool:
 class FakeKube:
     def __init__(self, namespace: str = "ml") -> None:
         self.namespace = namespace
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {"workflows": {}, "workflowtemplates": {}, "pytorchjobs": {}, "pods": {}}
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {
+            "workflows": {},
+            "workflowtemplates": {},
+            "pytorchjobs": {},
+            "pods": {},
+        }
         self.logs: dict[tuple[str, str], str] = {}
         self.proxy: dict[str, str] = {}  # "<pod>:<port>/<path>" -> body
         self.watch_events: list[dict[str, Any]] = []  # sent on the next watch, then cleared
@@ -109,7 +116,9 @@ class FakeKube:
                     "kind": "Config",
                     "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
                     "users": [{"name": "trainer", "user": {"token": "test-token"}}],
-                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "trainer", "namespace": self.namespace}}],
+                    "contexts": [
+                        {"name": "fake", "context": {"cluster": "fake", "user": "trainer", "namespace": self.namespace}}
+                    ],
                     "current-context": "fake",
                 }
             )
@@ -133,14 +142,24 @@ class FakeKube:
 
     def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
         url = urlparse(h.path)
+        path = unquote(url.path)  # the apiserver decodes the path (a pod proxy name carries '%3A')
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        # The client sends `watch=True`; the apiserver reads booleans with Go's strconv.ParseBool.
+        watching = query.get("watch", "").lower() in ("1", "t", "true")
         length = int(h.headers.get("Content-Length") or 0)
         body = json.loads(h.rfile.read(length)) if length else None
         self.requests.append(
-            {"method": method, "path": url.path, "query": query, "body": body, "content_type": h.headers.get("Content-Type"), "auth": h.headers.get("Authorization")}
+            {
+                "method": method,
+                "path": path,
+                "query": query,
+                "body": body,
+                "content_type": h.headers.get("Content-Type"),
+                "auth": h.headers.get("Authorization"),
+            }
         )
-        m = CUSTOM.match(url.path)
-        core = CORE.match(url.path)
+        m = CUSTOM.match(path)
+        core = CORE.match(path)
         if m:
             plural, name, group = m["plural"], m["name"], m["group"]
         elif core:
@@ -148,7 +167,12 @@ class FakeKube:
         else:
             self.send(h, 404, shapes.status_error(404, "NotFound", "the server could not find the requested resource"))
             return
-        verb = {"GET": "get" if name else ("watch" if query.get("watch") == "true" else "list"), "POST": "create", "PATCH": "patch", "DELETE": "delete"}[method]
+        verb = {
+            "GET": "get" if name else ("watch" if watching else "list"),
+            "POST": "create",
+            "PATCH": "patch",
+            "DELETE": "delete",
+        }[method]
         resource = plural if not (core and core["sub"]) else ("pods/log" if core["sub"] == "/log" else "pods/proxy")
         if (verb, resource) in self.forbid:
             self.send(h, 403, shapes.forbidden(verb, resource, group, self.namespace, USER))
@@ -172,11 +196,15 @@ class FakeKube:
             return
         store = self.objects[plural]
         api_version, kind = KINDS[plural]
-        if method == "GET" and name is None and query.get("watch") == "true":
+        if method == "GET" and name is None and watching:
             self.watch(h, plural, query)
             return
         if method == "GET" and name is None:
-            items = [o for o in store.values() if selector_matches(o["metadata"].get("labels", {}) or {}, query.get("labelSelector"))]
+            items = [
+                o
+                for o in store.values()
+                if selector_matches(o["metadata"].get("labels", {}) or {}, query.get("labelSelector"))
+            ]
             fs = query.get("fieldSelector", "")
             if fs.startswith("metadata.name="):
                 items = [o for o in items if o["metadata"]["name"] == fs.split("=", 1)[1]]
@@ -185,10 +213,24 @@ class FakeKube:
         if method == "POST":
             obj_name = body["metadata"]["name"]
             if obj_name in store:
-                self.send(h, 409, shapes.status_error(409, "AlreadyExists", f'{plural}.{group} "{obj_name}" already exists', {"name": obj_name, "group": group, "kind": plural}))
+                self.send(
+                    h,
+                    409,
+                    shapes.status_error(
+                        409,
+                        "AlreadyExists",
+                        f'{plural}.{group} "{obj_name}" already exists',
+                        {"name": obj_name, "group": group, "kind": plural},
+                    ),
+                )
                 return
             created = copy.deepcopy(body)
-            created["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), resourceVersion="1", generation=1)
+            created["metadata"].update(
+                uid=str(uuid.uuid4()),
+                creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                resourceVersion="1",
+                generation=1,
+            )
             store[obj_name] = created
             self.send(h, 201, created)
             return

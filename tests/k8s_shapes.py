@@ -97,7 +97,7 @@ def workflow(
     labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A Workflow submitted with workflowTemplateRef, as the controller has updated it."""
-    root_id, root = node(workflow=name, task="x", phase=phase or "Running", started=started, finished=finished)
+    _, root = node(workflow=name, task="x", phase=phase or "Running", started=started, finished=finished)
     root.update(id=name, name=name, displayName=name, templateName="pipeline", type="DAG")
     root.pop("boundaryID")
     root["children"] = [nid for nid, n in nodes if n.get("boundaryID") == name][:1]
@@ -180,7 +180,10 @@ def pytorchjob(
             "type": "Running",
         },
     ]
-    master: dict[str, Any] = {"selector": f"training.kubeflow.org/job-name={name},training.kubeflow.org/operator-name=pytorchjob-controller,training.kubeflow.org/replica-type=master"}
+    master: dict[str, Any] = {
+        "selector": f"training.kubeflow.org/job-name={name},"
+        "training.kubeflow.org/operator-name=pytorchjob-controller,training.kubeflow.org/replica-type=master"
+    }
     status: dict[str, Any] = {"conditions": conditions, "startTime": started, "replicaStatuses": {"Master": master}}
     if state == "Running":
         master["active"] = 1
@@ -251,7 +254,12 @@ def trainjob(name: str, owner: dict[str, Any], stage: str, complete: bool) -> di
             "uid": f"uid-{name}",
             "labels": {"app.kubernetes.io/component": stage},
             "ownerReferences": [
-                {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"]}
+                {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Workflow",
+                    "name": owner["metadata"]["name"],
+                    "uid": owner["metadata"]["uid"],
+                }
             ],
         },
         "spec": {"runtimeRef": {"name": "torch-distributed"}},
@@ -288,13 +296,24 @@ def master_pod(job: str, phase: str, exit_code: int | None = None, port: int = 9
         },
         "spec": {
             "containers": [
-                {"name": "pytorch", "image": "ghcr.io/korean-llm/runtime:0.1.0", "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]}
+                {
+                    "name": "pytorch",
+                    "image": "ghcr.io/korean-llm/runtime:0.1.0",
+                    "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
+                }
             ]
         },
         "status": {
             "phase": phase,
             "containerStatuses": [
-                {"name": "pytorch", "ready": phase == "Running", "restartCount": 0, "image": "ghcr.io/korean-llm/runtime:0.1.0", "imageID": "", "state": state}
+                {
+                    "name": "pytorch",
+                    "ready": phase == "Running",
+                    "restartCount": 0,
+                    "image": "ghcr.io/korean-llm/runtime:0.1.0",
+                    "imageID": "",
+                    "state": state,
+                }
             ],
         },
     }
@@ -314,13 +333,23 @@ def argo_pod(workflow: str, task: str, template: str) -> dict[str, Any]:
                 "workflows.argoproj.io/node-id": node_id(workflow, f"{workflow}.{task}"),
             },
         },
-        "spec": {"containers": [{"name": "wait", "image": "quay.io/argoproj/argoexec:v4.1.2"}, {"name": "main", "image": "ghcr.io/korean-llm/runtime:0.1.0"}]},
+        "spec": {
+            "containers": [
+                {"name": "wait", "image": "quay.io/argoproj/argoexec:v4.1.2"},
+                {"name": "main", "image": "ghcr.io/korean-llm/runtime:0.1.0"},
+            ]
+        },
         "status": {"phase": "Succeeded"},
     }
 
 
 def k8s_list(api_version: str, kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": {"resourceVersion": "15772300"}, "items": items}
+    return {
+        "apiVersion": api_version,
+        "kind": f"{kind}List",
+        "metadata": {"resourceVersion": "15772300"},
+        "items": items,
+    }
 
 
 def status_error(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -45,7 +45,17 @@ def kube(tmp_path: Path, template_7b: dict[str, Any]) -> Iterator[FakeKube]:
 @pytest.fixture
 def pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(["pipeline", "--backend", "cluster", "--kubeconfig", str(tmp_path / "kubeconfig"), *args])
+        code = main(
+            [
+                *(["-v"] if args[:1] == ("-v",) else []),
+                "pipeline",
+                "--backend",
+                "cluster",
+                "--kubeconfig",
+                str(tmp_path / "kubeconfig"),
+                *[a for a in args if a != "-v"],
+            ]
+        )
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -180,7 +190,7 @@ def failed_at_evaluate(message: str) -> dict[str, Any]:
     nodes.append(shapes.node(WF, "evaluate", "Failed", "2026-11-20T05:00:00Z", "2026-11-20T05:20:00Z", message=message))
     return shapes.workflow(
         WF, "r7", TEMPLATE, "Failed", nodes, started="2026-11-20T00:00:00Z", finished="2026-11-20T05:20:01Z",
-        message="child 'korean-llm-qwen7b-r7-1536052181' failed", tasks=STAGES,
+        message="child 'korean-llm-qwen7b-r7-1536052181' failed", tasks=STAGES, uid="wf-uid-r7",
     )  # fmt: skip
 
 
@@ -194,7 +204,13 @@ def test_wait_watches_until_the_end_and_maps_the_outcome(
         "failure condition 'status.completionTime, !status.replicaStatuses.Master.succeeded' evaluated true"
     )
     job = shapes.pytorchjob(
-        "korean-llm-qwen7b-evaluate-q2w9d", "evaluate", "r7", wf, "Failed", "2026-11-20T05:00:02Z", "2026-11-20T05:19:50Z"
+        "korean-llm-qwen7b-evaluate-q2w9d",
+        "evaluate",
+        "r7",
+        wf,
+        "Failed",
+        "2026-11-20T05:00:02Z",
+        "2026-11-20T05:19:50Z",
     )
     kube.add("pytorchjobs", job)
     kube.add("pods", shapes.master_pod(job["metadata"]["name"], "Failed", exit_code=exit_code))
@@ -204,7 +220,7 @@ def test_wait_watches_until_the_end_and_maps_the_outcome(
     code, out, _ = pipeline("wait", WF, "--timeout", "30")
     assert code == expected
     assert out.strip() == ("GateFailed" if expected == 3 else "Failed")
-    watch = next(r for r in kube.requests if r["query"].get("watch") == "true")
+    watch = next(r for r in kube.requests if r["query"].get("watch") == "True")
     assert watch["query"]["fieldSelector"] == f"metadata.name={WF}"
     assert watch["query"]["resourceVersion"] == "15772210"
 
@@ -239,7 +255,9 @@ def test_logs_of_a_job_stage_and_of_a_container_stage(kube: FakeKube, pipeline: 
     )
     argo = shapes.argo_pod(WF, "preprocess", "preprocess")
     kube.add("pods", argo)
-    kube.logs[(argo["metadata"]["name"], "main")] = "2026-11-20 09:01:00,000 INFO korean_llm: preprocess: kept 9 of 11 documents\n"
+    kube.logs[(argo["metadata"]["name"], "main")] = (
+        "2026-11-20 09:01:00,000 INFO korean_llm: preprocess: kept 9 of 11 documents\n"
+    )
 
     code, out, _ = pipeline("logs", WF, "--stage", "cpt")
     assert code == 0 and out.splitlines() == [
@@ -247,7 +265,9 @@ def test_logs_of_a_job_stage_and_of_a_container_stage(kube: FakeKube, pipeline: 
         "2026-11-20 09:06:31,877 INFO korean_llm: cpt step 10/600 loss 2.9874",
     ]
     code, out, _ = pipeline("logs", WF)
-    assert out.splitlines()[0] == "preprocess: 2026-11-20 09:01:00,000 INFO korean_llm: preprocess: kept 9 of 11 documents"
+    assert (
+        out.splitlines()[0] == "preprocess: 2026-11-20 09:01:00,000 INFO korean_llm: preprocess: kept 9 of 11 documents"
+    )
     assert out.splitlines()[-1].startswith("cpt: ")
     code, _, err = pipeline("logs", WF, "--stage", "deploy")
     assert code == 2 and "no such started step" in err
@@ -258,8 +278,17 @@ def test_stop_shuts_the_workflow_down_and_deletes_its_running_training_jobs(kube
     kube.add("workflows", wf)
     kube.objects["trainjobs"] = {}
     running = shapes.pytorchjob("korean-llm-qwen7b-cpt-x7k2p", "cpt", "r7", wf, "Running", "2026-11-20T09:04:41Z")
-    finished = shapes.pytorchjob("korean-llm-qwen7b-cpt-a1b2c", "cpt", "r7", wf, "Succeeded", "2026-11-20T08:00:00Z", "2026-11-20T08:30:00Z")
-    other = shapes.pytorchjob("korean-llm-qwen7b-cpt-zzzzz", "cpt", "r5", shapes.workflow("other", "r5", TEMPLATE, None, [], uid="uid-other"), "Running", "2026-11-20T09:00:00Z")
+    finished = shapes.pytorchjob(
+        "korean-llm-qwen7b-cpt-a1b2c", "cpt", "r7", wf, "Succeeded", "2026-11-20T08:00:00Z", "2026-11-20T08:30:00Z"
+    )
+    other = shapes.pytorchjob(
+        "korean-llm-qwen7b-cpt-zzzzz",
+        "cpt",
+        "r5",
+        shapes.workflow("other", "r5", TEMPLATE, None, [], uid="uid-other"),
+        "Running",
+        "2026-11-20T09:00:00Z",
+    )
     for job in (running, finished, other):
         kube.add("pytorchjobs", job)
     kube.add("trainjobs", shapes.trainjob("korean-llm-qwen7b-sft-t9", wf, "sft", complete=False))
@@ -269,7 +298,11 @@ def test_stop_shuts_the_workflow_down_and_deletes_its_running_training_jobs(kube
     assert patch["path"] == f"/apis/argoproj.io/v1alpha1/namespaces/ml/workflows/{WF}"
     assert patch["body"] == {"spec": {"shutdown": "Stop"}}
     assert patch["content_type"] == "application/merge-patch+json"
-    deleted = sorted(r["path"].rsplit("/", 2)[-2] + "/" + r["path"].rsplit("/", 1)[-1] for r in kube.requests if r["method"] == "DELETE")
+    deleted = sorted(
+        r["path"].rsplit("/", 2)[-2] + "/" + r["path"].rsplit("/", 1)[-1]
+        for r in kube.requests
+        if r["method"] == "DELETE"
+    )
     assert deleted == ["pytorchjobs/korean-llm-qwen7b-cpt-x7k2p", "trainjobs/korean-llm-qwen7b-sft-t9"]
     assert set(kube.objects["pytorchjobs"]) == {"korean-llm-qwen7b-cpt-a1b2c", "korean-llm-qwen7b-cpt-zzzzz"}
     assert "deleted PyTorchJob korean-llm-qwen7b-cpt-x7k2p" in err
@@ -290,7 +323,12 @@ def test_cleanup_deletes_only_old_finished_runs_outside_the_helm_release(kube: F
     kube.add("workflows", finished("korean-llm-qwen7b-new", "new", "2099-01-01T00:00:00Z"))
     kube.add(
         "workflows",
-        finished("korean-llm-qwen7b-r1", "r1", "2026-10-01T00:00:00Z", labels={"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "korean-llm"}),
+        finished(
+            "korean-llm-qwen7b-r1",
+            "r1",
+            "2026-10-01T00:00:00Z",
+            labels={"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "korean-llm"},
+        ),
     )
     old_running = running_workflow()
     old_running["status"]["startedAt"] = "2026-10-01T00:00:00Z"
@@ -298,19 +336,17 @@ def test_cleanup_deletes_only_old_finished_runs_outside_the_helm_release(kube: F
 
     code, out, _ = pipeline("cleanup", "--older", "7d", "--dry-run")
     assert code == 0
-    assert sorted(out.splitlines()) == sorted(
-        [
-            f"kept: {WF} (running)",
-            "kept: korean-llm-qwen7b-r1 (part of the Helm release korean-llm)",
-            out.splitlines()[[i for i, ln in enumerate(out.splitlines()) if "old" in ln][0]],
-        ]
-    )
-    assert "would delete: korean-llm-qwen7b-old (Succeeded, ended " in out
+    lines = sorted(out.splitlines())
+    assert lines[:2] == ["kept: korean-llm-qwen7b-r1 (part of the Helm release korean-llm)", f"kept: {WF} (running)"]
+    assert len(lines) == 3 and lines[2].startswith("would delete: korean-llm-qwen7b-old (Succeeded, ended ")
     assert not [r for r in kube.requests if r["method"] == "DELETE"]
     code, out, _ = pipeline("cleanup", "--older", "7d")
     deletes = [r for r in kube.requests if r["method"] == "DELETE"]
     assert [r["path"].rsplit("/", 1)[-1] for r in deletes] == ["korean-llm-qwen7b-old"]
-    assert deletes[0]["body"] == {"propagationPolicy": "Background"} or deletes[0]["query"].get("propagationPolicy") == "Background"
+    assert (
+        deletes[0]["body"] == {"propagationPolicy": "Background"}
+        or deletes[0]["query"].get("propagationPolicy") == "Background"
+    )
     assert set(kube.objects["workflows"]) == {"korean-llm-qwen7b-new", "korean-llm-qwen7b-r1", WF}
     code, _, err = pipeline("cleanup", "--older", "a week")
     assert code == 2 and "--older 'a week'" in err

@@ -131,7 +131,10 @@ def test_local_runs_end_to_end(tmp_path: Path) -> None:
     state.finish(0)
     dry = pm(runs, "cleanup", "--older", "0s", "--dry-run").stdout.splitlines()
     assert "kept: released (holds release tiny-ko/released)" in dry
-    assert {ln.split(" (")[0] for ln in dry if ln.startswith("would delete")} == {"would delete: gate", "would delete: long"}
+    assert {ln.split(" (")[0] for ln in dry if ln.startswith("would delete")} == {
+        "would delete: gate",
+        "would delete: long",
+    }
     assert (runs / "gate").is_dir()
     assert pm(runs, "cleanup", "--older", "7d").stdout == ""  # nothing that old
     real = pm(runs, "cleanup", "--older", "0s").stdout

@@ -90,7 +90,8 @@ class ClusterBackend:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        kwargs.setdefault("_request_timeout", TIMEOUT)
+        if getattr(fn, "__self__", None) is not None:  # an API method: bounded connect and read time
+            kwargs.setdefault("_request_timeout", TIMEOUT)
         try:
             return fn(*args, **kwargs)
         except ApiException as exc:
@@ -120,7 +121,13 @@ class ClusterBackend:
 
         try:
             out = self.call(
-                f"list {plural}", self.custom.list_namespaced_custom_object, group, version, self.namespace, plural, **kw
+                f"list {plural}",
+                self.custom.list_namespaced_custom_object,
+                group,
+                version,
+                self.namespace,
+                plural,
+                **kw,
             )
         except ApiException as exc:
             if exc.status == 404:  # the CRD is not installed (e.g. no Trainer v2): nothing of that kind
@@ -194,7 +201,11 @@ class ClusterBackend:
         chart = Path(self.chart) if self.chart else local.REPO_ROOT / "charts"
         docs = local.render(chart, values, helm_set, release=self.release)
         names = [d["metadata"]["name"] for d in docs if d.get("kind") == "WorkflowTemplate"]
-        parents = [d["metadata"]["name"] for d in docs if d.get("kind") == "WorkflowTemplate" and d["spec"].get("entrypoint") == "all-models"]
+        parents = [
+            d["metadata"]["name"]
+            for d in docs
+            if d.get("kind") == "WorkflowTemplate" and d["spec"].get("entrypoint") == "all-models"
+        ]
         if parents:
             return str(parents[0])
         if len(names) == 1:
@@ -298,7 +309,9 @@ class ClusterBackend:
         selector = (
             f"{JOB_NAME_LABEL}={name},{REPLICA_TYPE_LABEL}=master" if kind == "PyTorchJob" else f"{JOBSET_LABEL}={name}"
         )
-        pods = self.call(f"list pods -l {selector}", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+        pods = self.call(
+            f"list pods -l {selector}", self.core.list_namespaced_pod, self.namespace, label_selector=selector
+        )
         return [self.api_client.sanitize_for_serialization(p) for p in pods.items]
 
     def _stage_of(self, job: dict[str, Any]) -> str:
@@ -320,19 +333,22 @@ class ClusterBackend:
                     continue
                 port = _metrics_port(pod)
                 try:
-                    text = self.call(
+                    # Unparsed: the client's "str" deserialisation would return the repr of the bytes.
+                    resp = self.call(
                         "get pods/proxy",
                         self.core.connect_get_namespaced_pod_proxy_with_path,
                         f"{pod['metadata']['name']}:{port}",
                         self.namespace,
                         "metrics",
+                        _preload_content=False,
                     )
+                    text = resp.data.decode("utf-8")
                 except Exception as exc:  # the exporter may not be up yet: status still shows the phase
                     log.debug("metrics of %s: %s", pod["metadata"]["name"], exc)
                     continue
                 samples = {
                     s.name: s.value
-                    for fam in text_string_to_metric_families(str(text))
+                    for fam in text_string_to_metric_families(text)
                     for s in fam.samples
                     if s.labels.get("rank", "0") == "0"
                 }
@@ -368,7 +384,9 @@ class ClusterBackend:
             stages = [s for s in stages if stage in (s.name, s.name.rsplit(".", 1)[-1])]
             if not stages:
                 names = ", ".join(s.name for s in stage_nodes(wf)) or "none yet"
-                raise ConfigError(f"--stage {stage}: Workflow {wf['metadata']['name']} has no such started step ({names})")
+                raise ConfigError(
+                    f"--stage {stage}: Workflow {wf['metadata']['name']} has no such started step ({names})"
+                )
         jobs = self.jobs(wf)
         argo_pods = None
         for s in stages:
@@ -380,7 +398,9 @@ class ClusterBackend:
             if not targets:
                 if argo_pods is None:
                     selector = f"{WORKFLOW_LABEL}={wf['metadata']['name']}"
-                    listed = self.call("list pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector)
+                    listed = self.call(
+                        "list pods", self.core.list_namespaced_pod, self.namespace, label_selector=selector
+                    )
                     argo_pods = [self.api_client.sanitize_for_serialization(p) for p in listed.items]
                 node_name = f"{wf['metadata']['name']}.{s.name}"
                 targets = [

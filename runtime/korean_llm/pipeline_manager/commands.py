@@ -54,7 +54,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--runs-dir", default="runs", help="local backend: where runs/<run-id>/ live (default: runs)")
     p.add_argument("--namespace", "-n", default=None, help="cluster: namespace (default: the context's, or in-cluster)")
     p.add_argument("--context", default=None, help="cluster: kubeconfig context (default: the current one)")
-    p.add_argument("--kubeconfig", default=None, help="cluster: kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    p.add_argument(
+        "--kubeconfig", default=None, help="cluster: kubeconfig file (default: $KUBECONFIG or ~/.kube/config)"
+    )
     p.add_argument("--chart", default=None, help="chart folder for -f rendering (default: the repository's charts/)")
     p.add_argument("--release", default="korean-llm", help="Helm release name the chart was installed as")
     cmds = p.add_subparsers(dest="pipeline_command", required=True)

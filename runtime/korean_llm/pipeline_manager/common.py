@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from rich.table import Table
 
@@ -126,7 +126,7 @@ def check_run_id(run_id: str) -> str:
 
 
 def new_run_id() -> str:
-    return "r" + datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return "r" + datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def parse_time(value: str | None) -> float | None:
@@ -139,7 +139,7 @@ def parse_time(value: str | None) -> float | None:
 def fmt_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s}s"
     if s < 3600:
@@ -150,7 +150,7 @@ def fmt_seconds(seconds: float | None) -> str:
 def fmt_time(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -168,7 +168,9 @@ def list_table(runs: list[RunStatus]) -> Table:
     for r in runs:
         color = PHASE_COLORS.get(r.phase, "white")
         duration = None if r.started_at is None else (r.finished_at or now) - r.started_at
-        table.add_row(r.name, r.run_id, f"[{color}]{r.phase}", fmt_time(r.started_at), fmt_seconds(duration), r.current())
+        table.add_row(
+            r.name, r.run_id, f"[{color}]{r.phase}", fmt_time(r.started_at), fmt_seconds(duration), r.current()
+        )
     return table
 
 
