@@ -174,6 +174,7 @@ class FakeKube:
             "DELETE": "delete",
         }[method]
         resource = plural if not (core and core["sub"]) else ("pods/log" if core["sub"] == "/log" else "pods/proxy")
+        self.requests[-1]["rbac"] = (verb, group, resource)  # what the apiserver's authorizer checks
         if (verb, resource) in self.forbid:
             self.send(h, 403, shapes.forbidden(verb, resource, group, self.namespace, USER))
             return

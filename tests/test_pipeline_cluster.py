@@ -350,3 +350,88 @@ def test_cleanup_deletes_only_old_finished_runs_outside_the_helm_release(kube: F
     assert set(kube.objects["workflows"]) == {"korean-llm-qwen7b-new", "korean-llm-qwen7b-r1", WF}
     code, _, err = pipeline("cleanup", "--older", "a week")
     assert code == 2 and "--older 'a week'" in err
+
+
+def role_allows(role: dict[str, Any], verb: str, group: str, resource: str) -> bool:
+    return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in role["rules"])
+
+
+def test_the_charts_role_allows_every_call_the_commands_make(
+    kube: FakeKube, pipeline: Any, write_config: Callable[..., Path]
+) -> None:
+    """Every request of submit, list, status (with live metrics), wait, logs, stop and cleanup is allowed by
+    the Role `pipelineManager.rbac` renders, and the Role grants nothing beyond them."""
+    wf = running_workflow()
+    kube.add("workflows", wf)
+    kube.objects["trainjobs"] = {}
+    job = shapes.pytorchjob("korean-llm-qwen7b-cpt-x7k2p", "cpt", "r7", wf, "Running", "2026-11-20T09:04:41Z")
+    kube.add("pytorchjobs", job)
+    pod = shapes.master_pod(job["metadata"]["name"], "Running")
+    kube.add("pods", pod)
+    kube.logs[(pod["metadata"]["name"], "pytorch")] = "cpt step 5/600 loss 3.1021\n"
+    kube.proxy[f"{pod['metadata']['name']}:9400/metrics"] = stage_metrics_text(write_config)
+    kube.add("pods", shapes.argo_pod(WF, "preprocess", "preprocess"))
+    kube.logs[(f"{WF}-preprocess-{shapes.zlib.crc32(b'preprocess') % 10**10}", "main")] = "preprocess done\n"
+    kube.add("trainjobs", shapes.trainjob("korean-llm-qwen7b-sft-t9", wf, "sft", complete=False))
+    old = shapes.workflow(f"{TEMPLATE}-r1", "r1", TEMPLATE, "Failed", [], started="2026-10-01T00:00:00Z",
+                          finished="2026-10-01T01:00:00Z", uid="uid-r1")  # fmt: skip
+    kube.add("workflows", old)
+    done = running_workflow()
+    done["status"].update(phase="Succeeded", finishedAt="2026-11-20T12:00:00Z")
+    assert pipeline("submit", "--template", "korean-llm-nope")[0] == 2  # lists the installed templates
+    for args in (
+        ("submit", "--template", TEMPLATE, "--run-id", "r8"),
+        ("list",),
+        ("status", WF),
+        ("logs", WF),
+        ("stop", WF),
+        ("cleanup", "--older", "1s"),
+    ):
+        assert pipeline(*args)[0] == 0, args
+    kube.watch_events = [{"type": "MODIFIED", "object": done}]
+    assert pipeline("wait", "r7", "--timeout", "30")[0] == 0
+    calls = {r["rbac"] for r in kube.requests}
+
+    docs = render(REPO_ROOT / "charts", [], ["pipelineManager.rbac.create=true"])
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "korean-llm-pipeline-manager")
+    assert not [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] == role["metadata"]["name"]]
+    for verb, group, resource in sorted(calls):
+        assert role_allows(role, verb, group, resource), f"the Role does not allow {verb} {group}/{resource}"
+    granted = {(v, g, res) for r in role["rules"] for g in r["apiGroups"] for res in r["resources"] for v in r["verbs"]}
+    assert granted - calls == set()  # least privilege: each granted verb is one a command uses
+    for r in role["rules"]:
+        assert "*" not in r["verbs"] + r["resources"] + r["apiGroups"] and "secrets" not in r["resources"]
+
+    bound = render(
+        REPO_ROOT / "charts",
+        [],
+        [
+            "pipelineManager.rbac.create=true",
+            "pipelineManager.rbac.subjects[0].kind=Group",
+            "pipelineManager.rbac.subjects[0].name=ml-team",
+            "pipelineManager.rbac.subjects[1].kind=ServiceAccount",
+            "pipelineManager.rbac.subjects[1].name=ci",
+        ],
+    )
+    binding = next(d for d in bound if d["kind"] == "RoleBinding" and d["metadata"]["name"] == role["metadata"]["name"])
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "Group", "name": "ml-team", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "ServiceAccount", "name": "ci", "namespace": "default"},
+    ]
+    assert not [d for d in render(REPO_ROOT / "charts", [], []) if "pipeline-manager" in d["metadata"]["name"]]
+
+
+def test_the_schema_refuses_a_bad_rbac_subject() -> None:
+    from korean_llm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pipelineManager"):
+        render(
+            REPO_ROOT / "charts",
+            [],
+            ["pipelineManager.rbac.create=true", "pipelineManager.rbac.subjects[0].kind=Robot"],
+        )
