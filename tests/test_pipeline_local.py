@@ -56,6 +56,12 @@ def table_row(text: str, stage: str) -> str:
     return next(line for line in text.splitlines() if line.count("│") > 5 and line.split("│")[1].strip() == stage)
 
 
+def cpt_step(backend: LocalBackend, run: str) -> int:
+    """Steps the run's cpt stage has logged so far (0 before the runner wrote run.json)."""
+    stage = next((s for s in backend.status(run).stages if s.name == "cpt"), None)
+    return (stage.step or 0) if stage else 0
+
+
 def wait_for(predicate: Any, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -103,10 +109,10 @@ def test_local_runs_end_to_end(tmp_path: Path) -> None:
 
     # A long run: status shows live step, loss, tokens/s and ETA; cleanup keeps it while it runs; stop ends it.
     assert pm(runs, "submit", "-f", LOCAL, "-p", "run-id=long", *LONG_RUN).stdout.strip() == "long"
-    wait_for(lambda: (backend.status("long").stages[1].step or 0) >= 3, 240, "cpt to log 3 steps")
+    wait_for(lambda: cpt_step(backend, "long") >= 3, 240, "cpt to log 3 steps")
     live = table_row(pm(runs, "status", "long").stderr, "cpt")
     assert "Running" in live and "/100000" in live
-    cpt_live = backend.status("long").stages[1]
+    cpt_live = next(s for s in backend.status("long").stages if s.name == "cpt")
     assert cpt_live.loss is not None and cpt_live.tokens_per_second and cpt_live.eta_seconds
     listed = pm(runs, "list").stderr
     assert "long" in listed and "Running" in listed and "gate" in listed and "Failed" in listed
