@@ -269,6 +269,10 @@ def test_logs_of_a_job_stage_and_of_a_container_stage(kube: FakeKube, pipeline: 
         out.splitlines()[0] == "preprocess: 2026-11-20 09:01:00,000 INFO korean_llm: preprocess: kept 9 of 11 documents"
     )
     assert out.splitlines()[-1].startswith("cpt: ")
+    code, out, _ = pipeline("logs", WF, "--stage", "cpt", "--follow")
+    assert code == 0 and out.endswith("cpt step 10/600 loss 2.9874\n")
+    followed = [r for r in kube.requests if r["path"].endswith("/log")][-1]
+    assert followed["query"] == {"container": "pytorch", "follow": "True"}
     code, _, err = pipeline("logs", WF, "--stage", "deploy")
     assert code == 2 and "no such started step" in err
 

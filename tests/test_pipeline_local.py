@@ -173,6 +173,9 @@ def test_a_runner_that_died_reads_as_failed_and_a_stopped_one_as_stopped(tmp_pat
     state.step_started("tiny-ko", "preprocess")
     state.step_finished("tiny-ko", "preprocess", "ok", 0, root / "logs" / "tiny-ko-preprocess.log")
     state.step_started("tiny-ko", "cpt")
+    (root / "logs").mkdir()
+    (root / "logs" / "tiny-ko-preprocess.log").write_text("$ python -m korean_llm preprocess\nkept 9 of 11\n")
+    (root / "logs" / "tiny-ko-cpt.log").write_text("cpt step 1/60 loss 7.1\n")
     data = json.loads((root / "run.json").read_text())
     data["pid"] = 2**22 + 17  # above the default pid_max: no such process
     (root / "run.json").write_text(json.dumps(data))
@@ -181,5 +184,12 @@ def test_a_runner_that_died_reads_as_failed_and_a_stopped_one_as_stopped(tmp_pat
     assert status.phase == "Failed" and "ended without a final status" in status.message
     assert [s.phase for s in status.stages] == ["Succeeded", "Failed"]
     assert status.wait_exit_code() == 1
+    # --follow on a run that has ended prints what was written and returns.
+    assert list(backend.follow(root, None)) == [
+        "preprocess: $ python -m korean_llm preprocess\n",
+        "preprocess: kept 9 of 11\n",
+        "cpt: cpt step 1/60 loss 7.1\n",
+    ]
+    assert list(backend.follow(root, "cpt")) == ["cpt step 1/60 loss 7.1\n"]
     (root / "stop-requested").write_text("1")
     assert backend.status("dead").phase == "Stopped"
