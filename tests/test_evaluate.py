@@ -5,21 +5,21 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from korean_llm import scoring
 from korean_llm.cli import main as cli_main
 from korean_llm.config import GateConfig, load_config
 from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.eval_inputs import load_inputs, load_tasks
-from korean_llm.eval_report import gate_checks
 from korean_llm.korean import hangul_ratio
-from korean_llm.release import new_staging, publish, switch_current
-from korean_llm.stages.evaluate import baseline_point, run_lm_eval
+from korean_llm.pipeline.release import new_staging, publish, switch_current
+from korean_llm.stages.evaluate import baseline_point, run_lm_eval, scoring
+from korean_llm.stages.evaluate.inputs import load_inputs, load_tasks
+from korean_llm.stages.evaluate.report import gate_checks
 
 from .fake_stages import adapter_stage, damaged_stage
 
@@ -150,8 +150,11 @@ def test_gate_checks_limits_and_regressions() -> None:
     }
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lm_eval") is not None, reason="lm_eval is installed here")
-def test_lm_eval_tasks_are_skipped_with_a_reason(write_config: Callable[..., Path]) -> None:
+def test_lm_eval_tasks_are_skipped_with_a_reason(
+    write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lm_eval absent whether or not this machine has it: a None entry makes find_spec and import both fail
+    monkeypatch.setitem(sys.modules, "lm_eval", None)
     cfg = load_config(write_config("evaluate", {"evaluate": {"lm_eval_tasks": ["kobest_boolq"]}}), env={})
     skipped: list[str] = []
     assert run_lm_eval(None, None, cfg, skipped) == {}

@@ -17,8 +17,8 @@ from prometheus_client import generate_latest
 
 from korean_llm.cli import main
 from korean_llm.config import load_config
-from korean_llm.local import REPO_ROOT, render
-from korean_llm.telemetry import StageMetrics
+from korean_llm.local.runner import REPO_ROOT, render
+from korean_llm.observe.metrics import StageMetrics
 
 from . import k8s_shapes as shapes
 from .fake_kube import FakeKube

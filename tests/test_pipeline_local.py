@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from korean_llm.local.state import RunState
 from korean_llm.pipeline_manager.local_backend import LocalBackend, group_alive
-from korean_llm.pipeline_manager.runstate import RunState
 
 from .conftest import REPO, run_cli
 

@@ -29,10 +29,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from korean_llm.errors import ConfigError
+from korean_llm.errors import ConfigError, PermissionDenied
 from korean_llm.pipeline_manager.common import (
     ClusterUnreachable,
-    PermissionDenied,
     RunStatus,
     StageStatus,
     check_params,
@@ -194,7 +193,7 @@ class ClusterBackend:
 
     def _template_from_values(self, values: list[str], helm_set: list[str]) -> str:
         """The entry WorkflowTemplate the chart renders with these values (helm template, here)."""
-        from korean_llm import local
+        from korean_llm.local import runner as local
 
         if not values:
             raise ConfigError("submit: pass --template NAME (an installed WorkflowTemplate) or -f VALUES")

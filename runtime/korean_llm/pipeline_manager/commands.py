@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
+from korean_llm.command import Command
 from korean_llm.console import stderr_console
+from korean_llm.errors import EXIT_TIMEOUT
 from korean_llm.pipeline_manager.common import (
-    EXIT_TIMEOUT,
     RunStatus,
     list_table,
     parse_age,
@@ -42,9 +43,8 @@ class Backend(Protocol):
     def cleanup(self, older_seconds: float, dry_run: bool) -> list[tuple[str, str, str]]: ...
 
 
-def add_parser(sub: Any) -> None:
-    """Register `pipeline` and its sub-commands on the top-level sub-parser collection."""
-    p = sub.add_parser("pipeline", help="submit, list, watch, read logs of, stop and clean up pipeline runs")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `pipeline` and its sub-commands."""
     p.add_argument(
         "--backend",
         choices=("local", "cluster"),
@@ -94,6 +94,18 @@ def make_backend(args: argparse.Namespace) -> Backend:
     from korean_llm.pipeline_manager.local_backend import LocalBackend
 
     return LocalBackend(args.runs_dir, args.chart)
+
+
+def commands() -> list[Command]:
+    """`korean-llm pipeline`."""
+    return [
+        Command(
+            "pipeline",
+            "submit, list, watch, read logs of, stop and clean up pipeline runs (local or on a cluster)",
+            add_arguments,
+            run_command,
+        )
+    ]
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:

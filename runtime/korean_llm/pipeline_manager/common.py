@@ -9,27 +9,16 @@ from datetime import UTC, datetime
 
 from rich.table import Table
 
-from korean_llm.errors import EXIT_BUG, EXIT_GATE, EXIT_OK, ConfigError, KoreanLLMError
+from korean_llm.errors import EXIT_BUG, EXIT_GATE, EXIT_OK, ConfigError, RetryableError
 
-EXIT_FORBIDDEN = 4
-EXIT_TIMEOUT = 124
-EXIT_UNREACHABLE = 129
 TERMINAL_PHASES = ("Succeeded", "Failed", "Error", "Stopped")
 RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # becomes part of object names (DNS-1123 label)
 AGE = re.compile(r"^(\d+)([smhdw])$")
 AGE_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class PermissionDenied(KoreanLLMError):
-    """The cluster refused the request (RBAC): the message names the verb, resource and namespace."""
-
-    exit_code = EXIT_FORBIDDEN
-
-
-class ClusterUnreachable(KoreanLLMError):
-    """No Kubernetes API server answered (or no kubeconfig / in-cluster service account was found)."""
-
-    exit_code = EXIT_UNREACHABLE
+class ClusterUnreachable(RetryableError):
+    """No Kubernetes API server answered (or no kubeconfig / in-cluster service account was found): exit 129."""
 
 
 @dataclass

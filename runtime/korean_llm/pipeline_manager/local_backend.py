@@ -5,7 +5,7 @@ declared parameters, saves the result as `runs/<run-id>/manifests.yaml` and star
 `python -m korean_llm run --manifests … --run-id …` in its own session (process group), detached, its
 output in `runs/<run-id>/runner.log`. What the other commands read:
 
-- `run.json` (written by the runner: pid, steps, phases, times, exit codes; see runstate.py),
+- `run.json` (written by the runner: pid, steps, phases, times, exit codes; see local/state.py),
 - `logs/<model>-<step>.events.jsonl` (the stage's event feed: step, max_steps, loss, tokens/s, ETA),
 - `output/<model>/<run>/<step>/manifest.json` (final loss of a finished stage),
 - `logs/<model>-<step>.log` (the stage's output).
@@ -30,20 +30,20 @@ from typing import Any, TextIO
 import yaml
 
 from korean_llm.errors import EXIT_GATE, ConfigError
-from korean_llm.pipeline_manager.common import (
-    RunStatus,
-    StageStatus,
-    check_params,
-    check_run_id,
-    new_run_id,
-)
-from korean_llm.pipeline_manager.runstate import (
+from korean_llm.local.state import (
     RUNNER_LOG,
     STATE_FILE,
     STOP_FILE,
     SUBMIT_FILE,
     read_json,
     write_json,
+)
+from korean_llm.pipeline_manager.common import (
+    RunStatus,
+    StageStatus,
+    check_params,
+    check_run_id,
+    new_run_id,
 )
 
 POLL_SECONDS = 0.5
@@ -110,7 +110,7 @@ class LocalBackend:
         run_id: str | None,
         helm_set: list[str],
     ) -> str:
-        from korean_llm import local
+        from korean_llm.local import runner as local
 
         if not values:
             raise ConfigError(

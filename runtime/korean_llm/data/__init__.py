@@ -1,0 +1,36 @@
+"""Stage inputs: data sources and their readers, row schemas, the rejected-rows log, the parquet shard writer.
+
+`sources` reads files, folders, globs, `hf:<dataset id>` and `builtin:<name>` row by row with file and line;
+`rows` validates rows into what a stage trains on; `rejects` writes `rejected.jsonl` (one format for every
+stage); `parquet` writes bounded shards.
+"""
+
+from korean_llm.data.parquet import ParquetShardWriter
+from korean_llm.data.rejects import RejectLog, reason_kind
+from korean_llm.data.rows import (
+    chat_messages,
+    kto_row,
+    preference_row,
+    prompt_row,
+    sft_row,
+    text_row,
+    with_system_prompt,
+)
+from korean_llm.data.sources import Record, collect_rows, read_source, source_files
+
+__all__ = [
+    "ParquetShardWriter",
+    "Record",
+    "RejectLog",
+    "chat_messages",
+    "collect_rows",
+    "kto_row",
+    "preference_row",
+    "prompt_row",
+    "read_source",
+    "reason_kind",
+    "sft_row",
+    "source_files",
+    "text_row",
+    "with_system_prompt",
+]
