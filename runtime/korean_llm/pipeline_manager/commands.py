@@ -70,16 +70,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     cmds.add_parser("list", help="runs with their phase")
     st = cmds.add_parser("status", help="each stage's phase, duration, step, loss, tokens/s, ETA")
-    st.add_argument("run")
+    st.add_argument("run_name", metavar="RUN", help="run id or Workflow name")
     w = cmds.add_parser("wait", help="wait for a run: exit 0 success, 3 gate failed, 1 failure, 124 timeout")
-    w.add_argument("run")
+    w.add_argument("run_name", metavar="RUN", help="run id or Workflow name")
     w.add_argument("--timeout", type=float, default=None, help="seconds (default: no limit)")
     lg = cmds.add_parser("logs", help="a run's logs (every stage, or --stage)")
-    lg.add_argument("run")
+    lg.add_argument("run_name", metavar="RUN", help="run id or Workflow name")
     lg.add_argument("--stage", default=None, help="only this stage (e.g. cpt)")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     sp = cmds.add_parser("stop", help="stop a run and the training jobs it started")
-    sp.add_argument("run")
+    sp.add_argument("run_name", metavar="RUN", help="run id or Workflow name")
     sp.add_argument("--grace", type=float, default=120.0, help="local: seconds before SIGKILL (default: 120)")
     c = cmds.add_parser("cleanup", help="delete finished runs older than --older (never running runs or releases)")
     c.add_argument("--older", required=True, help="age, e.g. 7d, 12h, 30m")
@@ -123,21 +123,21 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
         console.print(list_table(backend.list()))
         return 0
     if cmd == "status":
-        console.print(status_table(backend.status(args.run)))
+        console.print(status_table(backend.status(args.run_name)))
         return 0
     if cmd == "wait":
-        result = backend.wait(args.run, args.timeout)
+        result = backend.wait(args.run_name, args.timeout)
         if result is None:
-            console.print(f"{args.run}: still running after {args.timeout:g}s")
+            console.print(f"{args.run_name}: still running after {args.timeout:g}s")
             return EXIT_TIMEOUT
         console.print(status_table(result))
         print(result.phase if not result.gate_failed else "GateFailed", file=out)
         return result.wait_exit_code()
     if cmd == "logs":
-        backend.logs(args.run, args.stage, args.follow, out)
+        backend.logs(args.run_name, args.stage, args.follow, out)
         return 0
     if cmd == "stop":
-        for line in backend.stop(args.run, args.grace):
+        for line in backend.stop(args.run_name, args.grace):
             console.print(line)
         return 0
     for run, action, reason in backend.cleanup(age, args.dry_run):
