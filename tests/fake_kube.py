@@ -147,7 +147,7 @@ class FakeKube:
         # The client sends `watch=True`; the apiserver reads booleans with Go's strconv.ParseBool.
         watching = query.get("watch", "").lower() in ("1", "t", "true")
         length = int(h.headers.get("Content-Length") or 0)
-        body = json.loads(h.rfile.read(length)) if length else None
+        body: Any = json.loads(h.rfile.read(length)) if length else None
         self.requests.append(
             {
                 "method": method,

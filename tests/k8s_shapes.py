@@ -107,6 +107,7 @@ def workflow(
         meta_labels["workflows.argoproj.io/phase"] = phase
     if phase in ("Succeeded", "Failed", "Error"):
         meta_labels["workflows.argoproj.io/completed"] = "true"
+    order = tasks or []
     done = sum(1 for _, n in nodes if n["type"] == "Pod" and n["phase"] == "Succeeded")
     pods = sum(1 for _, n in nodes if n["type"] == "Pod")
     wf: dict[str, Any] = {
@@ -144,8 +145,8 @@ def workflow(
                         "name": "pipeline",
                         "dag": {
                             "tasks": [
-                                {"name": t, "template": t, **({"dependencies": [tasks[i - 1]]} if i else {})}
-                                for i, t in enumerate(tasks or [])
+                                {"name": t, "template": t, **({"dependencies": [order[i - 1]]} if i else {})}
+                                for i, t in enumerate(order)
                             ]
                         },
                     }
@@ -162,7 +163,7 @@ def pytorchjob(
     name: str, stage: str, run_id: str, owner: dict[str, Any], state: str, started: str, finished: str | None = None
 ) -> dict[str, Any]:
     """A PyTorchJob the chart's resource step created (generateName, labels, ownerReference to the Workflow)."""
-    conditions = [
+    conditions: list[dict[str, Any]] = [
         {
             "lastTransitionTime": started,
             "lastUpdateTime": started,

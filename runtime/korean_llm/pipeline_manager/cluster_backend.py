@@ -107,9 +107,10 @@ class ClusterBackend:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return self.call(
+            obj: dict[str, Any] = self.call(
                 f"get {plural}/{name}", self.custom.get_namespaced_custom_object, *ARGO, self.namespace, plural, name
             )
+            return obj
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -226,7 +227,7 @@ class ClusterBackend:
             raise ConfigError(f"run '{run}': several Workflows carry it ({names}); name one")
         raise ConfigError(f"run '{run}': no Workflow of that name or run id in namespace {self.namespace}")
 
-    def list(self) -> list[RunStatus]:
+    def runs(self) -> list[RunStatus]:
         wfs = self._list(*ARGO, "workflows", label_selector=RUN_LABEL)
         runs = [self._summary(wf) for wf in wfs]
         return sorted(runs, key=lambda r: r.started_at or 0.0)

@@ -188,7 +188,7 @@ class LocalBackend:
             return []
         return sorted(p for p in self.runs_dir.iterdir() if (p / STATE_FILE).is_file() or (p / SUBMIT_FILE).is_file())
 
-    def list(self) -> list[RunStatus]:
+    def runs(self) -> list[RunStatus]:
         runs = [self._status(root) for root in self._roots()]
         return sorted(runs, key=lambda r: r.started_at or 0.0)
 
@@ -334,7 +334,7 @@ class LocalBackend:
             return [f"{run} already finished ({status.phase}); nothing to stop"]
         (root / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
         state = read_json(root / STATE_FILE) or {}
-        pid = state.get("pid") or (read_json(root / SUBMIT_FILE) or {}).get("pid")
+        pid = int(state.get("pid") or (read_json(root / SUBMIT_FILE) or {}).get("pid") or 0)
         said: list[str] = []
         if process_alive(pid):
             pgid = os.getpgid(pid)
@@ -347,10 +347,10 @@ class LocalBackend:
             if group_alive(pgid) if own_group else process_alive(pid):
                 _signal(pid, pgid if own_group else None, signal.SIGKILL)
                 said.append(f"still running after {grace:.0f}s: sent SIGKILL")
-        state = read_json(root / STATE_FILE)
-        if state is not None and state.get("phase") == "Running":
-            state.update(phase="Stopped", finished_at=time.time())
-            write_json(root / STATE_FILE, state)
+        final = read_json(root / STATE_FILE)
+        if final is not None and final.get("phase") == "Running":
+            final.update(phase="Stopped", finished_at=time.time())
+            write_json(root / STATE_FILE, final)
         said.append(f"{run} stopped")
         return said
 
