@@ -7,11 +7,14 @@ errors). A missing or altered schema file fails the suite.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ import yaml
 from korean_llm.config import build_config
 from korean_llm.local.runner import Step, parse_pipelines
 
-from .chart import argo_conditions
+from .chart import argo_conditions, pss
 from .chart.rendered import (
     CHART,
     NAMESPACE,
@@ -326,7 +329,7 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
     steps = {t["name"]: t for t in wt["spec"]["templates"]}
     for stage in ("cpt", "sft", "rlhf", "evaluate"):
         res = steps[stage]["resource"]
-        assert res["action"] == "create" and res["setOwnerReference"] is True
+        assert res["action"] == "apply" and res["setOwnerReference"] is True
         assert res["successCondition"] == "status.replicaStatuses.Master.succeeded > 0"
         argo_conditions.parse_selector(res["failureCondition"])  # what Argo's executor does first
     assert steps["preprocess"]["container"]["command"][:4] == ["python", "-m", "korean_llm", "preprocess"]
@@ -334,12 +337,24 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
     deploy = steps["deploy"]
     assert {"name": "KOREAN_LLM_RESULT_DIR", "value": "/tmp/korean-llm"} in deploy["container"]["env"]
     assert deploy["outputs"]["parameters"] == [{"name": "version", "valueFrom": {"path": "/tmp/korean-llm/version"}}]
-    rollout = steps["rollout"]["resource"]
+    assert [[x["template"] for x in group] for group in steps["rollout"]["steps"]] == [
+        ["rollout-patch"],
+        ["rollout-status"],
+    ]
+    rollout = steps["rollout-patch"]["resource"]
     patch = yaml.safe_load(rollout["manifest"])
-    assert rollout["action"] == "patch" and patch["metadata"]["name"] == "korean-llm-inference"
-    assert patch["spec"]["template"]["metadata"]["annotations"] == {
-        "korean-llm/model-version": "{{inputs.parameters.version}}"
-    }
+    assert rollout["action"] == "patch" and rollout["mergeStrategy"] == "strategic"
+    assert patch["metadata"]["name"] == "korean-llm-inference"
+    template = patch["spec"]["template"]
+    assert template["metadata"]["annotations"] == {"korean-llm/model-version": "{{inputs.parameters.version}}"}
+    assert template["spec"]["containers"] == [
+        {
+            "name": "server",
+            "env": [{"name": "MODEL_PATH", "value": "/output/qwen7b/releases/{{inputs.parameters.version}}"}],
+        }
+    ]
+    status = steps["rollout-status"]["container"]["command"]
+    assert status[:4] == ["kubectl", "rollout", "status", "deployment/korean-llm-inference"]
     assert wt["spec"]["arguments"]["parameters"] == [{"name": "run-id", "value": "7b-r1"}]
 
 
@@ -353,7 +368,7 @@ def training_steps(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t
         for wt in kind(docs, "WorkflowTemplate")
         for t in wt["spec"]["templates"]
-        if "resource" in t and yaml.safe_load(t["resource"]["manifest"])["kind"] == "PyTorchJob"
+        if "resource" in t and (yaml.safe_load(t["resource"].get("manifest", "")) or {}).get("kind") == "PyTorchJob"
     ]
 
 
@@ -475,8 +490,8 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
         steps: dict[str, Step] = {s.name: s for s in pipe.steps}
         for name, step in steps.items():
             if name == "rollout":
-                assert step.skip_reason == "cluster only: patch Deployment/korean-llm-inference"
-            elif name == "notify":
+                assert step.skip_reason == "cluster only: steps template"
+            elif name == "exit":
                 assert step.skip_reason == "cluster only: exit handler (notification)"
             else:
                 assert step.skip_reason is None and "/data" in step.mounts and "/output" in step.mounts
@@ -486,8 +501,10 @@ def test_local_runner_reads_every_scenario(scenario: str) -> None:
 def test_local_values_run_the_whole_dag_on_cpu() -> None:
     docs = docs_of("local")
     (pipe,) = parse_pipelines(docs)
-    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy"]
-    assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in pipe.steps)
+    assert [s.name for s in pipe.steps] == ["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy", "exit"]
+    *stages, exit_handler = pipe.steps
+    assert all(s.command[:3] == ["python", "-m", "korean_llm"] for s in stages)
+    assert exit_handler.skip_reason == "cluster only: exit handler (notification)"
     job = job_of(docs, "korean-llm-tiny-ko", "cpt")
     assert (
         "nvidia.com/gpu"
@@ -524,12 +541,15 @@ def test_run_workflow_and_cronworkflow_from_run_id() -> None:
 def test_slack_exit_handler_reads_the_webhook_from_an_existing_secret() -> None:
     docs = docs_of("ci/all-features-values.yaml")
     for wt in kind(docs, "WorkflowTemplate"):
-        assert wt["spec"]["onExit"] == "notify"
+        assert wt["spec"]["onExit"] == "exit"
+        exit_steps = next(t for t in wt["spec"]["templates"] if t["name"] == "exit")["steps"]
+        assert {s["name"] for s in exit_steps[0]} == {"cleanup", "notify"} and "when" not in exit_steps[0][1]
         notify = next(t for t in wt["spec"]["templates"] if t["name"] == "notify")
         env = {e["name"]: e for e in notify["container"]["env"]}
         assert env["SLACK_WEBHOOK_URL"]["valueFrom"]["secretKeyRef"] == {"name": "slack", "key": "webhook-url"}
         assert env["STATUS"]["value"] == "{{workflow.status}}" and env["FAILURES"]["value"] == "{{workflow.failures}}"
-    assert "onExit" not in by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]
+    templates = by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]["templates"]
+    assert "notify" not in {t["name"] for t in templates}
 
 
 def test_gpu_scheduler_and_kueue() -> None:
@@ -560,9 +580,10 @@ def test_monitoring_objects_need_the_operator_api_or_force() -> None:
     docs = docs_of("7b")
     for objs in (forced, docs):
         for k in operator_kinds:
-            (obj,) = kind(objs, k)
+            (obj,) = [o for o in kind(objs, k) if o["metadata"]["name"] != "korean-llm-inference"]
             assert obj["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert kind(docs, "ServiceMonitor")[0]["spec"]["endpoints"][0]["honorLabels"] is True
+    dcgm = next(o for o in kind(docs, "ServiceMonitor") if o["metadata"]["name"] != "korean-llm-inference")
+    assert dcgm["spec"]["endpoints"][0]["honorLabels"] is True
     rules = {r["alert"]: r["expr"] for r in kind(docs, "PrometheusRule")[0]["spec"]["groups"][0]["rules"]}
     assert "DCGM_FI_DEV_GPU_UTIL" in rules["KoreanLLMGPUUtilisationLow"]
     assert "korean_llm_last_progress_timestamp_seconds" in rules["KoreanLLMTrainingStalled"]
@@ -607,12 +628,32 @@ def test_inference_server_serves_the_promoted_model_from_the_output_claim() -> N
     dep = by_name(docs, "Deployment", "korean-llm-inference")
     spec = dep["spec"]["template"]["spec"]
     (c,) = spec["containers"]
-    assert "--model=/output/qwen7b/current" in c["args"]
+    assert "--model=$(MODEL_PATH)" in c["args"]
+    env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+    assert env["MODEL_PATH"] == "/output/qwen7b/current"  # until the first rollout pins a release
     assert {"readinessProbe", "livenessProbe", "startupProbe"} <= set(c)
+    # No crash loop before the first release: the pod waits in Init until a model is there.
+    (wait,) = spec["initContainers"]
+    assert 'until [ -f "$MODEL_PATH/config.json" ]' in wait["command"][2]
+    assert {"name": "MODEL_PATH", "value": "/output/qwen7b/current"} in wait["env"]
+    # A rollout never needs a spare GPU.
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     claim = next(v for v in spec["volumes"] if v["name"] == "output")["persistentVolumeClaim"]["claimName"]
     assert claim == "korean-llm-output"
     hpa = by_name(docs, "HorizontalPodAutoscaler", "korean-llm-inference")
-    assert {m["resource"]["name"] for m in hpa["spec"]["metrics"]} == {"cpu", "memory"}
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "vllm_num_requests_waiting"},
+                "target": {"type": "AverageValue", "averageValue": "4"},
+            },
+        }
+    ]
+    sm = by_name(docs, "ServiceMonitor", "korean-llm-inference")
+    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    service = by_name(docs, "Service", "korean-llm-inference")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert by_name(docs, "PodDisruptionBudget", "korean-llm-inference")["spec"]["maxUnavailable"] == 1
     existing = docs_of("ci/existing-claims-values.yaml")
     assert not kind(existing, "PersistentVolumeClaim")
@@ -645,21 +686,119 @@ def test_storage_claims_and_nfs_volume() -> None:
 # --- security --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scenario", ["7b+prod", "ci/all-features-values.yaml", "local"])
-def test_every_pod_is_pss_restricted_with_requests_and_limits(scenario: str) -> None:
+# Argo's executor containers as v4.1.2 builds them (workflow/controller/workflowpod.go newExecContainer): the
+# controller's executor.securityContext, nil by default, except for resource steps (common.MinimalCtrSC).
+ARGO_MINIMAL_SC = {
+    "capabilities": {"drop": ["ALL"]},
+    "privileged": False,
+    "runAsNonRoot": True,
+    "runAsUser": 8737,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The training-operator v1.9 init container of Worker pods, as its built-in template writes it
+# (pkg/controller.v1/pytorch/initcontainer.go initContainerTemplate, image config.PyTorchInitContainerImageDefault).
+OPERATOR_DEFAULT_INIT = {
+    "name": "init-pytorch",
+    "image": "alpine:3.10",
+    "imagePullPolicy": "IfNotPresent",
+    "resources": {"limits": {"cpu": "100m", "memory": "20Mi"}, "requests": {"cpu": "50m", "memory": "10Mi"}},
+    "command": ["sh", "-c", "err=1;for i in $(seq 100); do if nslookup x-master-0; then err=0 && break; fi; done"],
+}
+
+
+def _merge_by_name(items: list[dict[str, Any]], patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Strategic merge of a container list (patchMergeKey: name), as util.ApplyPodSpecPatch does.
+    out = [dict(c) for c in items]
+    for p in patch:
+        target = next((c for c in out if c["name"] == p["name"]), None)
+        if target is None:
+            out.append(dict(p))
+        else:
+            for key, value in p.items():
+                target[key] = {**target.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def argo_pod_spec(wf_spec: dict[str, Any], tpl: dict[str, Any]) -> dict[str, Any]:
+    """The pod Argo creates for a container or resource template, injected containers included."""
+    spec: dict[str, Any] = {"securityContext": wf_spec.get("securityContext"), "volumes": tpl.get("volumes", [])}
+    if "resource" in tpl:
+        spec["containers"] = [
+            {"name": "main", "image": "quay.io/argoproj/argoexec", "securityContext": ARGO_MINIMAL_SC}
+        ]
+    else:
+        spec["initContainers"] = [{"name": "init", "image": "quay.io/argoproj/argoexec"}]
+        spec["containers"] = [
+            {"name": "wait", "image": "quay.io/argoproj/argoexec"},
+            {"name": "main", **tpl["container"]},
+        ]
+    if tpl.get("podSpecPatch"):
+        patch = yaml.safe_load(tpl["podSpecPatch"])
+        for key in ("initContainers", "containers"):
+            spec[key] = _merge_by_name(spec.get(key, []), patch.get(key, []))
+    return spec
+
+
+def operator_init_container(template_file: Path) -> dict[str, Any]:
+    """The operator's init container from a template file, filled as initcontainer.go GetInitContainer fills it."""
+    text = template_file.read_text(encoding="utf-8")
+    for field, value in {
+        "InitContainerImage": "alpine:3.10",
+        "MaxTries": "100",
+        "MasterAddr": "cpt-x-master-0",
+    }.items():
+        text = text.replace("{{." + field + "}}", value)
+    (container,) = yaml.safe_load(text)
+    return container
+
+
+@pytest.mark.parametrize("scenario", ["7b+prod", "ci/all-features-values.yaml", "local", "72b+prod"])
+def test_every_pod_is_pss_restricted_injected_containers_included(scenario: str) -> None:
     docs = docs_of(scenario)
-    specs = [p["spec"] for p in pods(docs)] + [d["spec"]["template"]["spec"] for d in kind(docs, "Deployment")]
-    assert specs
-    for spec in specs:
-        assert spec["securityContext"]["runAsNonRoot"] is True
-        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    specs: list[tuple[str, dict[str, Any]]] = []
+    for wt in kind(docs, "WorkflowTemplate"):
+        for tpl in wt["spec"]["templates"]:
+            if "container" in tpl or "resource" in tpl:
+                specs.append((f"{wt['metadata']['name']}/{tpl['name']}", argo_pod_spec(wt["spec"], tpl)))
+    init = operator_init_container(CHART / "files" / "pytorch-init-container.yaml")
+    for tpl_name, step, job in embedded_jobs(docs):
+        if job["kind"] != "PyTorchJob":
+            continue
+        for replica, rs in job["spec"]["pytorchReplicaSpecs"].items():
+            spec = copy.deepcopy(rs["template"]["spec"])
+            if replica == "Worker":  # the operator adds its init container to Worker pods
+                spec["initContainers"] = [*spec.get("initContainers", []), init]
+            specs.append((f"{tpl_name}/{step}/{replica}", spec))
+    specs += [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in kind(docs, "Deployment")]
+    problems = [f"{name}: {v}" for name, spec in specs for v in pss.violations(spec)]
+    assert not problems, "\n".join(problems)
+    for _, spec in specs:
         for c in spec["containers"]:
-            sc = c["securityContext"]
-            assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
-            assert sc["readOnlyRootFilesystem"] is True
-            assert c["resources"]["requests"] and c["resources"]["limits"]
+            if c["name"] not in ("wait", "main") or "command" in c:
+                assert c["resources"]["requests"] and c["resources"]["limits"], c["name"]
             for e in c.get("env", []):
                 assert "value" in e or "secretKeyRef" in e["valueFrom"]
+
+
+def test_the_pss_check_rejects_what_argo_and_the_operator_inject_by_default() -> None:
+    """Without the chart's podSpecPatch and the operator template, the injected containers are not restricted."""
+    docs = docs_of("ci/all-features-values.yaml")
+    wt = by_name(docs, "WorkflowTemplate", "korean-llm-qwen7b")
+    tpl = next(t for t in wt["spec"]["templates"] if t["name"] == "preprocess")
+    bare = argo_pod_spec(wt["spec"], {k: v for k, v in tpl.items() if k != "podSpecPatch"})
+    assert set(pss.violations(bare)) >= {
+        "initContainer init: allowPrivilegeEscalation is not false",
+        "container wait: capabilities.drop lacks ALL",
+    }
+    assert not pss.violations(argo_pod_spec(wt["spec"], tpl))
+    job = job_of(docs, "korean-llm-qwen7b", "cpt")
+    worker = copy.deepcopy(job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"])
+    worker["initContainers"] = [OPERATOR_DEFAULT_INIT]
+    assert "initContainer init-pytorch: allowPrivilegeEscalation is not false" in pss.violations(worker)
+    off = load_all(helm_template([CI / "all-features-values.yaml"], sets=["podSecurity.patchArgoExecutor=false"]))
+    assert all("podSpecPatch" not in t for wt in kind(off, "WorkflowTemplate") for t in wt["spec"]["templates"])
 
 
 def test_secrets_only_by_reference() -> None:
@@ -689,6 +828,7 @@ def test_workflow_role_is_namespaced_minimal_and_wildcard_free() -> None:
     assert rules[("kubeflow.org", "pytorchjobs")]["verbs"] == ["create", "get", "list", "watch", "patch", "delete"]
     assert rules[("argoproj.io", "workflowtaskresults")]["verbs"] == ["create", "patch"]
     assert rules[("apps", "deployments")]["resourceNames"] == ["korean-llm-inference"]
+    assert rules[("apps", "deployments")]["verbs"] == ["get", "list", "watch", "patch"]
     for r in role["rules"]:
         assert "*" not in r["verbs"] + r["resources"] + r["apiGroups"] and "secrets" not in r["resources"]
     for wt in kind(docs, "WorkflowTemplate"):
@@ -721,3 +861,276 @@ def test_checkov_finds_no_failed_check() -> None:
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "Failed checks: 0" in out.stdout
+
+
+# --- retries, cleanup, deadlines --------------------------------------------------------------------------------
+
+UID = "0c3a4f1e-7d1b-4b0e-9a7e-2f8f9c1d5e6a"  # a workflow.uid as Kubernetes writes it
+
+
+def workflow_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for wt in kind(docs, "WorkflowTemplate") for t in wt["spec"]["templates"]]
+
+
+@pytest.mark.parametrize("scenario", ["7b", "72b+prod", "ci/all-features-values.yaml"])
+def test_a_retried_training_step_reattaches_to_its_job(scenario: str) -> None:
+    """Deterministic job names and `apply`: the retry of a step whose pod was lost gets the job it created."""
+    for step in training_steps(docs_of(scenario)):
+        res = step["resource"]
+        assert res["action"] == "apply"
+        job = yaml.safe_load(res["manifest"])
+        assert "generateName" not in job["metadata"]
+        assert job["metadata"]["name"] == f"{step['name']}-{{{{workflow.uid}}}}"
+        assert job["metadata"]["labels"]["korean-llm/workflow-uid"] == "{{workflow.uid}}"
+        # The operator names pods and services <job>-worker-<i>: a DNS-1035 label of at most 63 characters.
+        name = job["metadata"]["name"].replace("{{workflow.uid}}", UID)
+        workers = job["spec"]["pytorchReplicaSpecs"].get("Worker", {}).get("replicas", 0)
+        longest = f"{name}-worker-{max(workers - 1, 0)}"
+        assert len(longest) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", longest), longest
+
+
+@pytest.mark.parametrize("scenario", ["7b", "72b+prod", "multi-model+prod", "ci/all-features-values.yaml"])
+def test_every_step_retries_a_lost_pod_but_not_a_permanent_failure(scenario: str) -> None:
+    for tpl in workflow_templates(docs_of(scenario)):
+        if "dag" in tpl or "steps" in tpl or tpl["name"] == "notify":
+            continue
+        retry = tpl["retryStrategy"]
+        assert retry["limit"] == 3 and retry["retryPolicy"] == "Always" and "maxDuration" not in retry["backoff"]
+        if tpl["name"] in ("cleanup", "rollout-patch", "rollout-status"):
+            assert "expression" not in retry
+        elif "container" in tpl:
+            assert retry["expression"] == 'lastRetry.status == "Error" || !(lastRetry.exitCode in ["1", "2", "3"])'
+        else:
+            assert (
+                retry["expression"]
+                == 'lastRetry.status == "Error" || !(lastRetry.message contains "failure condition")'
+            )
+
+
+@pytest.mark.parametrize("scenario", ["7b", "72b+prod", "local"])
+def test_time_queued_in_kueue_does_not_count_against_a_training_step(scenario: str) -> None:
+    """Argo counts a step's activeDeadlineSeconds from the step's start; the job's own deadline counts from its
+    startTime, which the operator sets when Kueue admits it. Training steps therefore carry no step deadline."""
+    docs = docs_of(scenario)
+    for step in training_steps(docs):
+        assert "activeDeadlineSeconds" not in step
+        job = yaml.safe_load(step["resource"]["manifest"])
+        assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] >= 3600
+    for tpl in workflow_templates(docs):
+        if "container" in tpl and tpl["name"] != "notify":
+            assert tpl["activeDeadlineSeconds"] > 0
+
+
+@pytest.mark.parametrize("scenario", ["7b", "multi-model+prod", "ci/all-features-values.yaml"])
+def test_a_run_that_did_not_succeed_deletes_its_jobs(scenario: str) -> None:
+    """`argo stop`, the workflow's deadline or a failed step: the exit handler deletes the run's jobs (by the label
+    every job carries), so none keeps holding GPUs; a succeeded run keeps them (finished pods keep their logs)."""
+    docs = docs_of(scenario)
+    role = by_name(docs, "Role", "korean-llm-workflow")
+    verbs = next(r["verbs"] for r in role["rules"] if r["resources"] == ["pytorchjobs"])
+    assert {"list", "delete"} <= set(verbs)
+    for wt in kind(docs, "WorkflowTemplate"):
+        templates = {t["name"]: t for t in wt["spec"]["templates"]}
+        assert wt["spec"]["onExit"] == "exit"
+        cleanup_step = next(s for s in templates["exit"]["steps"][0] if s["name"] == "cleanup")
+        assert cleanup_step["when"] == "{{workflow.status}} != Succeeded"
+        res = templates["cleanup"]["resource"]
+        assert res["action"] == "delete" and "manifest" not in res
+        assert res["flags"][:3] == [
+            "pytorchjobs.kubeflow.org",
+            "--selector",
+            "korean-llm/workflow-uid={{workflow.uid}}",
+        ]
+    for step in training_steps(docs):
+        labels = yaml.safe_load(step["resource"]["manifest"])["metadata"]["labels"]
+        assert labels["korean-llm/workflow-uid"] == "{{workflow.uid}}"
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_stage_deadlines_fit_in_the_workflow_deadline(scenario: str) -> None:
+    for wt in kind(docs_of(scenario), "WorkflowTemplate"):
+        if "korean-llm/model" not in wt["metadata"]["labels"]:
+            continue
+        templates = {t["name"]: t for t in wt["spec"]["templates"]}
+        total = 0
+        for task in dag(wt):
+            tpl = templates[task]
+            if "resource" in tpl and tpl["resource"]["action"] == "apply":
+                total += yaml.safe_load(tpl["resource"]["manifest"])["spec"]["runPolicy"]["activeDeadlineSeconds"]
+            elif "container" in tpl:
+                total += tpl["activeDeadlineSeconds"]
+        assert total <= wt["spec"]["activeDeadlineSeconds"], (scenario, wt["metadata"]["name"], total)
+    if scenario in ("72b", "72b+prod"):
+        wt = by_name(docs_of(scenario), "WorkflowTemplate", "korean-llm-qwen72b")
+        assert wt["spec"]["activeDeadlineSeconds"] >= 14 * 86400 + 7 * 86400  # two weeks of stages, one of queueing
+
+
+def test_the_run_workflow_is_neither_expired_nor_pruned() -> None:
+    for scenario in ("7b+prod", "multi-model+prod"):
+        for run in kind(docs_of(scenario), "Workflow"):
+            notes = run["metadata"]["annotations"]
+            assert notes["argocd.argoproj.io/sync-options"] == "Prune=false"
+            assert notes["helm.sh/resource-policy"] == "keep"
+            assert notes["argocd.argoproj.io/sync-wave"] == "1"
+            # The Workflow's own ttlStrategy wins over the template's (Argo's JoinWorkflowSpec).
+            assert run["spec"]["ttlStrategy"]["secondsAfterCompletion"] == 2**31 - 1
+        for wt in kind(docs_of(scenario), "WorkflowTemplate"):
+            assert int(wt["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0")) < 1
+        for cron in kind(docs_of(scenario), "CronWorkflow"):
+            assert cron["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
+
+
+# --- scheduling, storage, egress -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_cpu_steps_are_never_pinned_to_gpu_nodes_they_do_not_tolerate(scenario: str) -> None:
+    for pod in pods(docs_of(scenario)):
+        spec = pod["spec"]
+        gpu = any("nvidia.com/gpu" in c["resources"]["limits"] for c in spec["containers"])
+        tolerates = any(t.get("key") == "nvidia.com/gpu" for t in spec.get("tolerations", []))
+        gpu_keys = [k for k in spec.get("nodeSelector", {}) if k.startswith("nvidia.com/gpu")]
+        assert gpu or tolerates or not gpu_keys, (scenario, pod["metadata"]["name"], gpu_keys)
+    if scenario.startswith("72b"):
+        job = job_of(docs_of(scenario), "korean-llm-qwen72b", "cpt")
+        gpu_pod = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
+        assert gpu_pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+
+
+def test_deploy_memory_follows_the_model_size() -> None:
+    """deploy loads in float32, casts a 16-bit copy and reloads it: 8 bytes per parameter + 15%."""
+    for scenario, template, memory in [
+        ("72b", "korean-llm-qwen72b", "623Gi"),
+        ("multi-model", "korean-llm-qwen72b", "623Gi"),
+        ("multi-model", "korean-llm-qwen7b", "66Gi"),
+        ("7b", "korean-llm-qwen7b", "66Gi"),
+    ]:
+        wt = by_name(docs_of(scenario), "WorkflowTemplate", template)
+        deploy = next(t for t in wt["spec"]["templates"] if t["name"] == "deploy")
+        assert deploy["container"]["resources"]["limits"]["memory"] == memory, (scenario, template)
+    own = load_all(helm_template([V / "72b.yaml"], sets=["models[0].stages.deploy.memory=700Gi"]))
+    wt = by_name(own, "WorkflowTemplate", "korean-llm-qwen72b")
+    deploy = next(t for t in wt["spec"]["templates"] if t["name"] == "deploy")
+    assert deploy["container"]["resources"]["limits"]["memory"] == "700Gi"  # the model's own value wins
+
+
+def test_claims_survive_prune_and_uninstall() -> None:
+    for claim in kind(docs_of("7b+prod"), "PersistentVolumeClaim"):
+        notes = claim["metadata"]["annotations"]
+        assert notes["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
+        assert notes["helm.sh/resource-policy"] == "keep"
+
+
+def test_network_policy_admits_the_configured_tracking_server() -> None:
+    for scenario, port in [("7b+prod", 5000), ("ci/all-features-values.yaml", 5000)]:
+        allow = by_name(docs_of(scenario), "NetworkPolicy", "korean-llm-training")
+        ports = [p["port"] for rule in allow["spec"]["egress"] for p in rule.get("ports", [])]
+        assert port in ports, scenario
+    allow = by_name(docs_of("7b"), "NetworkPolicy", "korean-llm-training")
+    assert 5000 not in [p["port"] for rule in allow["spec"]["egress"] for p in rule.get("ports", [])]
+
+
+def test_second_scheduler_follows_the_cluster_version() -> None:
+    def image(kube: str, sets: Sequence[str] = ()) -> str:
+        out = subprocess.run(
+            [
+                helm_binary(),
+                "template",
+                "korean-llm",
+                str(CHART),
+                "-f",
+                str(CI / "all-features-values.yaml"),
+                "--kube-version",
+                kube,
+                *[a for s in sets for a in ("--set", s)],
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode:
+            return out.stderr
+        dep = by_name(load_all(out.stdout), "Deployment", "korean-llm-gpu-scheduler")
+        return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    assert image("1.33.5-eks-4f4795d") == "registry.k8s.io/kube-scheduler:v1.33.5"
+    assert image("1.34.1") == "registry.k8s.io/kube-scheduler:v1.34.1"
+    assert image("1.34.1", ["gpuScheduler.image.tag=v1.33.9"]) == "registry.k8s.io/kube-scheduler:v1.33.9"
+    assert "outside the supported skew" in image("1.34.1", ["gpuScheduler.image.tag=v1.32.0"])
+    assert "outside the supported skew" in image("1.34.1", ["gpuScheduler.image.tag=v1.35.0"])
+
+
+SHIPPED = [s for s in SCENARIOS if not s.startswith("ci/")]
+
+
+def test_every_prerequisite_of_the_shipped_values_is_in_the_cluster_guide() -> None:
+    """Secrets, PriorityClasses, Kueue LocalQueues and StorageClasses the shipped values refer to: created by the
+    chart, or in docs/cluster.md with the command that creates them."""
+    guide = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    missing = set()
+    for scenario in SHIPPED:
+        docs = docs_of(scenario)
+        created = {(d["kind"], d["metadata"]["name"]) for d in docs}
+        specs = [p["spec"] for p in pods(docs)] + [d["spec"]["template"]["spec"] for d in kind(docs, "Deployment")]
+        for wt in kind(docs, "WorkflowTemplate"):
+            for tpl in wt["spec"]["templates"]:
+                if "container" in tpl:
+                    specs.append({"containers": [tpl["container"]]})
+        for spec in specs:
+            for c in spec["containers"] + spec.get("initContainers", []):
+                for e in c.get("env", []):
+                    ref = e.get("valueFrom", {}).get("secretKeyRef")
+                    command = f"create secret generic {ref['name']} --from-literal={ref['key']}=" if ref else ""
+                    if ref and ("Secret", ref["name"]) not in created and command not in guide:
+                        missing.add(f"Secret {ref['name']} (key {ref['key']})")
+            if spec.get("priorityClassName") and f"name: {spec['priorityClassName']}" not in guide:
+                missing.add(f"PriorityClass {spec['priorityClassName']}")
+        for amc in kind(docs, "AlertmanagerConfig"):
+            for r in amc["spec"]["receivers"]:
+                for slack in r.get("slackConfigs", []):
+                    name, key = slack["apiURL"]["name"], slack["apiURL"]["key"]
+                    if f"create secret generic {name} --from-literal={key}=" not in guide:
+                        missing.add(f"Secret {name} (key {key})")
+        for _, _, job in embedded_jobs(docs):
+            queue = job["metadata"].get("labels", {}).get("kueue.x-k8s.io/queue-name")
+            if queue and not re.search(
+                rf"kind: LocalQueue\nmetadata:\n  name: {queue}\n  namespace: korean-llm", guide
+            ):
+                missing.add(f"LocalQueue {queue}")
+        for claim in kind(docs, "PersistentVolumeClaim"):
+            sc = claim["spec"].get("storageClassName")
+            if sc and sc not in guide:
+                missing.add(f"StorageClass {sc}")
+    assert not missing, sorted(missing)
+    assert "ReadWriteMany" in guide and "pytorch-init-container.yaml" in guide and "vllm_num_requests_waiting" in guide
+
+
+def test_chart_readme_is_current() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "chart" / "readme.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    text = (CHART / "README.md").read_text(encoding="utf-8")
+    assert "| pipeline.retry.limit | int | `3` |" in text and "| inference.autoscaling.queueMetric |" in text
+
+
+def test_schema_defines_the_stage_block_once_and_each_subchart_has_its_own() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert set(schema["$defs"]) >= {"containerStage", "jobStage", "quantity"}
+    text = json.dumps(schema)
+    assert text.count('"activeDeadlineSeconds"') == 3  # pipeline, containerStage, jobStage
+    for stage in ("preprocess", "deploy"):
+        assert schema["properties"]["stageDefaults"]["properties"][stage] == {"$ref": "#/$defs/containerStage"}
+    for stage in ("cpt", "sft", "rlhf", "evaluate"):
+        assert schema["properties"]["models"]["items"]["properties"]["stages"]["properties"][stage] == {
+            "$ref": "#/$defs/jobStage"
+        }
+    for sub in ("inference", "monitoring", "storage", "gpu-scheduler"):
+        own = json.loads((CHART / "charts" / sub / "values.schema.json").read_text(encoding="utf-8"))
+        assert own["additionalProperties"] is False and {"global", "enabled"} <= set(own["properties"])
+        jsonschema.Draft7Validator.check_schema(own)
+        values = yaml.safe_load((CHART / "charts" / sub / "values.yaml").read_text(encoding="utf-8"))
+        jsonschema.validate(values, own)

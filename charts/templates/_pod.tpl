@@ -141,13 +141,16 @@ volumeMounts:
 {{- end }}
 {{- end -}}
 
-{{/* Scheduling of a stage pod: scheduler, node selector, tolerations, priority. */}}
+{{/* Scheduling of a stage pod: scheduler, node selector (scheduling.nodeSelector for every pod, plus
+scheduling.gpuNodeSelector for GPU pods; a stage's own nodeSelector replaces both), tolerations, priority. */}}
 {{- define "korean-llm.stageScheduling" -}}
 {{- $v := .root.Values -}}
 {{- $gpus := int (default 0 .st.gpus) -}}
 {{- $out := dict -}}
 {{- if $v.gpuScheduler.enabled -}}{{- $_ := set $out "schedulerName" (include "common.names.scheduler" .root) -}}{{- end -}}
-{{- with (.st.nodeSelector | default $v.scheduling.nodeSelector) -}}{{- $_ := set $out "nodeSelector" . -}}{{- end -}}
+{{- /* GPU nodes carry the nvidia.com/gpu taint: only GPU pods (which tolerate it) are pinned to them */ -}}
+{{- $selector := ternary (merge (deepCopy (default dict $v.scheduling.gpuNodeSelector)) (default dict $v.scheduling.nodeSelector)) (default dict $v.scheduling.nodeSelector) (gt $gpus 0) -}}
+{{- with (.st.nodeSelector | default $selector) -}}{{- $_ := set $out "nodeSelector" . -}}{{- end -}}
 {{- with (.st.tolerations | default (ternary $v.scheduling.gpuTolerations list (gt $gpus 0))) -}}{{- $_ := set $out "tolerations" . -}}{{- end -}}
 {{- with $v.scheduling.priorityClassName -}}{{- $_ := set $out "priorityClassName" . -}}{{- end -}}
 {{- if $out -}}{{- toYaml $out -}}{{- end -}}

@@ -1,8 +1,12 @@
 {{/* The PyTorchJob backend of training steps (Kubeflow training-operator v1, kubeflow.org/v1 PyTorchJob).
-A backend provides two helpers for "korean-llm.trainingStep" (_steps.tpl):
-  korean-llm.<backend>.manifest    the job object the Argo resource step creates
+A backend provides three helpers for "korean-llm.trainingStep" and the exit handler:
+  korean-llm.<backend>.manifest    the job object the Argo resource step applies; its name comes from
+                                   "korean-llm.jobName" and it carries "korean-llm.jobLabels"
   korean-llm.<backend>.conditions  its successCondition / failureCondition (Argo label-selector syntax), as YAML
-Both take the stage context (dict "root" $ "model" $m "stage" "cpt" "st" $st "cfg" $cfg). */}}
+  korean-llm.<backend>.resource    the resource name for kubectl (the exit handler deletes a failed run's jobs)
+The first two take the stage context (dict "root" $ "model" $m "stage" "cpt" "st" $st "cfg" $cfg). */}}
+
+{{- define "korean-llm.pytorchjob.resource" -}}pytorchjobs.kubeflow.org{{- end -}}
 
 {{- define "korean-llm.pytorchjob.manifest" -}}
 {{- $nodes := int (default 1 .st.nodes) -}}
@@ -10,14 +14,9 @@ Both take the stage context (dict "root" $ "model" $m "stage" "cpt" "st" $st "cf
 apiVersion: kubeflow.org/v1
 kind: PyTorchJob
 metadata:
-  # Embedded in the workflow, created by Argo per run; generateName keeps retried runs apart.
-  generateName: {{ printf "%s-%s-" (include "korean-llm.modelName" .) .stage }}
+  name: {{ include "korean-llm.jobName" . }}
   labels:
-    {{- include "korean-llm.labels" (dict "root" .root "model" .model "component" .stage) | nindent 4 }}
-    korean-llm/run: {{ include "korean-llm.runParam" . | quote }}
-    {{- with .root.Values.scheduling.kueueQueueName }}
-    kueue.x-k8s.io/queue-name: {{ . }}
-    {{- end }}
+    {{- include "korean-llm.jobLabels" . | nindent 4 }}
 spec:
   {{- if include "korean-llm.distributed" . }}
   nprocPerNode: {{ ternary (toString .st.gpus) "1" (gt (int (default 0 .st.gpus)) 0) | quote }}

@@ -10,7 +10,27 @@ Usage: include "korean-llm.stage" (dict "root" $ "model" $m "stage" "cpt") | fro
 {{- define "korean-llm.stage" -}}
 {{- $defaults := deepCopy (default dict (index .root.Values.stageDefaults .stage)) -}}
 {{- $own := deepCopy (default dict (index (default dict .model.stages) .stage)) -}}
-{{- toYaml (mergeOverwrite $defaults $own) -}}
+{{- $st := mergeOverwrite $defaults $own -}}
+{{- if and (eq .stage "deploy") (not (hasKey $own "memory")) -}}
+{{- with include "korean-llm.deployMemory" . -}}{{- $_ := set $st "memory" . -}}{{- end -}}
+{{- end -}}
+{{- toYaml $st -}}
+{{- end -}}
+
+{{/* Memory of the deploy step, from the model size: the runtime's deploy loads the trained model in float32
+(4 bytes per parameter), casts a merged copy to deploy.dtype (2) and reloads that copy to check its logits (2):
+8 bytes per parameter, plus 15% for the process and the tokenizer (runtime/korean_llm/stages/deploy.py).
+Parameter counts of the Qwen2.5 base models that model.size names. "" when the size is unknown (a custom
+base_model): stageDefaults.deploy.memory applies. A model's own stages.deploy.memory always wins. */}}
+{{- define "korean-llm.deployMemory" -}}
+{{- $size := ((.model.config).model).size | default ((.root.Values.runtimeDefaults).model).size | default "" | toString -}}
+{{- $base := ((.model.config).model).base_model | default "" -}}
+{{- $params := dict "0.5b" 0.49 "1.5b" 1.54 "3b" 3.09 "7b" 7.62 "14b" 14.8 "32b" 32.8 "72b" 72.7 -}}
+{{- if and $size (hasKey $params $size) (not $base) -}}
+{{- $gib := ceil (divf (mulf (index $params $size) 1e9 8 1.15) 1073741824) -}}
+{{- $floor := 16 -}}
+{{- printf "%dGi" (int (max $gib $floor)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Enabled stages of a model, in pipeline order, space separated. */}}

@@ -32,8 +32,37 @@ imagePullSecrets:
   - name: {{ . }}
   {{- end }}
 {{- end }}
-{{- if .Values.notifications.slack.enabled }}
-onExit: notify
+onExit: exit
+{{- end -}}
+
+{{/* The exit handler of every workflow ("korean-llm.exitTemplates" renders it): when the run did not succeed
+(a failed step, `argo stop`, the workflow's deadline), delete the run's training jobs so none keeps holding
+GPUs - a job outlives the step that waits for it, and its owner reference only removes it with the Workflow
+object. Exit handlers run after `argo stop` and past the workflow's deadline (argo-workflows v4.1.2
+workflow/controller/workflowpod.go ignores the deadline for them), not after `argo terminate`. Then the
+Slack notification, when enabled. */}}
+{{- define "korean-llm.exitTemplates" -}}
+{{- $backend := include "korean-llm.trainingBackend" .root -}}
+- name: exit
+  steps:
+    - - name: cleanup
+        template: cleanup
+        when: "{{ "{{workflow.status}}" }} != Succeeded"
+      {{- if .root.Values.notifications.slack.enabled }}
+      - name: notify
+        template: notify
+      {{- end }}
+- name: cleanup
+  {{- include "korean-llm.retryStrategy" (dict "root" .root "permanent" "") | nindent 2 }}
+  resource:
+    action: delete
+    flags:
+      - {{ include (printf "korean-llm.%s.resource" $backend) .root }}
+      - --selector
+      - {{ printf "korean-llm/workflow-uid=%s" "{{workflow.uid}}" | quote }}
+      - --wait=false
+{{- if .root.Values.notifications.slack.enabled }}
+- {{- include "korean-llm.notifyTemplate" . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
@@ -41,6 +70,7 @@ onExit: notify
 Usage: include "korean-llm.notifyTemplate" (dict "root" $ "what" "qwen7b") */}}
 {{- define "korean-llm.notifyTemplate" -}}
 name: notify
+{{- include "korean-llm.executorPatch" . }}
 container:
   image: {{ include "common.images.image" .root.Values.image | quote }}
   imagePullPolicy: {{ .root.Values.image.pullPolicy }}
@@ -67,4 +97,18 @@ container:
     limits: {cpu: 500m, memory: 256Mi}
   securityContext:
     {{- include "common.security.container" dict | nindent 4 }}
+{{- end -}}
+
+{{/* podSpecPatch of a container step: the "restricted" securityContext for the `init` and `wait` containers Argo
+injects beside `main`. Argo gives them the controller's `executor.securityContext` (nil unless configured; only
+resource steps get a locked-down default, common.MinimalCtrSC): argo-workflows v4.1.2
+workflow/controller/workflowpod.go newExecContainer. Resource steps run `main` alone and get no patch (a patch
+naming `wait` would add an image-less container there). Off with podSecurity.patchArgoExecutor=false, e.g. with
+the controller's initless pods (a `supervisor` container replaces init and wait). */}}
+{{- define "korean-llm.executorPatch" -}}
+{{- if .root.Values.podSecurity.patchArgoExecutor }}
+{{- /* not read-only: Argo leaves their root filesystem writable too (workflowpod.go, "#10787") */}}
+{{- $sc := include "common.security.container" (dict "readOnlyRootFilesystem" false) | fromYaml }}
+podSpecPatch: {{ toJson (dict "initContainers" (list (dict "name" "init" "securityContext" $sc)) "containers" (list (dict "name" "wait" "securityContext" $sc))) | quote }}
+{{- end }}
 {{- end -}}

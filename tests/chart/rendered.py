@@ -62,7 +62,7 @@ def embedded_jobs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, str, dict[s
             continue
         spec = doc["spec"].get("workflowSpec", doc["spec"])
         for tpl in spec.get("templates", []):
-            if "resource" in tpl:
+            if "resource" in tpl and tpl["resource"].get("manifest"):  # not the exit handler's `delete` by selector
                 yield doc["metadata"]["name"], tpl["name"], yaml.load(tpl["resource"]["manifest"], Loader=Loader)
 
 

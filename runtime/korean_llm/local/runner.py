@@ -142,7 +142,7 @@ def _step_from_template(name: str, depends: list[str], tpl: dict[str, Any]) -> S
         manifest = yaml.safe_load(res.get("manifest", "")) or {}
         kind = manifest.get("kind", "?")
         target = manifest.get("metadata", {}).get("name") or manifest.get("metadata", {}).get("generateName", "")
-        if kind != "PyTorchJob" or res.get("action") != "create":
+        if kind != "PyTorchJob" or res.get("action") not in ("create", "apply"):
             return Step(name, depends, skip_reason=f"cluster only: {res.get('action')} {kind}/{target}")
         master = manifest["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
         c = next(c for c in master["spec"]["containers"] if c["name"] == "pytorch")

@@ -34,6 +34,11 @@ PREFERENCE_LOG_KEYS = {
 REWARD_FUNCTION_KEY = re.compile(r"^rewards/(?P<function>[^/]+)/mean$")
 
 
+# Seconds a failed stage keeps its exporter up so Prometheus scrapes the incremented failure counter (the
+# chart's PodMonitor scrapes every 30s).
+FAILURE_LINGER_SECONDS = 45.0
+
+
 class StageMetrics:
     """Gauges for one stage; `serve()` exposes them on `metrics.host:metrics.port`."""
 
@@ -78,10 +83,13 @@ class StageMetrics:
         self.port = server.server_address[1]
         log.info("metrics on http://%s:%d/metrics", self._cfg.metrics.host, self.port)
         self.up.labels(**self.labels).set(1)
+        self.failures.labels(**self.labels)  # exported as 0 from the start: increase() needs the 0 -> 1 step
 
     def close(self, failed: bool = False) -> None:
         if failed:
             self.failures.labels(**self.labels).inc()
+            if self._server is not None and self._cfg.metrics.port:  # a scraped exporter: let one scrape see it
+                time.sleep(FAILURE_LINGER_SECONDS)
         self.up.labels(**self.labels).set(0)
         if self._server is not None:
             self._server.shutdown()
