@@ -228,6 +228,7 @@ def pytorchjob(
                 "app.kubernetes.io/managed-by": "Helm",
                 "korean-llm/model": "qwen7b",
                 RUN_LABEL: run_id,
+                "korean-llm/workflow-uid": owner["metadata"]["uid"],
             },
             "ownerReferences": [
                 {
@@ -253,7 +254,7 @@ def trainjob(name: str, owner: dict[str, Any], stage: str, complete: bool) -> di
             "name": name,
             "namespace": "ml",
             "uid": f"uid-{name}",
-            "labels": {"app.kubernetes.io/component": stage},
+            "labels": {"app.kubernetes.io/component": stage, RUN_LABEL: owner["metadata"]["labels"][RUN_LABEL]},
             "ownerReferences": [
                 {
                     "apiVersion": "argoproj.io/v1alpha1",

@@ -310,6 +310,8 @@ def test_stop_shuts_the_workflow_down_and_deletes_its_running_training_jobs(kube
     assert deleted == ["pytorchjobs/korean-llm-qwen7b-cpt-x7k2p", "trainjobs/korean-llm-qwen7b-sft-t9"]
     assert set(kube.objects["pytorchjobs"]) == {"korean-llm-qwen7b-cpt-a1b2c", "korean-llm-qwen7b-cpt-zzzzz"}
     assert "deleted PyTorchJob korean-llm-qwen7b-cpt-x7k2p" in err
+    listed = [r for r in kube.requests if r["method"] == "GET" and r["path"].endswith(("/pytorchjobs", "/trainjobs"))]
+    assert {r["query"]["labelSelector"] for r in listed} == {"korean-llm/run=r7"}
 
     stopped = kube.get("workflows", WF)
     assert stopped is not None

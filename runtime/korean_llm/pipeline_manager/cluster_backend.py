@@ -49,6 +49,7 @@ TRAINING_JOBS = (  # (group, version, plural, kind): the jobs a pipeline's resou
     ("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob"),
 )
 RUN_LABEL = "korean-llm/run"
+WORKFLOW_UID_LABEL = "korean-llm/workflow-uid"  # the chart's job labels (charts/templates/_steps.tpl)
 # Argo's label keys (workflow/common/common.go, v4.1.2).
 WORKFLOW_LABEL = "workflows.argoproj.io/workflow"
 TEMPLATE_LABEL = "workflows.argoproj.io/workflow-template"
@@ -294,13 +295,18 @@ class ClusterBackend:
 
     # ---- the run's training jobs and pods ----------------------------------------------------------
     def jobs(self, wf: dict[str, Any]) -> list[tuple[tuple[str, str, str, str], dict[str, Any]]]:
-        """PyTorchJobs and TrainJobs whose ownerReference is this Workflow (Argo's `setOwnerReference`)."""
+        """PyTorchJobs and TrainJobs of this Workflow: listed by the chart's `korean-llm/run` label, kept when
+        their ownerReference (Argo's `setOwnerReference`) or `korean-llm/workflow-uid` label names its uid."""
         uid = wf["metadata"].get("uid")
+        run_id = self._summary(wf).run_id
+        selector = f"{RUN_LABEL}={run_id}" if _label_value(run_id) else None
         found = []
         for kind in TRAINING_JOBS:
-            for job in self._list(kind[0], kind[1], kind[2]):
-                owners = job.get("metadata", {}).get("ownerReferences", []) or []
-                if any(o.get("uid") == uid for o in owners):
+            for job in self._list(kind[0], kind[1], kind[2], **({"label_selector": selector} if selector else {})):
+                meta = job.get("metadata", {})
+                owners = meta.get("ownerReferences", []) or []
+                labelled = (meta.get("labels", {}) or {}).get(WORKFLOW_UID_LABEL) == uid
+                if labelled or any(o.get("uid") == uid for o in owners):
                     found.append((kind, job))
         return found
 
