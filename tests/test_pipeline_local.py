@@ -48,7 +48,7 @@ LONG_RUN = sets(
 )
 
 
-def pm(runs: Path, *args: str, timeout: float = 600) -> Any:
+def pm(runs: Path, *args: str, timeout: float = 2400) -> Any:
     return run_cli("pipeline", "--runs-dir", str(runs), *args, timeout=timeout)
 
 
@@ -84,13 +84,15 @@ def test_local_runs_end_to_end(tmp_path: Path) -> None:
     assert submitted["parameters"] == {"run-id": "gate"} and submitted["templates"] == ["korean-llm-tiny-ko"]
 
     # status while running: a stage is Running, the later ones Pending.
-    wait_for(lambda: any(s.phase == "Running" for s in backend.status("gate").stages), 120, "a running stage")
+    wait_for(
+        lambda: any(s.phase == "Running" for s in backend.status("gate").stages), 600, "a running stage"
+    )  # a loaded CI host: minutes
     running = pm(runs, "status", "gate")
     assert running.returncode == 0
     assert "gate: Running" in running.stderr and "Pending" in table_row(running.stderr, "evaluate")
 
     # wait: the evaluate gate stops the run -> exit 3.
-    waited = pm(runs, "wait", "gate", "--timeout", "500")
+    waited = pm(runs, "wait", "gate", "--timeout", "1800")
     assert waited.returncode == 3, waited.stderr[-3000:]
     assert waited.stdout.strip() == "GateFailed"
     done = pm(runs, "status", "gate").stderr
@@ -109,7 +111,7 @@ def test_local_runs_end_to_end(tmp_path: Path) -> None:
 
     # A long run: status shows live step, loss, tokens/s and ETA; cleanup keeps it while it runs; stop ends it.
     assert pm(runs, "submit", "-f", LOCAL, "-p", "run-id=long", *LONG_RUN).stdout.strip() == "long"
-    wait_for(lambda: cpt_step(backend, "long") >= 3, 240, "cpt to log 3 steps")
+    wait_for(lambda: cpt_step(backend, "long") >= 3, 900, "cpt to log 3 steps")
     live = table_row(pm(runs, "status", "long").stderr, "cpt")
     assert "Running" in live and "/100000" in live
     cpt_live = next(s for s in backend.status("long").stages if s.name == "cpt")
