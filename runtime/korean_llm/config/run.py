@@ -33,7 +33,13 @@ class RunConfig(Strict):
     output_root: Path = Path("/output")
     # The stage whose manifest this stage starts from (the chart re-wires it when stages are disabled).
     previous_stage: Stage | None = None
+    # Seeds the adapter's initial weights, the data order and dropout (korean_llm/pipeline/reproducibility.py).
     seed: int = 42
+    # Torch's intra-op threads; the reduction order of CPU matrix products, hence the last bits of every weight,
+    # follows it. None keeps torch's default (one per core the process may use).
+    num_threads: int | None = Field(None, ge=1)
+    # Deterministic CUDA kernels where PyTorch has them (slower; bitsandbytes/Unsloth kernels are not covered).
+    deterministic: bool = False
 
     @property
     def data_dir(self) -> Path:

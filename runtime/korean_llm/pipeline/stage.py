@@ -15,6 +15,7 @@ from korean_llm.observe.events import emit_event
 from korean_llm.observe.metrics import StageMetrics, gpu_peak_memory
 from korean_llm.observe.tracking import ExperimentTracker
 from korean_llm.pipeline.artifacts import Manifest, StageDir
+from korean_llm.pipeline.reproducibility import configure
 
 log = logging.getLogger("korean_llm")
 
@@ -76,11 +77,13 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
         sdir.prepare()
     dist.barrier()
     sdir.work.mkdir(parents=True, exist_ok=True)
+    reproducibility = configure(cfg)
     metrics = StageMetrics(cfg)
     metrics.serve()
     tracker = ExperimentTracker(cfg).start()
     try:
         manifest = body(StageContext(cfg, sdir, metrics))
+        manifest.extra.setdefault("reproducibility", reproducibility)
         peak = gpu_peak_memory()
         if peak is not None:
             manifest.metrics.setdefault("peak_gpu_memory_bytes", peak)

@@ -18,6 +18,7 @@ from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError, ManifestError, RetryableError, transient
 from korean_llm.pipeline.artifacts import Manifest, read_manifest, tokenizer_fingerprint
+from korean_llm.pipeline.reproducibility import seed_for_model
 
 log = logging.getLogger("korean_llm")
 
@@ -125,7 +126,7 @@ def load_tokenizer(init: InitPoint, cfg: StageConfig) -> Any:
     prev = init.previous
     if prev is not None and prev.tokenizer_hash is not None and prev.tokenizer_hash != tokenizer_fingerprint(tok):
         raise ManifestError(
-            f"{init.previous_dir}/manifest.json: tokenizer hash {init.previous.tokenizer_hash} does not match "
+            f"{init.previous_dir}/manifest.json: tokenizer hash {prev.tokenizer_hash} does not match "
             f"the tokenizer in {path} ({tokenizer_fingerprint(tok)})"
         )
     if tok.pad_token is None:
@@ -261,6 +262,7 @@ def load_for_training(cfg: StageConfig, init: InitPoint) -> Loaded:
     backend = choose_backend(cfg.model.backend)
     if cuda_available():
         this_device()
+    seed_for_model(cfg)  # the adapter's initial weights come from torch's global generator
     if backend == "unsloth":
         loaded = _load_unsloth(cfg, init)
         if init.tokenizer:  # keep the previous stage's tokenizer files (chat template included)
