@@ -18,7 +18,7 @@ $(STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "korean-llm needs Python >= 3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,dev,tracking]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,dev,tracking,cluster]'
 	ci/install-helm.sh $(BIN)
 	ci/install-promtool.sh $(BIN)
 	rm -f $(VENV)/.setup-*

@@ -9,8 +9,9 @@ Layers, lowest first (README, "Layout"):
   4  train       model loading, TRL arguments, the stage trainer, callbacks, the training loop
   5  stages      one module or package per stage; a stage never imports another stage
   6  local, bench   the local runner and report; measurements of the stage code path
-  7  cli           the command line, which only collects the commands of the modules above
-  8  __main__      `python -m korean_llm`
+  7  pipeline_manager   `korean-llm pipeline`: runs of the local runner and Argo Workflows on a cluster
+  8  cli           the command line, which only collects the commands of the modules above
+  9  __main__      `python -m korean_llm`
 
 Every import counts, also those inside functions and under `TYPE_CHECKING`: a lazy import is still a dependency.
 """
@@ -33,8 +34,9 @@ LAYERS = {
     "stages": 5,
     "local": 6,
     "bench": 6,
-    "cli": 7,
-    "__main__": 8,
+    "pipeline_manager": 7,
+    "cli": 8,
+    "__main__": 9,
     **dict.fromkeys(BASE, 0),
 }
 

@@ -5,6 +5,7 @@
     korean-llm <stage> --config FILE [--set k=v]   # preprocess | cpt | sft | rlhf | evaluate | deploy
     korean-llm stage --config FILE                 # the stage named by $STAGE (or the config's `stage`)
     korean-llm bench --model qwen2.5-7b --compare unsloth,hf   # training throughput (bench/throughput.py)
+    korean-llm pipeline submit|list|status|wait|logs|stop|cleanup   # manage runs (pipeline_manager/)
 
 Exit codes: korean_llm/errors.py and the README's table.
 """
@@ -26,11 +27,16 @@ from korean_llm.pipeline.diskspace import disk_full
 log = logging.getLogger("korean_llm")
 
 # Each module has `commands() -> list[Command]`; none of them imports this one.
-COMMAND_MODULES = ("korean_llm.stages", "korean_llm.local.runner", "korean_llm.bench.throughput")
+COMMAND_MODULES = (
+    "korean_llm.stages",
+    "korean_llm.local.runner",
+    "korean_llm.bench.throughput",
+    "korean_llm.pipeline_manager.commands",
+)
 
 
 def get_commands() -> list[Command]:
-    """Every sub-command, in help order: the stages, the local runner, bench."""
+    """Every sub-command, in help order: the stages, the local runner, bench, pipeline."""
     commands: list[Command] = []
     for name in COMMAND_MODULES:
         commands.extend(importlib.import_module(name).commands())

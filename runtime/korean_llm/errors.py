@@ -15,6 +15,8 @@ EXIT_BUG = 1
 EXIT_INVALID = 2
 EXIT_GATE = 3
 EXIT_DISK_FULL = 4
+EXIT_FORBIDDEN = 5  # `korean-llm pipeline`: the cluster refused the request (RBAC)
+EXIT_TIMEOUT = 124  # `korean-llm pipeline wait --timeout`: the run had not ended (the code of coreutils' timeout)
 EXIT_RETRYABLE = 129
 EXIT_TERMINATED = 143
 
@@ -29,6 +31,12 @@ class ConfigError(KoreanLLMError):
     """The configuration is invalid: the message names the file and key."""
 
     exit_code = EXIT_INVALID
+
+
+class PermissionDenied(KoreanLLMError):
+    """The cluster refused a request of `korean-llm pipeline` (RBAC): the message names verb, resource, namespace."""
+
+    exit_code = EXIT_FORBIDDEN
 
 
 class DataError(KoreanLLMError):

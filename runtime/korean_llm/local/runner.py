@@ -39,6 +39,7 @@ from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
 from korean_llm.local.signals import StopRequest, stop_on_signals
+from korean_llm.local.state import RunState
 from korean_llm.local.trainjob import local_trainer_pod, multi_node_refusal
 from korean_llm.observe.events import EVENTS_ENV
 
@@ -433,6 +434,7 @@ def run_command(args: Any) -> int:
     root = Path(args.runs_dir).resolve() / run_id
     root.mkdir(parents=True, exist_ok=True)
     console.print(f"run [bold]{run_id}[/]: {len(pipelines)} pipeline(s), outputs in {root}")
+    state = RunState.begin(root, run_id, [(p.model, s.name, s.skip_reason) for p in pipelines for s in p.steps])
     results: list[StepResult] = []
     exit_code = 0
     columns = (
@@ -448,15 +450,22 @@ def run_command(args: Any) -> int:
                 failed = False
                 for step in pipe.steps:
                     if args.only and step.name not in args.only:
+                        state.step_finished(pipe.model, step.name, "not run", None, None, "not selected by --only")
                         continue
                     if stop.requested:
                         results.append(StepResult(pipe.model, step.name, "not run", detail=f"stopped by {stop.name}"))
+                        state.step_finished(pipe.model, step.name, "not run", None, None, f"stopped by {stop.name}")
                         continue
                     if failed:
                         results.append(StepResult(pipe.model, step.name, "not run", detail="an earlier step failed"))
+                        state.step_finished(pipe.model, step.name, "not run", None, None, "an earlier step failed")
                         continue
+                    state.step_started(pipe.model, step.name)
                     result = run_step(step, pipe, root, progress, stop)
                     results.append(result)
+                    state.step_finished(
+                        pipe.model, step.name, result.status, result.exit_code, result.log, result.detail
+                    )
                     if result.status == "failed":
                         failed = True
                         exit_code = exit_code or (result.exit_code or 1)
@@ -472,6 +481,7 @@ def run_command(args: Any) -> int:
             console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {r.detail}\n  log: {r.log}")
         elif r.status == "stopped":
             console.print(f"[yellow]{r.model}/{r.step} stopped (exit {r.exit_code}); run the same command to resume")
+    state.finish(exit_code)
     return exit_code
 
 

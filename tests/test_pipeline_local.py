@@ -1,0 +1,197 @@
+"""`korean-llm pipeline` on the local backend, end to end on the tiny model: submit, status while running,
+wait, logs, stop and cleanup of runs of the local runner under runs/<run-id>/."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from korean_llm.local.state import RunState
+from korean_llm.pipeline_manager.local_backend import LocalBackend, group_alive
+
+from .conftest import REPO, run_cli
+
+LOCAL = str(REPO / "values" / "local.yaml")
+
+
+def sets(**stages: Any) -> list[str]:
+    out: list[str] = []
+    for key, value in stages.items():
+        out += ["--set", f"models[0].stages.{key.replace('__', '.')}={value}"]
+    return out
+
+
+# preprocess -> cpt (a few steps) -> evaluate whose gate no random-weight model passes.
+GATE_RUN = sets(
+    sft__enabled="false",
+    rlhf__enabled="false",
+    deploy__enabled="false",
+    cpt__config__training__max_steps=6,
+    cpt__config__training__logging_steps=1,
+    evaluate__config__evaluate__max_new_tokens=4,
+    evaluate__config__evaluate__gate__max_perplexity=1,
+)
+# preprocess -> a CPT far too long to finish, checkpointing often: to be stopped.
+LONG_RUN = sets(
+    sft__enabled="false",
+    rlhf__enabled="false",
+    evaluate__enabled="false",
+    deploy__enabled="false",
+    cpt__config__training__max_steps=100000,
+    cpt__config__training__logging_steps=1,
+    cpt__config__training__save_steps=2,
+)
+
+
+def pm(runs: Path, *args: str, timeout: float = 2400) -> Any:
+    return run_cli("pipeline", "--runs-dir", str(runs), *args, timeout=timeout)
+
+
+def table_row(text: str, stage: str) -> str:
+    return next(line for line in text.splitlines() if line.count("│") > 5 and line.split("│")[1].strip() == stage)
+
+
+def cpt_step(backend: LocalBackend, run: str) -> int:
+    """Steps the run's cpt stage has logged so far (0 before the runner wrote run.json)."""
+    stage = next((s for s in backend.status(run).stages if s.name == "cpt"), None)
+    return (stage.step or 0) if stage else 0
+
+
+def wait_for(predicate: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_local_runs_end_to_end(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    backend = LocalBackend(runs)
+
+    # submit: prints the run id at once, the runner goes on in the background.
+    sub = pm(runs, "submit", "-f", LOCAL, "--run-id", "gate", *GATE_RUN)
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    assert sub.stdout.strip() == "gate"
+    submitted = json.loads((runs / "gate" / "submit.json").read_text())
+    assert submitted["parameters"] == {"run-id": "gate"} and submitted["templates"] == ["korean-llm-tiny-ko"]
+
+    # status while running: a stage is Running, the later ones Pending.
+    wait_for(
+        lambda: any(s.phase == "Running" for s in backend.status("gate").stages), 600, "a running stage"
+    )  # a loaded CI host: minutes
+    running = pm(runs, "status", "gate")
+    assert running.returncode == 0
+    assert "gate: Running" in running.stderr and "Pending" in table_row(running.stderr, "evaluate")
+
+    # wait: the evaluate gate stops the run -> exit 3.
+    waited = pm(runs, "wait", "gate", "--timeout", "1800")
+    assert waited.returncode == 3, waited.stderr[-3000:]
+    assert waited.stdout.strip() == "GateFailed"
+    done = pm(runs, "status", "gate").stderr
+    cpt = table_row(done, "cpt")
+    assert "Succeeded" in cpt and "6/6" in cpt
+    loss = json.loads((runs / "gate" / "output" / "tiny-ko" / "gate" / "cpt" / "manifest.json").read_text())
+    assert f"{loss['metrics']['final_loss']:.4f}" in cpt
+    assert "Failed" in table_row(done, "evaluate")
+
+    # logs of one stage, and of all of them with the stage as a prefix.
+    logs = pm(runs, "logs", "gate", "--stage", "evaluate")
+    assert logs.returncode == 0 and "gate" in logs.stdout.lower()
+    every = pm(runs, "logs", "gate").stdout
+    assert any(line.startswith("cpt: ") and "loss" in line for line in every.splitlines())
+    assert any(line.startswith("preprocess: ") for line in every.splitlines())
+
+    # A long run: status shows live step, loss, tokens/s and ETA; cleanup keeps it while it runs; stop ends it.
+    assert pm(runs, "submit", "-f", LOCAL, "-p", "run-id=long", *LONG_RUN).stdout.strip() == "long"
+    wait_for(lambda: cpt_step(backend, "long") >= 3, 900, "cpt to log 3 steps")
+    live = table_row(pm(runs, "status", "long").stderr, "cpt")
+    assert "Running" in live and "/100000" in live
+    cpt_live = next(s for s in backend.status("long").stages if s.name == "cpt")
+    assert cpt_live.loss is not None and cpt_live.tokens_per_second and cpt_live.eta_seconds
+    listed = pm(runs, "list").stderr
+    assert "long" in listed and "Running" in listed and "gate" in listed and "Failed" in listed
+    assert "kept: long (running)" in pm(runs, "cleanup", "--older", "0s", "--dry-run").stdout
+
+    pid = json.loads((runs / "long" / "run.json").read_text())["pid"]
+    stop = pm(runs, "stop", "long")
+    assert stop.returncode == 0, stop.stderr
+    assert not group_alive(pid)  # the runner and the training process are gone: nothing holds the CPU/GPU
+    ckpts = list((runs / "long" / "output" / "tiny-ko" / "long" / "cpt.partial" / "checkpoints").glob("*/.complete"))
+    assert ckpts, "SIGTERM should have left a complete checkpoint"
+    assert pm(runs, "wait", "long", "--timeout", "5").returncode == 1
+    stopped = pm(runs, "status", "long").stderr
+    assert "long: Stopped" in stopped
+    assert "already finished" in pm(runs, "stop", "long").stderr
+
+    # cleanup: a run that holds a release is never deleted; finished runs older than the limit are.
+    released = runs / "released"
+    (released / "output" / "tiny-ko" / "releases" / "released").mkdir(parents=True)
+    os.symlink("released", released / "output" / "tiny-ko" / "releases" / "current")
+    state = RunState.begin(released, "released", [("tiny-ko", "deploy", None)])
+    state.finish(0)
+    dry = pm(runs, "cleanup", "--older", "0s", "--dry-run").stdout.splitlines()
+    assert "kept: released (holds release tiny-ko/released)" in dry
+    assert {ln.split(" (")[0] for ln in dry if ln.startswith("would delete")} == {
+        "would delete: gate",
+        "would delete: long",
+    }
+    assert (runs / "gate").is_dir()
+    assert pm(runs, "cleanup", "--older", "7d").stdout == ""  # nothing that old
+    real = pm(runs, "cleanup", "--older", "0s").stdout
+    assert "deleted: gate" in real and "deleted: long" in real
+    assert sorted(p.name for p in runs.iterdir()) == ["released"]
+
+
+def test_local_submit_and_run_errors(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    bad = pm(runs, "submit", "-f", LOCAL, "--template", "korean-llm-nope")
+    assert bad.returncode == 2 and "has no such WorkflowTemplate (it has: korean-llm-tiny-ko)" in bad.stderr
+    bad = pm(runs, "submit", "-f", LOCAL, "-p", "epochs=3")
+    assert bad.returncode == 2 and "declares no parameter 'epochs' (it declares: run-id)" in bad.stderr
+    bad = pm(runs, "submit", "-f", LOCAL, "--run-id", "a", "-p", "run-id=b")
+    assert bad.returncode == 2 and "disagree" in bad.stderr
+    bad = pm(runs, "submit", "--template", "korean-llm-tiny-ko")
+    assert bad.returncode == 2 and "pass -f VALUES" in bad.stderr
+    assert not runs.exists()  # nothing half-written
+    bad = pm(runs, "status", "nope")
+    assert bad.returncode == 2 and "run 'nope': no such run" in bad.stderr
+    bad = pm(runs, "cleanup", "--older", "7 days")
+    assert bad.returncode == 2 and "expected a number and a unit" in bad.stderr
+
+
+def test_a_runner_that_died_reads_as_failed_and_a_stopped_one_as_stopped(tmp_path: Path) -> None:
+    """run.json left at Running by a killed runner (pid gone) is not shown as running forever."""
+    root = tmp_path / "runs" / "dead"
+    root.mkdir(parents=True)
+    state = RunState.begin(root, "dead", [("tiny-ko", "preprocess", None), ("tiny-ko", "cpt", None)])
+    state.step_started("tiny-ko", "preprocess")
+    state.step_finished("tiny-ko", "preprocess", "ok", 0, root / "logs" / "tiny-ko-preprocess.log")
+    state.step_started("tiny-ko", "cpt")
+    (root / "logs").mkdir()
+    (root / "logs" / "tiny-ko-preprocess.log").write_text("$ python -m korean_llm preprocess\nkept 9 of 11\n")
+    (root / "logs" / "tiny-ko-cpt.log").write_text("cpt step 1/60 loss 7.1\n")
+    data = json.loads((root / "run.json").read_text())
+    data["pid"] = 2**22 + 17  # above the default pid_max: no such process
+    (root / "run.json").write_text(json.dumps(data))
+    backend = LocalBackend(tmp_path / "runs")
+    status = backend.status("dead")
+    assert status.phase == "Failed" and "ended without a final status" in status.message
+    assert [s.phase for s in status.stages] == ["Succeeded", "Failed"]
+    assert status.wait_exit_code() == 1
+    # --follow on a run that has ended prints what was written and returns.
+    assert list(backend.follow(root, None)) == [
+        "preprocess: $ python -m korean_llm preprocess\n",
+        "preprocess: kept 9 of 11\n",
+        "cpt: cpt step 1/60 loss 7.1\n",
+    ]
+    assert list(backend.follow(root, "cpt")) == ["cpt step 1/60 loss 7.1\n"]
+    (root / "stop-requested").write_text("1")
+    assert backend.status("dead").phase == "Stopped"
