@@ -13,7 +13,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -252,7 +252,17 @@ def hangul_syllables(text: str) -> int:
     return sum(1 for ch in text if lo <= ord(ch) <= hi)
 
 
-def fertility(tokenizer: Any, texts: Iterable[str]) -> dict[str, float | None]:
+class Fertility(TypedDict):
+    """Counts of `fertility`; the ratios are None where their denominator is zero."""
+
+    tokens: float
+    characters: float
+    hangul_syllables: float
+    tokens_per_hangul_syllable: float | None
+    characters_per_token: float | None
+
+
+def fertility(tokenizer: Any, texts: Iterable[str]) -> Fertility:
     """Token, character and syllable counts of `texts` under `tokenizer` (an HF or a `tokenizers` tokenizer)."""
     tokens = chars = syllables = 0
     for text in texts:

@@ -124,7 +124,7 @@ def run_warmup(
         trainer = make_trainer(wcfg, loaded, make_blocks(tokenizer), sub)
         log.info("cpt: embedding warm-up, %d steps on %d new rows (%s)", wcfg.training["max_steps"], len(ids), targets)
         result = train(trainer, wcfg, sub, metrics)
-        merged = peft_model.merge_and_unload()
+        merged: Any = peft_model.merge_and_unload()  # the base model class, untyped for mypy
         index = torch.tensor(ids, dtype=torch.long)
         rows = {"input": merged.get_input_embeddings().weight.detach()[index].float().cpu().contiguous()}
         if not tied:

@@ -111,11 +111,11 @@ def perplexity(
                 break
     if not windows:
         raise ValueError("no text with at least two tokens to score")
-    scored = continuation_logprobs(
+    logprobs = continuation_logprobs(
         model, windows, batch_size=batch_size, max_length=max_length, pad_id=_pad_id(tokenizer)
     )
-    total = sum(lp for lp, _ in scored)
-    count = sum(n for _, n in scored)
+    total = sum(lp for lp, _ in logprobs)
+    count = sum(n for _, n in logprobs)
     bits = -total / math.log(2)
     return Perplexity(
         math.exp(-total / count),

@@ -249,7 +249,7 @@ def extend(base: Any, merges: Sequence[tuple[str, str, int]], where: str) -> Ext
     vocab: dict[str, int] = model["vocab"]
     first = next_free_id(data)
     string_merges = bool(model["merges"]) and isinstance(model["merges"][0], str)
-    new_tokens = []
+    new_tokens: list[str] = []
     for a, b, _ in merges:
         token = a + b
         if token in vocab:
