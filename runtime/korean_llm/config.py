@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from korean_llm.errors import ConfigError
+from korean_llm.mapping import FieldMapping, check_kind
 
 STAGES = ("preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy")
 Stage = Literal["preprocess", "cpt", "sft", "rlhf", "evaluate", "deploy"]
@@ -115,13 +116,25 @@ class LoraConfig(Strict):
 
 
 class DataSource(Strict):
-    """One input: a file, folder, glob, `hf:<dataset id>` or `builtin:<name>`."""
+    """One input: a file, folder, glob, `hf:<dataset id>` or `builtin:<name>`.
+
+    In a source list, `{dataset: NAME}` (or just `NAME`) takes the entry NAME of the top-level
+    `datasets:` registry; keys given next to it override the registry's.
+    """
 
     path: str
     format: Literal["auto", "jsonl", "json", "parquet", "csv", "text"] = "auto"
     text_field: str = "text"
     split: str = "train"
     max_rows: int | None = Field(None, ge=1)
+    # auto: a UTF-8 BOM, else UTF-8, falling back to CP949 when the first non-ASCII line is not UTF-8 (korean_llm/readers.py).
+    encoding: Literal["auto", "utf-8", "utf-8-sig", "cp949", "euc-kr"] = "auto"
+    # Where the stage's fields come from in these rows (korean_llm/mapping.py); None: the rows already use them.
+    mapping: FieldMapping | None = None
+    # JSON files whose records sit inside the document: dotted path of the list (e.g. "data.items").
+    records: str | None = None
+    # Registry name this source came from (set when it is resolved; shown by `korean-llm data inspect`).
+    dataset: str | None = None
 
 
 class DataConfig(Strict):
@@ -450,6 +463,9 @@ class StageConfig(Strict):
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     rlhf: RlhfConfig = Field(default_factory=RlhfConfig)
 
+    # Named data sets (path or hf: id, format, split, mapping, encoding, max rows) that source lists refer to by name.
+    datasets: dict[str, DataSource] = Field(default_factory=dict)
+
     # Not part of the schema: where the config came from, for error messages.
     source: str = Field("<inline>", exclude=True)
 
@@ -473,15 +489,82 @@ class StageConfig(Strict):
             text = text.replace(key, str(value))
         return text
 
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_datasets(cls, data: Any) -> Any:
+        """Replace `{dataset: NAME, ...}` (or `NAME`) in every source list by the registry entry NAME."""
+        if not isinstance(data, dict):
+            return data
+        registry = data.get("datasets") or {}
+        if not isinstance(registry, dict):
+            return data
+        for section, key in SOURCE_LISTS:
+            block = data.get(section) if section else data
+            if not isinstance(block, dict) or not isinstance(block.get(key), list):
+                continue
+            block[key] = [_resolve_source(entry, registry, f"{section}.{key}.{i}") for i, entry in enumerate(block[key])]
+        return data
+
+    @model_validator(mode="after")
+    def _mapping_fits_rows(self) -> StageConfig:
+        """A mapping key that the stage's kind of rows does not read is a config error, before any data is read."""
+        kinds: list[tuple[str, str, list[DataSource]]] = [
+            ("preprocess.cpt_sources", "text", self.preprocess.cpt_sources),
+            ("preprocess.sft_sources", "chat", self.preprocess.sft_sources),
+            ("preprocess.preference_sources", "preference", self.preprocess.preference_sources),
+            ("evaluate.perplexity", "text", self.evaluate.perplexity),
+            ("evaluate.tasks", "task", self.evaluate.tasks),
+            ("evaluate.prompts", "prompt", self.evaluate.prompts),
+        ]
+        data_kind = {"cpt": "text", "sft": "chat"}.get(self.stage)
+        if self.stage == "rlhf":
+            data_kind = {"dpo": "preference", "orpo": "preference", "kto": "kto", "grpo": "prompt"}[self.rlhf.method]
+        if data_kind is not None:
+            kinds.append(("data.sources", data_kind, self.data.sources))
+        for where, kind, sources in kinds:
+            for i, source in enumerate(sources):
+                try:
+                    check_kind(source.mapping, kind, f"key '{where}.{i}.mapping'")
+                except ConfigError as exc:
+                    raise ValueError(str(exc)) from None
+        return self
+
     @model_validator(mode="after")
     def _expand_source_paths(self) -> StageConfig:
         # Paths such as "{data_dir}/processed/cpt" depend on the run id, which Argo passes at submit time.
         evaluate = [*self.evaluate.perplexity, *self.evaluate.tasks, *self.evaluate.prompts]
-        for source in [*self.data.sources, *self.preprocess.all_sources, *evaluate]:
+        for source in [*self.data.sources, *self.preprocess.all_sources, *evaluate, *self.datasets.values()]:
             expanded = self.expand(source.path)
             if expanded != source.path:
                 object.__setattr__(source, "path", expanded)
         return self
+
+
+# Every list of data sources in a stage config: (section, key); section "" is the top level.
+SOURCE_LISTS = (
+    ("data", "sources"),
+    ("preprocess", "cpt_sources"),
+    ("preprocess", "sft_sources"),
+    ("preprocess", "preference_sources"),
+    ("evaluate", "perplexity"),
+    ("evaluate", "tasks"),
+    ("evaluate", "prompts"),
+)
+
+
+def _resolve_source(entry: Any, registry: dict[str, Any], where: str) -> Any:
+    if isinstance(entry, str):
+        entry = {"dataset": entry}
+    if not isinstance(entry, dict) or "dataset" not in entry or "path" in entry:
+        return entry
+    name = entry["dataset"]
+    if name not in registry:
+        known = ", ".join(sorted(registry)) or "none"
+        raise ValueError(f"{where}: unknown dataset '{name}' (datasets: {known})")
+    base = registry[name]
+    if not isinstance(base, dict):
+        return entry
+    return {**base, **entry, "dataset": name}
 
 
 ENV_OVERRIDES = {

@@ -8,7 +8,7 @@ generators: nothing is held in memory beyond the current batch.
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import glob
 import json
 from collections import Counter
@@ -17,10 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from korean_llm import readers
 from korean_llm.artifacts import atomic_write_text
 from korean_llm.builtin import resolve_builtin_data
 from korean_llm.config import DataConfig, DataSource
-from korean_llm.errors import DataError
+from korean_llm.errors import AccountingError, DataError
+from korean_llm.mapping import apply as apply_mapping
+from korean_llm.mapping import check_columns
+from korean_llm.readers import ReadLog, Record
+
+__all__ = ["ReadLog", "Record", "RejectLog", "read_source", "collect_rows", "source_files"]
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -48,26 +54,23 @@ SHAREGPT_ROLES = {
 CHAT_KEYS = ("messages", "conversations", "conversation")
 
 
-@dataclass(frozen=True)
-class Record:
-    """One input row with its origin; `error` is set when the row could not even be parsed.
-
-    `replaced` marks a row whose invalid UTF-8 bytes were replaced by U+FFFD (`invalid_utf8: replace`).
-    """
-
-    file: str
-    line: int
-    data: dict[str, Any] | None
-    error: str | None = None
-    replaced: bool = False
-
-
 @dataclass
 class RejectLog:
     """Rejected rows with their reasons; written to `rejected.jsonl` and checked against a limit."""
 
     rows_in: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    rows_out: int = 0
+    read: ReadLog = field(default_factory=ReadLog)
+
+    def check_accounting(self, what: str) -> None:
+        """Every row read is either kept or rejected, and every record the readers saw was counted."""
+        seen = sum(f.records for f in self.read.files)
+        if self.rows_in != self.rows_out + len(self.rejected) or (self.read.files and seen < self.rows_in):
+            raise AccountingError(
+                f"{what}: row accounting does not add up: rows_in {self.rows_in} != rows_out {self.rows_out} "
+                f"+ rejected {len(self.rejected)} (records read from files: {seen})"
+            )
 
     def reject(self, record: Record, reason: str) -> None:
         self.rejected.append({"file": record.file, "line": record.line, "reason": reason})
@@ -125,124 +128,54 @@ def source_files(source: DataSource) -> list[tuple[Path, str]]:
     return out
 
 
-def _decode(raw: bytes, policy: str) -> tuple[str | None, bool]:
-    """(text, had_invalid_bytes); text is None when the policy rejects invalid UTF-8."""
-    try:
-        return raw.decode("utf-8"), False
-    except UnicodeDecodeError:
-        if policy == "replace":
-            return raw.decode("utf-8", errors="replace"), True
-        return None, True
+def read_source(
+    source: DataSource, invalid_utf8: str = "reject", read_log: ReadLog | None = None
+) -> Iterator[Record]:
+    """Every record of one source, in a stable order, capped at `source.max_rows`, with its mapping applied.
 
-
-def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text, bad = _decode(raw, policy)
-            if text is None:
-                yield Record(str(path), lineno, None, "invalid UTF-8")
-                continue
-            text = text.rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield Record(str(path), lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
-                continue
-            if not isinstance(obj, dict):
-                yield Record(str(path), lineno, None, f"not a JSON object: found {type(obj).__name__}")
-                continue
-            yield Record(str(path), lineno, obj, replaced=bad)
-
-
-def _read_json(path: Path, policy: str) -> Iterator[Record]:
-    text, bad = _decode(path.read_bytes(), policy)
-    if text is None:
-        yield Record(str(path), 1, None, "invalid UTF-8")
-        return
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        yield Record(str(path), exc.lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
-        return
-    rows = obj if isinstance(obj, list) else [obj]
-    for i, row in enumerate(rows, start=1):
-        if isinstance(row, dict):
-            yield Record(str(path), i, row, replaced=bad)
-        else:
-            yield Record(str(path), i, None, f"not a JSON object: found {type(row).__name__}")
-
-
-def _read_parquet(path: Path) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable parquet file: {exc}") from exc
-    row = 0
-    for batch in pf.iter_batches(batch_size=1024):
-        for obj in batch.to_pylist():
-            row += 1
-            yield Record(str(path), row, obj)
-
-
-def _read_csv(path: Path, policy: str) -> Iterator[Record]:
-    errors = "replace" if policy == "replace" else "strict"
-    try:
-        with open(path, encoding="utf-8", errors=errors, newline="") as fh:
-            for i, obj in enumerate(csv.DictReader(fh), start=2):  # line 1 is the header
-                replaced = policy == "replace" and any("\ufffd" in str(v) for v in obj.values())
-                yield Record(str(path), i, dict(obj), replaced=replaced)
-    except UnicodeDecodeError:
-        yield Record(str(path), 0, None, "invalid UTF-8")
-
-
-def _read_text(path: Path, policy: str, text_field: str) -> Iterator[Record]:
-    text, bad = _decode(path.read_bytes(), policy)
-    if text is None:
-        yield Record(str(path), 1, None, "invalid UTF-8")
-        return
-    yield Record(str(path), 1, {text_field: text.replace("\r\n", "\n")}, replaced=bad)
-
-
-def _read_hub(source: DataSource) -> Iterator[Record]:
-    from datasets import load_dataset
-
-    name = source.path.removeprefix("hf:")
-    try:
-        ds = load_dataset(name, split=source.split, streaming=True)
-    except Exception as exc:
-        raise DataError(f"data source '{source.path}': cannot load from the hub: {exc}") from exc
-    for i, obj in enumerate(ds, start=1):
-        yield Record(source.path, i, dict(obj))
-
-
-def read_source(source: DataSource, invalid_utf8: str = "reject") -> Iterator[Record]:
-    """Every record of one source, in a stable order, capped at `source.max_rows`."""
+    Each file is read by `korean_llm.readers` (one encoding per file, every record with its line or
+    record number); `read_log` collects how each file was read. The source's mapping is checked
+    against the first record of each file (a missing column stops the stage) and applied to every
+    record: a row that lacks a mapped field comes back as a reject with that reason.
+    """
     if source.path.startswith("hf:"):
-        it: Iterable[Record] = _read_hub(source)
+        it: Iterable[Record] = readers.read_hub(source.path, source.split)
     else:
-        it = _iter_files(source, invalid_utf8)
+        it = _iter_files(source, invalid_utf8, read_log)
+    checked: set[str] = set()
     for n, rec in enumerate(it, start=1):
         if source.max_rows is not None and n > source.max_rows:
             return
-        yield rec
+        if source.mapping is None or rec.data is None:
+            yield rec
+            continue
+        if rec.file not in checked:
+            check_columns(source.mapping, rec.data, source.dataset or source.path, rec.file)
+            checked.add(rec.file)
+        try:
+            data = apply_mapping(source.mapping, rec.data)
+        except ValueError as exc:
+            yield dataclasses.replace(rec, data=None, error=str(exc))
+            continue
+        yield dataclasses.replace(rec, data=data)
 
 
-def _iter_files(source: DataSource, invalid_utf8: str) -> Iterator[Record]:
+def _iter_files(source: DataSource, invalid_utf8: str, read_log: ReadLog | None) -> Iterator[Record]:
     for path, fmt in source_files(source):
+        report = readers.FileReport(str(path), fmt, source.encoding)
+        if read_log is not None:
+            read_log.files.append(report)
         if fmt == "jsonl":
-            yield from _read_jsonl(path, invalid_utf8)
+            yield from readers.read_jsonl(path, source.encoding, invalid_utf8, report)
         elif fmt == "json":
-            yield from _read_json(path, invalid_utf8)
+            yield from readers.read_json(path, source.encoding, invalid_utf8, report, source.records)
         elif fmt == "parquet":
-            yield from _read_parquet(path)
+            report.encoding = "parquet"
+            yield from readers.read_parquet(path, report)
         elif fmt == "csv":
-            yield from _read_csv(path, invalid_utf8)
+            yield from readers.read_csv(path, source.encoding, invalid_utf8, report)
         else:
-            yield from _read_text(path, invalid_utf8, source.text_field)
+            yield from readers.read_text(path, source.encoding, invalid_utf8, source.text_field, report)
 
 
 def collect_rows(
@@ -253,7 +186,7 @@ def collect_rows(
         raise DataError("data.sources is empty: name at least one file, folder, hub id or builtin source")
     rows: list[dict[str, Any]] = []
     for source in data.sources:
-        for rec in read_source(source, data.invalid_utf8):
+        for rec in read_source(source, data.invalid_utf8, rejects.read):
             rejects.rows_in += 1
             if rec.error is not None or rec.data is None:
                 rejects.reject(rec, rec.error or "unreadable row")
@@ -262,7 +195,17 @@ def collect_rows(
                 rows.append(validate(source, rec.data))
             except ValueError as exc:
                 rejects.reject(rec, str(exc))
+    rejects.rows_out += len(rows)
+    rejects.check_accounting("data.sources")
     return rows
+
+
+def _with_system(msgs: list[dict[str, str]], obj: dict[str, Any]) -> list[dict[str, str]]:
+    """Prepend the mapped system prompt (`mapping.system`) unless the turns already start with one."""
+    system = obj.get("_system")
+    if isinstance(system, str) and system.strip() and (not msgs or msgs[0]["role"] != "system"):
+        return [{"role": "system", "content": system}, *msgs]
+    return msgs
 
 
 def text_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
@@ -338,7 +281,7 @@ def chat_messages(obj: dict[str, Any]) -> list[dict[str, str]]:
 
 def sft_row(system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]], dict[str, Any]]:
     def validate(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
-        msgs = chat_messages(obj)
+        msgs = _with_system(chat_messages(obj), obj)
         if system_prompt and msgs[0]["role"] != "system":
             msgs = [{"role": "system", "content": system_prompt}, *msgs]
         return {"messages": msgs}
@@ -453,7 +396,7 @@ def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
     `chosen` and `rejected` are refused: the pair teaches nothing. A `collect_rows` validator.
     """
     _required(obj, "prompt", "chosen", "rejected")
-    prompt = _turns(obj["prompt"], "prompt", "user")
+    prompt = _with_system(_turns(obj["prompt"], "prompt", "user"), obj)
     chosen = _turns(obj["chosen"], "chosen", "assistant")
     rejected = _turns(obj["rejected"], "rejected", "assistant")
     if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
@@ -461,12 +404,18 @@ def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+_LABELS = {"true": True, "false": False, "1": True, "0": False}
+
+
 def _label(value: Any) -> bool:
+    """A KTO label: a boolean, 1 / 0, or (CSV cells, surrounding spaces ignored) true / false / 1 / 0."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # CSV cells
-        return value.strip().lower() == "true"
-    raise ValueError(f"'label' is {value!r}, expected true or false")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _LABELS:
+        return _LABELS[value.strip().lower()]
+    raise ValueError(f"'label' is {value!r}, expected true or false (or 1 / 0)")
 
 
 def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
@@ -478,7 +427,7 @@ def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
         return preference_row(source, obj)
     _required(obj, "prompt", "completion", "label")
     return {
-        "prompt": _turns(obj["prompt"], "prompt", "user"),
+        "prompt": _with_system(_turns(obj["prompt"], "prompt", "user"), obj),
         "completion": _turns(obj["completion"], "completion", "assistant"),
         "label": _label(obj["label"]),
     }
@@ -487,4 +436,5 @@ def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
 def prompt_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
     """A GRPO prompt (string or messages); other fields are kept for user reward functions (TRL passes them on)."""
     _required(obj, "prompt")
-    return {**obj, "prompt": _turns(obj["prompt"], "prompt", "user")}
+    kept = {k: v for k, v in obj.items() if k != "_system"}
+    return {**kept, "prompt": _with_system(_turns(obj["prompt"], "prompt", "user"), obj)}

@@ -39,6 +39,8 @@ def mc_item(obj: dict[str, Any]) -> dict[str, Any]:
         if key not in obj:
             raise ValueError(f"missing field '{key}'")
     question, choices, answer = obj["question"], obj["choices"], obj["answer"]
+    if isinstance(answer, str) and answer.strip().isdigit():  # a CSV cell such as "2   "
+        answer = int(answer.strip())
     if not isinstance(question, str) or not question.strip():
         raise ValueError("field 'question' must be a non-empty string")
     if not isinstance(choices, list) or len(choices) < 2:

@@ -23,6 +23,8 @@ class StageContext:
     cfg: StageConfig
     dir: StageDir
     metrics: StageMetrics
+    # How each input file was read (format, encoding and why, records), from record_rejects; goes to the manifest.
+    inputs_read: list[dict[str, Any]] | None = None
 
     def manifest(self, **fields: Any) -> Manifest:
         """A manifest with the fields every stage shares already filled in."""
@@ -35,10 +37,13 @@ class StageContext:
             "config_hash": self.cfg.fingerprint(),
             "init_from": str(self.cfg.run.stage_dir(prev)) if prev else None,
         }
+        if self.inputs_read is not None:
+            fields["extra"] = {"inputs_read": self.inputs_read, **(fields.get("extra") or {})}
         return Manifest(**{**base, **fields})
 
     def record_rejects(self, rejects: RejectLog, what: str) -> None:
         """Write rejected.jsonl, print the counts by reason, and fail above the configured fraction."""
+        self.inputs_read = [*(self.inputs_read or []), *rejects.read.as_dict()]
         if dist.is_main():
             rejects.write(self.dir.work / "rejected.jsonl")
         if rejects.rejected:
