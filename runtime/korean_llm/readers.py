@@ -336,7 +336,7 @@ def decode_whole(path: Path, raw: bytes, declared: str, policy: str, report: Fil
         return text, False
     enc = furthest[1]
     report.encoding = enc
-    return raw.decode(enc, errors="replace" if policy == "replace" else "surrogateescape"), True
+    return raw.decode(enc, errors="surrogateescape"), True
 
 
 def has_escaped(value: Any) -> bool:
@@ -348,6 +348,17 @@ def has_escaped(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_escaped(v) for v in value)
     return False
+
+
+def unescape(value: Any) -> Any:
+    """`value` with every undecodable byte (a lone surrogate) replaced by U+FFFD, as errors="replace" would."""
+    if isinstance(value, str):
+        return _ESCAPED.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {unescape(k): unescape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unescape(v) for v in value]
+    return value
 
 
 def _dotted(obj: Any, path: str) -> Any:
@@ -389,13 +400,13 @@ def read_json(
         items, starts = [doc], [1]
     for i, (row, line) in enumerate(zip(items, starts, strict=True), start=1):
         report.records += 1
-        row_bad = bad and policy != "replace" and has_escaped(row)
-        if row_bad:
+        row_bad = bad and has_escaped(row)
+        if row_bad and policy != "replace":
             report.undecodable += 1
             yield Record(str(path), line, None, reason, record=i)
         elif isinstance(row, dict):
-            report.replaced += bad and policy == "replace" and "\ufffd" in json.dumps(row, ensure_ascii=False)
-            yield Record(str(path), line, row, replaced=bad and policy == "replace", record=i)
+            report.replaced += row_bad
+            yield Record(str(path), line, unescape(row) if row_bad else row, replaced=row_bad, record=i)
         else:
             yield Record(str(path), line, None, f"not a JSON object: found {type(row).__name__}", record=i)
 
@@ -429,6 +440,7 @@ def read_text(path: Path, encoding: str, policy: str, text_field: str, report: F
         yield Record(str(path), 1, None, undecodable_reason(report.encoding), record=1)
         return
     report.replaced = int(bad)
+    text = unescape(text) if bad else text
     yield Record(str(path), 1, {text_field: text.replace("\r\n", "\n")}, replaced=bad, record=1)
 
 
