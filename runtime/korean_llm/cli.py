@@ -5,6 +5,7 @@
     korean-llm <stage> --config FILE [--set k=v]   # preprocess | cpt | sft | rlhf | evaluate | deploy
     korean-llm stage --config FILE                 # the stage named by $STAGE (the seed's entrypoint)
     korean-llm bench --model qwen2.5-7b --compare unsloth,hf   # training throughput (see bench.py)
+    korean-llm data inspect NAME|PATH [-f values.yaml]         # a data set as the stages would read it
 
 Exit codes: 0 ok, 1 unexpected error, 2 bad config or data, 3 failed gate, 129 retryable, 143 SIGTERM.
 """
@@ -102,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--manifests", default=None, help="run manifests rendered elsewhere (no helm needed)")
         else:
             p.add_argument("-o", "--output", default=None, help="also write the rendered manifests to this file")
-    from korean_llm import bench
+    from korean_llm import bench, inspect_data
 
     bench.add_parser(sub)
+    inspect_data.add_parser(sub)
     return parser
 
 
@@ -116,6 +118,10 @@ def dispatch(args: argparse.Namespace) -> int:
         if stage not in STAGES:
             raise ConfigError(f"STAGE='{stage}': expected one of {', '.join(STAGES)}")
         return run_stage(stage, args.config, args.overrides)
+    if args.command == "data":
+        from korean_llm import inspect_data
+
+        return inspect_data.run_command(args)
     if args.command == "bench":
         from korean_llm import bench
 

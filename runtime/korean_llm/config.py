@@ -253,6 +253,9 @@ class EvaluateConfig(Strict):
     into choices); each file is one task named by its stem. Prompt files are JSONL rows `{"prompt"}`.
     """
 
+    # A named evaluation writes `<output>/<model>/<run>/evaluations/<name>/` instead of `evaluate/`, so a trained
+    # model can be evaluated again on other data without touching the pipeline's own evaluation (deploy reads that).
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     # Held-out text for perplexity (`text_field` of each row, or whole text files).
     perplexity: list[DataSource] = Field(default_factory=list)
     perplexity_max_tokens: int = Field(20000, ge=16)  # stop after this many scored tokens (bounds the cost)
@@ -475,8 +478,15 @@ class StageConfig(Strict):
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
+    def stage_folder(self) -> str:
+        """Folder of this stage under the run's output: `evaluations/<name>` for a named evaluation."""
+        if self.stage == "evaluate" and self.evaluate.name:
+            return f"evaluations/{self.evaluate.name}"
+        return self.stage
+
+    @property
     def stage_dir(self) -> Path:
-        return self.run.stage_dir(self.stage)
+        return self.run.output_dir / self.stage_folder
 
     def expand(self, text: str) -> str:
         """Fill `{data_dir}`, `{output_dir}`, `{model_name}`, `{run_id}` in a path from this run's settings."""

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -355,7 +356,7 @@ def summary_table(results: list[StepResult], root: Path) -> Table:
             "" if r.exit_code is None else str(r.exit_code),
             f"{r.seconds:.1f}",
             loss,
-            r.detail[:80],
+            escape(r.detail[:120]),  # a gate line names checks like min_accuracy[task]: not rich markup
         )
     return table
 
@@ -431,5 +432,5 @@ def run_command(args: Any) -> int:
         console.print(f"tracked runs: mlflow ui --backend-store-uri sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     for r in results:
         if r.status == "failed":
-            console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {r.detail}\n  log: {r.log}")
+            console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {escape(r.detail)}\n  log: {r.log}")
     return exit_code

@@ -65,7 +65,7 @@ class StageContext:
 
 def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manifest:
     """Run `body` in the stage's work folder and publish its manifest; a finished stage is not run again."""
-    sdir = StageDir(cfg.run.output_dir, cfg.stage)
+    sdir = StageDir(cfg.run.output_dir, cfg.stage_folder)
     done = sdir.completed_manifest()
     if done is not None:
         if done.config_hash != cfg.fingerprint():
