@@ -1,6 +1,6 @@
 """Datasets as users have them: readers that count every row, encodings, CSV dialects, field mapping, the registry.
 
-Fixtures under tests/fixtures/byod/ are written in the shapes users bring: a Q/A CSV in CP949 with
+Fixtures under examples/data/ are written in the shapes users bring: a Q/A CSV in CP949 with
 CRLF line ends, a quoted newline and a trailing-space label; ShareGPT `from`/`value`; a dialogue
 export with Korean keys and role names (`화자`/`내용`, `질문`/`답변`); a nested JSON export whose
 records sit under `export.items`; alpaca rows with Korean column names; preference / KTO CSVs; GRPO
@@ -22,7 +22,7 @@ from korean_llm.data import ReadLog, RejectLog, chat_messages, collect_rows, rea
 from korean_llm.errors import ConfigError, DataError
 from korean_llm.mapping import FieldMapping
 
-BYOD = Path(__file__).parent / "fixtures" / "byod"
+BYOD = Path(__file__).resolve().parents[1] / "examples" / "data"
 
 
 def records(source: DataSource, policy: str = "reject") -> tuple[list[Any], ReadLog]:

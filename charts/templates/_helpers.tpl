@@ -87,6 +87,7 @@ stageDefaults.<stage>.config < models[].stages.<stage>.config, plus what the cha
 {{- if $prev -}}{{- $_ := set $run "previous_stage" $prev -}}{{- end -}}
 {{- $_ := set $cfg "run" $run -}}
 {{- $_ := set $cfg "stage" .stage -}}
+{{- with .root.Values.datasets }}{{- $_ := set $cfg "datasets" (deepCopy .) -}}{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 

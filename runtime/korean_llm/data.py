@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -98,6 +99,21 @@ class RejectLog:
             )
 
 
+def _mount_hint(path: Path) -> str:
+    """Under the local runner, where a container folder such as /data really is (it sets KOREAN_LLM_LOCAL_MOUNTS)."""
+    try:
+        mounts = json.loads(os.environ.get("KOREAN_LLM_LOCAL_MOUNTS") or "{}")
+    except json.JSONDecodeError:
+        return ""
+    for mount, local in mounts.items():
+        if str(path).startswith(str(local).rstrip("/") + "/"):
+            return (
+                f" (the local runner maps {mount} to {local}: copy the file there, or name it by a path outside "
+                f"{mount}, which is read where it is)"
+            )
+    return ""
+
+
 def source_files(source: DataSource) -> list[tuple[Path, str]]:
     """Expand a source into (file, format) pairs, sorted for a deterministic order."""
     spec = source.path
@@ -116,7 +132,7 @@ def source_files(source: DataSource) -> list[tuple[Path, str]]:
         elif root.is_file():
             files.append(root)
         else:
-            raise DataError(f"data source '{spec}': {root} does not exist")
+            raise DataError(f"data source '{spec}': {root} does not exist{_mount_hint(root)}")
     if not files:
         raise DataError(f"data source '{spec}': no data files (expected {', '.join(EXTENSIONS)})")
     out = []

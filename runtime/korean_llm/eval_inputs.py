@@ -61,7 +61,10 @@ def load_tasks(cfg: StageConfig, rejects: RejectLog) -> dict[str, list[dict[str,
     """Every task file of `evaluate.tasks`, by name; a file without one valid item is a DataError."""
     tasks: dict[str, list[dict[str, Any]]] = {}
     for source in cfg.evaluate.tasks:
-        for path, fmt in source_files(source):
+        files = source_files(source)
+        for path, fmt in files:
+            # A registry entry of one file is named as in the registry; otherwise a task is its file's stem.
+            name = source.dataset if source.dataset and len(files) == 1 else path.stem
             one = source.model_copy(update={"path": str(path), "format": fmt})
             before = len(rejects.rejected)
             items = _rows(cfg, one, mc_item, rejects)
@@ -69,9 +72,9 @@ def load_tasks(cfg: StageConfig, rejects: RejectLog) -> dict[str, list[dict[str,
                 first = rejects.rejected[before] if len(rejects.rejected) > before else None
                 why = f"; first problem: line {first['line']}: {first['reason']}" if first else ""
                 raise DataError(f"{path}: task file has no valid multiple-choice rows{why}")
-            if path.stem in tasks:
-                raise ConfigError(f"{cfg.source}: two task files are named '{path.stem}' in evaluate.tasks")
-            tasks[path.stem] = items
+            if name in tasks:
+                raise ConfigError(f"{cfg.source}: two task files are named '{name}' in evaluate.tasks")
+            tasks[name] = items
     return tasks
 
 

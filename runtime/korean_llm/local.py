@@ -207,6 +207,9 @@ def parse_pipelines(docs: list[dict[str, Any]]) -> list[Pipeline]:
     return pipelines
 
 
+LOCAL_MOUNTS_ENV = "KOREAN_LLM_LOCAL_MOUNTS"
+
+
 class PathMap:
     """Container paths -> local paths, longest mount first."""
 
@@ -266,6 +269,9 @@ def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dic
     elif command and command[0] == "torchrun":
         command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
     env = {k: pmap(_substitute(v, pipe.parameters)) for k, v in step.env.items()}
+    # Lets a stage say, for a missing /data/... input, where the runner put that folder (korean_llm.data.source_files).
+    mounts = {m: str(p) for m, p in mapping.items() if m in ("/data", "/output")}
+    env[LOCAL_MOUNTS_ENV] = json.dumps(mounts)
     return command, env
 
 
@@ -402,6 +408,10 @@ def run_command(args: Any) -> int:
     root = Path(args.runs_dir).resolve() / run_id
     root.mkdir(parents=True, exist_ok=True)
     console.print(f"run [bold]{run_id}[/]: {len(pipelines)} pipeline(s), outputs in {root}")
+    console.print(
+        f"paths: /data -> {root / 'data'}, /output -> {root / 'output'}; any other path in the configs is read "
+        f"where it is (relative ones from {Path.cwd()})"
+    )
     results: list[StepResult] = []
     exit_code = 0
     columns = (
