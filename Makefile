@@ -25,12 +25,12 @@ demo: setup
 	$(BIN)/korean-llm run -f values/local.yaml --run-id $(RUN_ID)
 
 test: setup
-	$(BIN)/ruff check runtime tests
-	$(BIN)/ruff format --check runtime tests
+	$(BIN)/ruff check runtime tests charts/files
+	$(BIN)/ruff format --check runtime tests charts/files
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check runtime tests
+	$(BIN)/ruff check runtime tests charts/files
 
 format: setup
 	$(BIN)/ruff format runtime tests

@@ -1,12 +1,13 @@
 """The chart, rendered with `helm template` for every shipped values file and CI scenario, and checked.
 
 Core kinds are validated with kubernetes-validate (strict), Argo/Kubeflow/Prometheus kinds against the upstream
-CRD schemas (made strict: unknown fields are errors). The CRD folder defaults to `../shared/schemas/crds` next to
-the repository; point elsewhere with `KOREAN_LLM_CRD_SCHEMAS=/path/to/crds` (a folder of CRD YAML files).
+CRD schemas vendored in tests/chart/crds (source, tag and sha256 in crds.lock; made strict: unknown fields are
+errors). A missing or altered schema file fails the suite.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ import yaml
 from korean_llm.config import build_config
 from korean_llm.local import Step, parse_pipelines
 
+from .chart import argo_conditions
 from .chart.rendered import (
     CHART,
     NAMESPACE,
@@ -36,7 +38,7 @@ from .chart.rendered import (
 )
 
 K8S_VERSION = os.environ.get("KOREAN_LLM_K8S_VERSION", "1.33.0")
-CRD_DIR = Path(os.environ.get("KOREAN_LLM_CRD_SCHEMAS", REPO.parent / "shared" / "schemas" / "crds"))
+CRD_DIR = Path(__file__).parent / "chart" / "crds"
 # Kinds the CRD folder does not carry (AlertmanagerConfig is v1alpha1 and was not copied): checked by hand below.
 NO_UPSTREAM_SCHEMA = {("monitoring.coreos.com", "AlertmanagerConfig")}
 V = REPO / "values"
@@ -100,10 +102,30 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
+def crd_lock() -> list[tuple[str, str]]:
+    """(file, sha256) of every vendored CRD, from tests/chart/crds/crds.lock."""
+    rows = []
+    for line in (CRD_DIR / "crds.lock").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            cols = line.split("\t")
+            rows.append((cols[0], cols[5]))
+    return rows
+
+
+def check_vendored_crds() -> None:
+    problems = []
+    for name, sha in crd_lock():
+        path = CRD_DIR / name
+        if not path.is_file():
+            problems.append(f"{path}: missing (listed in crds.lock; run tests/chart/crds/refresh.sh)")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != sha:
+            problems.append(f"{path}: sha256 differs from crds.lock (run tests/chart/crds/refresh.sh)")
+    assert not problems, "\n".join(problems)
+
+
 @cache
 def crd_schemas() -> dict[tuple[str, str, str], dict[str, Any]]:
-    if not CRD_DIR.is_dir():
-        pytest.skip(f"no CRD schema folder at {CRD_DIR} (set KOREAN_LLM_CRD_SCHEMAS)")
+    check_vendored_crds()
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     out = {}
     for path in sorted(CRD_DIR.glob("*.yaml")):
@@ -186,6 +208,16 @@ def test_alertmanager_config_routes_korean_llm_alerts_to_slack_from_a_secret() -
     amc = kind(docs_of("ci/all-features-values.yaml"), "AlertmanagerConfig")[0]
     assert amc["spec"]["route"]["matchers"] == [{"name": "alertname", "matchType": "=~", "value": "KoreanLLM.*"}]
     assert amc["spec"]["receivers"][0]["slackConfigs"][0]["apiURL"] == {"name": "slack", "key": "webhook-url"}
+
+
+def test_vendored_crds_match_their_lock() -> None:
+    check_vendored_crds()
+    kinds = {key[2] for key in crd_schemas()}
+    assert {"Workflow", "WorkflowTemplate", "CronWorkflow", "PyTorchJob", "TrainJob", "PrometheusRule"} <= kinds
+    out = subprocess.run(
+        [str(CRD_DIR / "refresh.sh"), "--check"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
 
 
 def test_crd_validation_catches_a_misspelt_field() -> None:
@@ -296,7 +328,7 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
         res = steps[stage]["resource"]
         assert res["action"] == "create" and res["setOwnerReference"] is True
         assert res["successCondition"] == "status.replicaStatuses.Master.succeeded > 0"
-        assert res["failureCondition"] == "status.completionTime, !status.replicaStatuses.Master.succeeded"
+        argo_conditions.parse_selector(res["failureCondition"])  # what Argo's executor does first
     assert steps["preprocess"]["container"]["command"][:4] == ["python", "-m", "korean_llm", "preprocess"]
     assert "nvidia.com/gpu" not in steps["preprocess"]["container"]["resources"]["limits"]
     deploy = steps["deploy"]
@@ -311,48 +343,49 @@ def test_7b_dag_order_gpus_mounts_and_env() -> None:
     assert wt["spec"]["arguments"]["parameters"] == [{"name": "run-id", "value": "7b-r1"}]
 
 
-def _matches(condition: str, obj: dict[str, Any]) -> bool:
-    """Argo's resource condition: comma-separated label-selector requirements over JSON paths (AND)."""
-
-    def get(path: str) -> Any:
-        node: Any = obj
-        for part in path.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return node
-
-    results = []
-    for req in (r.strip() for r in condition.split(",")):
-        if req.startswith("!"):
-            results.append(get(req[1:]) is None)
-        elif " > " in req:
-            key, value = req.split(" > ")
-            results.append(get(key) is not None and int(get(key)) > int(value))
-        else:
-            results.append(get(req) is not None)
-    return all(results)
-
-
-@pytest.mark.parametrize(
-    ("status", "outcome"),
-    [
-        ({"replicaStatuses": {"Master": {"active": 1}}}, "running"),
-        # A retryable exit (128+): the operator counts the Failed pod while restarting it; no completionTime.
-        ({"replicaStatuses": {"Master": {"failed": 1}}, "conditions": [{"type": "Restarting"}]}, "running"),
-        ({"replicaStatuses": {"Master": {"succeeded": 1}}, "completionTime": "2026-01-01T00:00:00Z"}, "succeeded"),
-        ({"replicaStatuses": {"Master": {"failed": 1}}, "completionTime": "2026-01-01T00:00:00Z"}, "failed"),
-        ({"replicaStatuses": {"Master": {}}, "completionTime": "2026-01-01T00:00:00Z"}, "failed"),  # deadline
-    ],
+PYTORCHJOB_SNAPSHOTS = list(
+    yaml.safe_load_all((Path(__file__).parent / "chart" / "status" / "pytorchjob.yaml").read_text(encoding="utf-8"))
 )
-def test_resource_conditions_match_pytorchjob_outcomes(status: dict[str, Any], outcome: str) -> None:
-    res = by_name(docs_of("7b"), "WorkflowTemplate", "korean-llm-qwen7b")["spec"]["templates"][2]["resource"]
-    job = {"status": status}
-    succeeded, failed = _matches(res["successCondition"], job), _matches(res["failureCondition"], job)
-    assert {"running": (False, False), "succeeded": (True, False), "failed": (False, True)}[outcome] == (
-        succeeded,
-        failed,
+
+
+def training_steps(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        t
+        for wt in kind(docs, "WorkflowTemplate")
+        for t in wt["spec"]["templates"]
+        if "resource" in t and yaml.safe_load(t["resource"]["manifest"])["kind"] == "PyTorchJob"
+    ]
+
+
+@pytest.mark.parametrize("snapshot", PYTORCHJOB_SNAPSHOTS, ids=[s["name"] for s in PYTORCHJOB_SNAPSHOTS])
+@pytest.mark.parametrize("scenario", ["7b", "72b", "local", "ci/all-features-values.yaml"])
+def test_training_step_outcome_follows_the_pytorchjob_status(scenario: str, snapshot: dict[str, Any]) -> None:
+    """Queued, running and restarting jobs wait; failed jobs fail; succeeded jobs succeed - evaluated the way
+    Argo's executor evaluates the step's conditions (tests/chart/argo_conditions.py)."""
+    steps = training_steps(docs_of(scenario))
+    assert steps
+    for step in steps:
+        assert argo_conditions.evaluate_step(step, snapshot["object"]) == snapshot["expect"], step["name"]
+
+
+def test_snapshots_cover_every_state_of_a_training_job() -> None:
+    expected = {s["expect"] for s in PYTORCHJOB_SNAPSHOTS}
+    assert expected == {"waiting", "failed", "succeeded"}
+    names = {s["name"] for s in PYTORCHJOB_SNAPSHOTS}
+    assert {"queued-in-kueue", "running", "restarting-after-exit-137", "failed-exit-1", "succeeded"} <= names
+
+
+def test_the_previous_conditions_would_fail_a_running_job() -> None:
+    """The conditions the chart used to ship, read as Argo reads them: failure on the first poll of a queued or
+    running job, and failure (not success) of a job that succeeded, since failure is checked first."""
+    old = (
+        "status.replicaStatuses.Master.succeeded > 0",
+        "status.completionTime, !status.replicaStatuses.Master.succeeded",
     )
+    by = {s["name"]: s["object"] for s in PYTORCHJOB_SNAPSHOTS}
+    assert argo_conditions.evaluate(by["queued-in-kueue"], *old) == "failed"
+    assert argo_conditions.evaluate(by["running"], *old) == "failed"
+    assert argo_conditions.evaluate(by["succeeded"], *old) == "failed"
 
 
 def test_72b_is_multi_node_with_eight_gpus_per_pod() -> None:
