@@ -49,6 +49,7 @@ SCENARIOS: dict[str, list[Path]] = {
     "72b": [V / "72b.yaml"],
     "multi-model": [V / "multi-model.yaml"],
     "local": [V / "local.yaml"],
+    "local-csv": [V / "local-csv.yaml"],
     "dev": [V / "dev.yaml"],
     "prod": [V / "prod.yaml"],
     "7b+dev": [V / "7b.yaml", V / "dev.yaml"],
@@ -721,3 +722,15 @@ def test_checkov_finds_no_failed_check() -> None:
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "Failed checks: 0" in out.stdout
+
+
+def test_the_datasets_registry_reaches_every_stage_config_and_resolves_by_name() -> None:
+    cm = by_name(docs_of("local-csv"), "ConfigMap", "korean-llm-tiny-ko")
+    for key, text in cm["data"].items():
+        assert set(yaml.safe_load(text)["datasets"]) == {"qa-ko", "dialogues-ko", "quiz-ko"}, key
+    pre = build_config(yaml.safe_load(cm["data"]["preprocess.yaml"]), source="preprocess.yaml", env={})
+    qa = pre.preprocess.sft_sources[0]
+    assert (qa.dataset, qa.path, qa.encoding) == ("qa-ko", "examples/data/qa_cp949.csv", "auto")
+    assert qa.mapping is not None and (qa.mapping.user, qa.mapping.assistant) == ("Q", "A")
+    ev = build_config(yaml.safe_load(cm["data"]["evaluate.yaml"]), source="evaluate.yaml", env={})
+    assert ev.evaluate.tasks[0].mapping.choices == ["보기1", "보기2", "보기3", "보기4"]  # type: ignore[union-attr]
