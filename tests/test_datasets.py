@@ -334,3 +334,18 @@ def test_a_mapping_key_the_stage_does_not_read_is_refused_before_reading() -> No
         build_config(registry_config("rlhf", {"data": {"sources": ["qa"]}}), source="rlhf.yaml", env={})
     with pytest.raises(ConfigError, match="unknown key 'datasets.qa.mapping.usr'"):
         build_config({"stage": "sft", "datasets": {"qa": {"path": "x.csv", "mapping": {"usr": "Q"}}}}, env={})
+
+
+# -- the runner's failure line -----------------------------------------------------------------------------------
+
+
+def test_the_runners_summary_keeps_task_names_in_gate_failures(tmp_path: Path) -> None:
+    # rich reads "[quiz-ko]" as a style tag and drops it unless escaped; the gate line names checks that way.
+    from rich.console import Console
+
+    from korean_llm.local import StepResult, summary_table
+
+    detail = "error: evaluate: gate failed: min_accuracy[quiz-ko] = 0.1667 (limit 1.0); report in /x/eval.html"
+    console = Console(record=True, width=400)
+    console.print(summary_table([StepResult("tiny-ko", "evaluate", "failed", 3, 1.0, detail=detail)], tmp_path))
+    assert "min_accuracy[quiz-ko] = 0.1667" in console.export_text()

@@ -110,7 +110,7 @@ def test_preprocess_keeps_1999_of_2000_csv_rows_with_one_bad_byte(tmp_path: Path
 @pytest.mark.parametrize(
     ("stage", "overrides", "kept", "rejects"),
     [
-        ("cpt", {"data": {"sources": ["articles-ko"]}, "lora": {"r": 4, "alpha": 8}}, 4, [(5, "missing field 'doc.body' (mapped to text)")]),
+        ("cpt", {"data": {"sources": ["articles-ko"], "max_rejected_fraction": 0.3}, "lora": {"r": 4, "alpha": 8}}, 4, [(5, "missing field 'doc.body' (mapped to text)")]),
         ("sft", {"data": {"sources": ["qa-ko", "export-ko"], "max_rejected_fraction": 0.2}}, 15, None),
         ("rlhf", {"rlhf": {"method": "dpo"}, "data": {"sources": ["pairs-ko"], "max_rejected_fraction": 0.2}}, 7, [(7, "'chosen' and 'rejected' are identical")]),
         ("rlhf", {"rlhf": {"method": "kto"}, "data": {"sources": ["kto-ko"], "max_rejected_fraction": 0.2}}, 14, [(17, "'label' is '아마도', expected true or false (or 1 / 0)")]),
