@@ -97,7 +97,8 @@ def test_json_array_records_carry_the_line_they_start_on(tmp_path: Path) -> None
 def test_csv_records_spanning_lines_keep_their_first_line_and_blank_lines_are_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "multi.csv"
     path.write_bytes(
-        b'instruction,output\r\n"first",one\r\n\r\n"second\r\nspans\r\nthree lines","x"\r\nthird,"a ""quoted"" word"\r\n'
+        b'instruction,output\r\n"first",one\r\n\r\n"second\r\nspans\r\nthree lines","x"\r\n'
+        b'third,"a ""quoted"" word"\r\n'
     )
     recs, log = records(DataSource(path=str(path)))
     assert [(r.line, r.record) for r in recs] == [(2, 1), (4, 2), (7, 3)]
@@ -143,8 +144,14 @@ def test_auto_reads_a_cp949_csv_with_crlf_and_says_so() -> None:
     assert report.encoding == "cp949"
     assert report.note == "auto: line 2 is not valid UTF-8 but is valid CP949: file read as cp949"
     assert len(recs) == 12 and report.lines == 14
-    assert recs[0].data == {"Q": "서울의 인구는 대략 몇 명인가요?", "A": "2024년 기준 서울의 인구는 약 940만 명입니다.", "label": "1"}
-    assert recs[1].line == 3 and recs[1].data["A"].endswith("김치냉장고에 두면,\n맛이 덜 변하고 오래 보관할 수 있습니다.")
+    assert recs[0].data == {
+        "Q": "서울의 인구는 대략 몇 명인가요?",
+        "A": "2024년 기준 서울의 인구는 약 940만 명입니다.",
+        "label": "1",
+    }
+    assert recs[1].line == 3 and recs[1].data["A"].endswith(
+        "김치냉장고에 두면,\n맛이 덜 변하고 오래 보관할 수 있습니다."
+    )
     assert recs[1].data["label"] == "2   "  # kept as written; labels are read with surrounding spaces ignored
     assert recs[2].line == 5  # the record before spanned lines 3-4
 
@@ -188,7 +195,10 @@ def test_a_cp949_text_file_and_json_file_are_detected(tmp_path: Path) -> None:
     assert recs[0].data == {"text": "대한민국은 민주공화국이다.\n둘째 줄"} and log.files[0].encoding == "cp949"
     (tmp_path / "rows.json").write_bytes(json.dumps([{"text": "한국어"}], ensure_ascii=False).encode("euc-kr"))
     recs, log = records(DataSource(path=str(tmp_path / "rows.json")))
-    assert recs[0].data == {"text": "한국어"} and log.files[0].note == "auto: not valid UTF-8 but valid CP949: file read as cp949"
+    assert (
+        recs[0].data == {"text": "한국어"}
+        and log.files[0].note == "auto: not valid UTF-8 but valid CP949: file read as cp949"
+    )
 
 
 # -- mapping ---------------------------------------------------------------------------------------------------
@@ -272,7 +282,10 @@ def test_a_mapped_column_that_does_not_exist_is_one_error_naming_source_column_a
 def test_a_path_with_a_default_fills_missing_or_empty_values() -> None:
     source = mapped(
         BYOD / "nested_export.json",
-        {"user": "dialog.question.text", "assistant": {"path": "dialog.answer.text", "default": "담당 부서에 문의하세요."}},
+        {
+            "user": "dialog.question.text",
+            "assistant": {"path": "dialog.answer.text", "default": "담당 부서에 문의하세요."},
+        },
         records="export.items",
     )
     rows = collect_rows(DataConfig(sources=[source]), sft_row(None), RejectLog())
@@ -284,7 +297,10 @@ def test_mapped_rows_have_the_shapes_trl_recognises() -> None:
     # holding a list of {"role", "content"} dicts; the SFT stage hands such "messages" rows to SFTTrainer.
     from trl.data_utils import is_conversational
 
-    source = mapped(BYOD / "dialogues_ko.jsonl", {"messages": "대화", "role": "화자", "content": "내용", "roles": {"질문": "user", "답변": "assistant"}})
+    source = mapped(
+        BYOD / "dialogues_ko.jsonl",
+        {"messages": "대화", "role": "화자", "content": "내용", "roles": {"질문": "user", "답변": "assistant"}},
+    )
     rows = collect_rows(DataConfig(sources=[source]), sft_row(None), RejectLog())
     assert all(is_conversational(r) for r in rows)
     assert chat_messages(rows[0]) == rows[0]["messages"]
@@ -303,7 +319,10 @@ def registry_config(stage: str, extra: dict[str, Any]) -> dict[str, Any]:
                 "mapping": {"user": "Q", "assistant": "A"},
                 "max_rows": 5,
             },
-            "pairs": {"path": str(BYOD / "preference_ko.csv"), "mapping": {"prompt": "질문", "chosen": "좋은 답변", "rejected": "나쁜 답변"}},
+            "pairs": {
+                "path": str(BYOD / "preference_ko.csv"),
+                "mapping": {"prompt": "질문", "chosen": "좋은 답변", "rejected": "나쁜 답변"},
+            },
         },
         **extra,
     }
@@ -332,7 +351,7 @@ def test_a_mapping_key_the_stage_does_not_read_is_refused_before_reading() -> No
     assert "mapping key 'chosen' is not read from chat rows" in str(err.value)
     with pytest.raises(ConfigError, match="mapping key 'user' is not read from preference rows"):
         build_config(registry_config("rlhf", {"data": {"sources": ["qa"]}}), source="rlhf.yaml", env={})
-    with pytest.raises(ConfigError, match="unknown key 'datasets.qa.mapping.usr'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'datasets\.qa\.mapping\.usr'"):
         build_config({"stage": "sft", "datasets": {"qa": {"path": "x.csv", "mapping": {"usr": "Q"}}}}, env={})
 
 
@@ -349,3 +368,14 @@ def test_the_runners_summary_keeps_task_names_in_gate_failures(tmp_path: Path) -
     console = Console(record=True, width=400)
     console.print(summary_table([StepResult("tiny-ko", "evaluate", "failed", 3, 1.0, detail=detail)], tmp_path))
     assert "min_accuracy[quiz-ko] = 0.1667" in console.export_text()
+
+
+def test_an_hf_source_that_fails_mid_stream_stops_the_stage_naming_where(tmp_path: Path) -> None:
+    # datasets 4.8.5 packaged_modules/csv/csv.py reads with pandas.read_csv(chunksize=10_000,
+    # encoding_errors="strict") and re-raises: the bad byte in row 1,001 fails the whole first chunk.
+    # The reader must not end quietly with the rows it got: it stops with a DataError (exit 2).
+    folder = tmp_path / "hub-like"
+    folder.mkdir()
+    (folder / "train.csv").write_bytes(corrupt_row(qa_csv(2000), 1001))
+    with pytest.raises(DataError, match=r"reading stopped after record 0: UnicodeDecodeError"):
+        records(DataSource(path=f"hf:{folder}"))

@@ -24,24 +24,47 @@ from .conftest import REPO, run_cli
 DATA = REPO / "examples" / "data"
 REGISTRY: dict[str, Any] = {
     "qa-ko": {"path": str(DATA / "qa_cp949.csv"), "mapping": {"user": "Q", "assistant": "A"}},
-    "sharegpt-ko": {"path": str(DATA / "sharegpt_ko.jsonl"), "mapping": {"messages": "conversations", "role": "from", "content": "value"}},
+    "sharegpt-ko": {
+        "path": str(DATA / "sharegpt_ko.jsonl"),
+        "mapping": {"messages": "conversations", "role": "from", "content": "value"},
+    },
     "dialogues-ko": {
         "path": str(DATA / "dialogues_ko.jsonl"),
-        "mapping": {"messages": "대화", "role": "화자", "content": "내용", "roles": {"질문": "user", "답변": "assistant"}},
+        "mapping": {
+            "messages": "대화",
+            "role": "화자",
+            "content": "내용",
+            "roles": {"질문": "user", "답변": "assistant"},
+        },
     },
     "export-ko": {
         "path": str(DATA / "nested_export.json"),
         "records": "export.items",
-        "mapping": {"user": "dialog.question.text", "assistant": "dialog.answer.text", "system": {"value": "간결하게 답하세요."}},
+        "mapping": {
+            "user": "dialog.question.text",
+            "assistant": "dialog.answer.text",
+            "system": {"value": "간결하게 답하세요."},
+        },
     },
-    "alpaca-ko": {"path": str(DATA / "alpaca_ko.jsonl"), "mapping": {"instruction": "지시문", "input": "입력", "output": "출력"}},
-    "pairs-ko": {"path": str(DATA / "preference_ko.csv"), "mapping": {"prompt": "질문", "chosen": "좋은 답변", "rejected": "나쁜 답변"}},
+    "alpaca-ko": {
+        "path": str(DATA / "alpaca_ko.jsonl"),
+        "mapping": {"instruction": "지시문", "input": "입력", "output": "출력"},
+    },
+    "pairs-ko": {
+        "path": str(DATA / "preference_ko.csv"),
+        "mapping": {"prompt": "질문", "chosen": "좋은 답변", "rejected": "나쁜 답변"},
+    },
     "kto-ko": {"path": str(DATA / "kto_ko.csv"), "mapping": {"prompt": "질문", "completion": "답변", "label": "좋음"}},
     "grpo-ko": {"path": str(DATA / "grpo_ko.jsonl"), "mapping": {"prompt": "문제", "extra": {"answer": "정답"}}},
     "articles-ko": {"path": str(DATA / "articles_ko.jsonl"), "mapping": {"text": "doc.body"}},
     "quiz-ko": {
         "path": str(DATA / "tasks_ko.csv"),
-        "mapping": {"question": "질문", "choices": ["보기1", "보기2", "보기3", "보기4"], "answer": "정답", "context": "지문"},
+        "mapping": {
+            "question": "질문",
+            "choices": ["보기1", "보기2", "보기3", "보기4"],
+            "answer": "정답",
+            "context": "지문",
+        },
     },
 }
 TRAIN = {"max_steps": 2, "per_device_train_batch_size": 4, "logging_steps": 1, "save_steps": 100}
@@ -51,7 +74,9 @@ def rejected(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (folder / "rejected.jsonl").read_text().splitlines()]
 
 
-def test_preprocess_reads_every_shape_and_accounts_for_every_row(tmp_path: Path, write_config: Callable[..., Path]) -> None:
+def test_preprocess_reads_every_shape_and_accounts_for_every_row(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
     cfg = write_config(
         "preprocess",
         {
@@ -78,7 +103,10 @@ def test_preprocess_reads_every_shape_and_accounts_for_every_row(tmp_path: Path,
     where = {(Path(r["file"]).name, r["line"]): r["reason"] for r in rejected(processed)}
     assert where == {
         ("qa_cp949.csv", 10): "empty content in messages[1]",
-        ("dialogues_ko.jsonl", 4): "unknown role '안내' in messages[0] (expected one of ['assistant', 'system', 'user'])",
+        (
+            "dialogues_ko.jsonl",
+            4,
+        ): "unknown role '안내' in messages[0] (expected one of ['assistant', 'system', 'user'])",
         ("nested_export.json", 4): "missing field 'dialog.answer.text' (mapped to assistant)",
         ("alpaca_ko.jsonl", 6): "empty or non-string 'instruction'",
         ("preference_ko.csv", 7): "'chosen' and 'rejected' are identical",
@@ -94,7 +122,9 @@ def test_preprocess_reads_every_shape_and_accounts_for_every_row(tmp_path: Path,
     assert len(export_rows) == 4  # the constant system prompt of the nested export
 
 
-def test_preprocess_keeps_1999_of_2000_csv_rows_with_one_bad_byte(tmp_path: Path, write_config: Callable[..., Path]) -> None:
+def test_preprocess_keeps_1999_of_2000_csv_rows_with_one_bad_byte(
+    tmp_path: Path, write_config: Callable[..., Path]
+) -> None:
     from .test_datasets import corrupt_row, qa_csv
 
     path = tmp_path / "qa.csv"
@@ -110,10 +140,25 @@ def test_preprocess_keeps_1999_of_2000_csv_rows_with_one_bad_byte(tmp_path: Path
 @pytest.mark.parametrize(
     ("stage", "overrides", "kept", "rejects"),
     [
-        ("cpt", {"data": {"sources": ["articles-ko"], "max_rejected_fraction": 0.3}, "lora": {"r": 4, "alpha": 8}}, 4, [(5, "missing field 'doc.body' (mapped to text)")]),
+        (
+            "cpt",
+            {"data": {"sources": ["articles-ko"], "max_rejected_fraction": 0.3}, "lora": {"r": 4, "alpha": 8}},
+            4,
+            [(5, "missing field 'doc.body' (mapped to text)")],
+        ),
         ("sft", {"data": {"sources": ["qa-ko", "export-ko"], "max_rejected_fraction": 0.2}}, 15, None),
-        ("rlhf", {"rlhf": {"method": "dpo"}, "data": {"sources": ["pairs-ko"], "max_rejected_fraction": 0.2}}, 7, [(7, "'chosen' and 'rejected' are identical")]),
-        ("rlhf", {"rlhf": {"method": "kto"}, "data": {"sources": ["kto-ko"], "max_rejected_fraction": 0.2}}, 14, [(17, "'label' is '아마도', expected true or false (or 1 / 0)")]),
+        (
+            "rlhf",
+            {"rlhf": {"method": "dpo"}, "data": {"sources": ["pairs-ko"], "max_rejected_fraction": 0.2}},
+            7,
+            [(7, "'chosen' and 'rejected' are identical")],
+        ),
+        (
+            "rlhf",
+            {"rlhf": {"method": "kto"}, "data": {"sources": ["kto-ko"], "max_rejected_fraction": 0.2}},
+            14,
+            [(17, "'label' is '아마도', expected true or false (or 1 / 0)")],
+        ),
         (
             "rlhf",
             {
@@ -128,7 +173,12 @@ def test_preprocess_keeps_1999_of_2000_csv_rows_with_one_bad_byte(tmp_path: Path
     ids=["cpt-nested-text", "sft-cp949-csv-and-nested-json", "dpo-csv", "kto-csv", "grpo-korean-keys"],
 )
 def test_each_training_stage_trains_on_mapped_sources(
-    stage: str, overrides: dict[str, Any], kept: int, rejects: list[tuple[int, str]] | None, tmp_path: Path, write_config: Callable[..., Path]
+    stage: str,
+    overrides: dict[str, Any],
+    kept: int,
+    rejects: list[tuple[int, str]] | None,
+    tmp_path: Path,
+    write_config: Callable[..., Path],
 ) -> None:
     over = {"datasets": REGISTRY, **overrides, "training": {**TRAIN, **overrides.get("training", {})}}
     if stage == "cpt":
@@ -173,9 +223,13 @@ def test_named_evaluations_write_their_own_folder_with_items_and_label_distribut
     items = report["items"]["quiz-ko"]
     assert [it["answer"] for it in items] == [2, 0, 1, 3, 0, 1]  # "2   ", "1 " read as numbers
     assert all(len(it["candidate"]["loglikelihoods"]) == 4 for it in items)
-    assert sum(it["candidate"]["correct"] for it in items) / 6 == pytest.approx(report["candidate"]["scores"]["accuracy/quiz-ko"])
+    assert sum(it["candidate"]["correct"] for it in items) / 6 == pytest.approx(
+        report["candidate"]["scores"]["accuracy/quiz-ko"]
+    )
     assert "accuracy_bytes/quiz-ko" in report["candidate"]["scores"]
-    assert any(w.startswith("perplexity scored 32 of ") and "perplexity_max_tokens is 32" in w for w in report["warnings"])
+    assert any(
+        w.startswith("perplexity scored 32 of ") and "perplexity_max_tokens is 32" in w for w in report["warnings"]
+    )
     assert "perplexity scored 32 of" in capsys.readouterr().err
     rejects = {(r["line"], r["reason"]) for r in rejected(out / "evaluations" / "quiz")}
     assert rejects == {

@@ -127,7 +127,8 @@ class DataSource(Strict):
     text_field: str = "text"
     split: str = "train"
     max_rows: int | None = Field(None, ge=1)
-    # auto: a UTF-8 BOM, else UTF-8, falling back to CP949 when the first non-ASCII line is not UTF-8 (korean_llm/readers.py).
+    # auto: a UTF-8 BOM, else UTF-8, falling back to CP949 when the first non-ASCII line is not UTF-8
+    # (korean_llm/readers.py).
     encoding: Literal["auto", "utf-8", "utf-8-sig", "cp949", "euc-kr"] = "auto"
     # Where the stage's fields come from in these rows (korean_llm/mapping.py); None: the rows already use them.
     mapping: FieldMapping | None = None
@@ -512,7 +513,9 @@ class StageConfig(Strict):
             block = data.get(section) if section else data
             if not isinstance(block, dict) or not isinstance(block.get(key), list):
                 continue
-            block[key] = [_resolve_source(entry, registry, f"{section}.{key}.{i}") for i, entry in enumerate(block[key])]
+            block[key] = [
+                _resolve_source(entry, registry, f"{section}.{key}.{i}") for i, entry in enumerate(block[key])
+            ]
         return data
 
     @model_validator(mode="after")

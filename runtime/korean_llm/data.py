@@ -27,7 +27,7 @@ from korean_llm.mapping import apply as apply_mapping
 from korean_llm.mapping import check_columns
 from korean_llm.readers import ReadLog, Record
 
-__all__ = ["ReadLog", "Record", "RejectLog", "read_source", "collect_rows", "source_files"]
+__all__ = ["ReadLog", "Record", "RejectLog", "collect_rows", "read_source", "source_files"]
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -144,9 +144,7 @@ def source_files(source: DataSource) -> list[tuple[Path, str]]:
     return out
 
 
-def read_source(
-    source: DataSource, invalid_utf8: str = "reject", read_log: ReadLog | None = None
-) -> Iterator[Record]:
+def read_source(source: DataSource, invalid_utf8: str = "reject", read_log: ReadLog | None = None) -> Iterator[Record]:
     """Every record of one source, in a stable order, capped at `source.max_rows`, with its mapping applied.
 
     Each file is read by `korean_llm.readers` (one encoding per file, every record with its line or

@@ -184,8 +184,9 @@ def inspect(source: DataSource, kind: str | None, model: str | None, rows: int, 
     lengths: list[int] = []
     tokenizer_name = None
     if model and kept:
-        from korean_llm.builtin import resolve_model
         from transformers import AutoTokenizer
+
+        from korean_llm.builtin import resolve_model
 
         tokenizer_name = model
         tok = AutoTokenizer.from_pretrained(resolve_model(model))
@@ -225,7 +226,8 @@ def print_report(report: dict[str, Any]) -> None:
         if f.get("note"):
             console.print(escape(f"{f['file']}: {f['note']}"))
     console.print(
-        f"rows read {report['rows_read']:,}, kept {report['rows_kept']:,}, would be rejected {report['rows_rejected']:,}"
+        f"rows read {report['rows_read']:,}, kept {report['rows_kept']:,}, "
+        f"would be rejected {report['rows_rejected']:,}"
     )
     for i, row in enumerate(report["first_rows"], start=1):
         console.print(f"[bold]row {i} as the stage reads it:[/]")
@@ -233,8 +235,7 @@ def print_report(report: dict[str, Any]) -> None:
     if report["token_lengths"]:
         t = report["token_lengths"]
         console.print(
-            f"token lengths ({escape(report['tokenizer'])}): "
-            + ", ".join(f"{k} {v:,}" for k, v in t.items())
+            f"token lengths ({escape(report['tokenizer'])}): " + ", ".join(f"{k} {v:,}" for k, v in t.items())
         )
     if report["rejected_by_reason"]:
         table = Table("reason", "rows", title="would be rejected")

@@ -14,7 +14,8 @@ Which keys each kind of row takes (`KIND_FIELDS`):
 | kind | stage / input | keys |
 | --- | --- | --- |
 | text | CPT text, evaluate.perplexity | text |
-| chat | SFT chats | messages (+ role, content, roles), or user + assistant, or instruction + input + output, or prompt + completion; system |
+| chat | SFT chats | messages (+ role, content, roles), or user + assistant, or instruction + input + output, |
+| | | or prompt + completion; system |
 | preference | DPO / ORPO pairs | prompt, chosen, rejected (strings or message lists: + role, content, roles); system |
 | kto | KTO rows | prompt, completion, label, or a pair (chosen, rejected); system |
 | prompt | GRPO prompts, evaluate.prompts | prompt; system; extra (more fields kept for reward functions) |
@@ -122,7 +123,9 @@ def check_kind(mapping: FieldMapping | None, kind: str, where: str) -> None:
         for shape in given:
             missing = [k for k in shape if k not in f]
             if missing:
-                raise ConfigError(f"{where}: mapping sets {shape[0] if shape[0] in f else shape[1]} without {missing[0]}")
+                raise ConfigError(
+                    f"{where}: mapping sets {shape[0] if shape[0] in f else shape[1]} without {missing[0]}"
+                )
 
 
 def _paths(spec: Spec | list[Spec] | None) -> list[str]:

@@ -298,7 +298,9 @@ def read_jsonl(path: Path, encoding: str, policy: str, report: FileReport) -> It
         replaced = lineno in decoder.bad_lines
         report.replaced += replaced
         if not _json_depth_ok(text):
-            yield Record(str(path), lineno, None, f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels", record=number)
+            yield Record(
+                str(path), lineno, None, f"malformed JSON: nested deeper than {MAX_JSON_DEPTH} levels", record=number
+            )
             continue
         try:
             obj = json.loads(text)
@@ -375,7 +377,10 @@ def _dotted(obj: Any, path: str) -> Any:
 def read_json(
     path: Path, encoding: str, policy: str, report: FileReport, records_path: str | None = None
 ) -> Iterator[Record]:
-    """A JSON document: a list of objects (each with the line it starts on), one object, or the list at `records_path`."""
+    """A JSON document: a list of objects (each with the line it starts on), one object, or the list at `records_path`.
+
+    The document is parsed whole: malformed JSON stops the stage with its line and column (the rows cannot be told
+    apart, so none is counted as read)."""
     text, bad = decode_whole(path, path.read_bytes(), encoding, policy, report)
     report.lines = text.count("\n") + 1
     reason = undecodable_reason(report.encoding)
@@ -475,6 +480,8 @@ def read_hub(name: str, split: str) -> Iterator[Record]:
         except StopIteration:
             return
         except Exception as exc:  # datasets re-raises decode and parse errors of a whole block (see module docstring)
-            raise DataError(f"data source '{name}': reading stopped after record {i}: {type(exc).__name__}: {exc}") from exc
+            raise DataError(
+                f"data source '{name}': reading stopped after record {i}: {type(exc).__name__}: {exc}"
+            ) from exc
         i += 1
         yield Record(name, i, dict(obj), record=i)
