@@ -379,3 +379,65 @@ def test_an_hf_source_that_fails_mid_stream_stops_the_stage_naming_where(tmp_pat
     (folder / "train.csv").write_bytes(corrupt_row(qa_csv(2000), 1001))
     with pytest.raises(DataError, match=r"reading stopped after record 0: UnicodeDecodeError"):
         records(DataSource(path=f"hf:{folder}"))
+
+
+def test_a_reader_that_loses_a_row_fails_the_stage_as_a_bug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The stage's own check: a reader that counts a record but never yields it (what the block-decoding CSV
+    # reader did) must not pass as "fewer rows": rows_in = rows_out + rejected against the readers' counts.
+    from korean_llm import readers
+    from korean_llm.errors import AccountingError
+
+    real = readers.read_csv
+
+    def lossy(*args: Any, **kwargs: Any) -> Any:
+        for rec in real(*args, **kwargs):
+            if rec.record != 7:
+                yield rec
+
+    monkeypatch.setattr(readers, "read_csv", lossy)
+    path = tmp_path / "qa.csv"
+    path.write_bytes(qa_csv(20))
+    with pytest.raises(
+        AccountingError, match=r"rows_in 19 != rows_out 19 \+ rejected 0 \(records read from files: 20\)"
+    ):
+        collect_rows(DataConfig(sources=[DataSource(path=str(path))]), sft_row(None), RejectLog())
+
+
+def test_a_missing_input_under_a_local_runner_mount_says_where_the_mount_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from korean_llm.data import source_files
+
+    local = tmp_path / "runs" / "r1" / "data"
+    monkeypatch.setenv("KOREAN_LLM_LOCAL_MOUNTS", json.dumps({"/data": str(local)}))
+    with pytest.raises(DataError) as err:
+        source_files(DataSource(path=str(local / "raw" / "qa.csv")))
+    assert f"the local runner maps /data to {local}: copy the file there" in str(err.value)
+
+
+def test_data_inspect_prints_format_encoding_mapped_rows_lengths_and_rejects(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from korean_llm.cli import main
+
+    values = str(Path(__file__).resolve().parents[1] / "values" / "local-csv.yaml")
+    assert main(["data", "inspect", "qa-ko", "-f", values, "--rows", "1"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "qa-ko: chat rows" in out
+    assert "csv │ cp949 │ 12 │ 14 │ 0" in out
+    assert "auto: line 2 is not valid UTF-8 but is valid CP949: file read as cp949" in out
+    assert '"content": "당신은 한국 생활 정보를 알려 주는 친절한 도우미입니다."' in out  # the mapped system constant
+    assert "rows read 12, kept 11, would be rejected 1" in out
+    assert "token lengths (builtin:tiny-ko): min " in out
+    assert "qa_cp949.csv:10: empty content in messages[1]" in out
+    assert main(["data", "inspect", "qna", "-f", values]) == 2
+    assert "unknown dataset 'qna' (datasets: dialogues-ko, qa-ko, quiz-ko)" in capsys.readouterr().err
+
+
+def test_max_rows_caps_the_rows_and_the_accounting_agrees(tmp_path: Path) -> None:
+    path = tmp_path / "qa.csv"
+    path.write_bytes(qa_csv(20))
+    rejects = RejectLog()
+    rows = collect_rows(DataConfig(sources=[DataSource(path=str(path), max_rows=5)]), sft_row(None), rejects)
+    assert len(rows) == 5 and rejects.rows_in == 5
+    assert rejects.read.files[0].records == 5 and rejects.read.files[0].note == "max_rows 5"

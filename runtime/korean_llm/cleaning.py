@@ -340,7 +340,7 @@ class Report:
         """rows_in = rows written + rows invalid + rows removed, and every record a reader saw was counted."""
         out, invalid, removed = sum(self.written.values()), sum(self.invalid.values()), sum(self.removed.values())
         seen = sum(f.records for f in self.files.files)
-        if self.rows_in != out + invalid + removed or (self.files.files and seen < self.rows_in):
+        if self.rows_in != out + invalid + removed or (self.files.files and seen != self.rows_in):
             raise AccountingError(
                 f"preprocess.{kind}_sources: row accounting does not add up: rows_in {self.rows_in} != written {out} "
                 f"+ invalid {invalid} + removed {removed} (records read from files: {seen})"

@@ -67,7 +67,7 @@ class RejectLog:
     def check_accounting(self, what: str) -> None:
         """Every row read is either kept or rejected, and every record the readers saw was counted."""
         seen = sum(f.records for f in self.read.files)
-        if self.rows_in != self.rows_out + len(self.rejected) or (self.read.files and seen < self.rows_in):
+        if self.rows_in != self.rows_out + len(self.rejected) or (self.read.files and seen != self.rows_in):
             raise AccountingError(
                 f"{what}: row accounting does not add up: rows_in {self.rows_in} != rows_out {self.rows_out} "
                 f"+ rejected {len(self.rejected)} (records read from files: {seen})"
@@ -159,6 +159,11 @@ def read_source(source: DataSource, invalid_utf8: str = "reject", read_log: Read
     checked: set[str] = set()
     for n, rec in enumerate(it, start=1):
         if source.max_rows is not None and n > source.max_rows:
+            if read_log is not None and read_log.files:  # read one record past the cap: it is not part of the input
+                read_log.files[-1].records -= 1
+                read_log.files[-1].note = "; ".join(
+                    filter(None, [read_log.files[-1].note, f"max_rows {source.max_rows}"])
+                )
             return
         if source.mapping is None or rec.data is None:
             yield rec
