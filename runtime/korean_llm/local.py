@@ -255,6 +255,11 @@ def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dic
         else:
             mapping[mount] = root / "volumes" / mount.strip("/").replace("/", "_")
     pmap = PathMap(mapping)
+    # In the stage configs only the data volumes (and the config mount) are mapped: scratch mounts such as /tmp are
+    # empty on a cluster, so a config path there is the user's own file on this machine, read where it is.
+    config_map = PathMap(
+        {m: p for m, p in mapping.items() if m in ("/data", "/output") or "configMap" in step.mounts[m]}
+    )
     for mount, volume in step.mounts.items():
         local = mapping[mount]
         local.mkdir(parents=True, exist_ok=True)
@@ -262,7 +267,7 @@ def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dic
             data = pipe.configmaps.get(volume["configMap"]["name"], {})
             for key, text in data.items():
                 parsed = yaml_load(_substitute(text, pipe.parameters))
-                (local / key).write_text(yaml.safe_dump(pmap.walk(parsed), allow_unicode=True, sort_keys=False))
+                (local / key).write_text(yaml.safe_dump(config_map.walk(parsed), allow_unicode=True, sort_keys=False))
     command = [pmap(_substitute(a, pipe.parameters)) for a in step.command]
     if command and command[0] in ("python", "python3"):
         command[0] = sys.executable
