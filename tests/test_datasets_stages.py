@@ -262,7 +262,7 @@ def test_local_dag_with_a_mapped_cp949_csv_as_sft_source(tmp_path: Path) -> None
         "--set", "models[0].stages.sft.config.training.num_train_epochs=1",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "any other path in the configs is read where it is" in " ".join(result.stdout.split())
+    assert "any other path in the configs is read where it is" in " ".join(result.stderr.split())
     out = tmp_path / "runs" / "csv" / "output" / "tiny-ko" / "csv"
     pre = json.loads((out / "preprocess" / "manifest.json").read_text())
     qa = next(f for f in pre["extra"]["inputs_read"]["sft"] if f["file"] == str(outside))
