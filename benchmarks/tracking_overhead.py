@@ -27,9 +27,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runtime"))
 
-from korean_llm.artifacts import Manifest
 from korean_llm.config import build_config
-from korean_llm.tracking import ExperimentTracker
+from korean_llm.observe.tracking import ExperimentTracker
+from korean_llm.pipeline.artifacts import Manifest
 
 
 def import_seconds(module: str) -> float:

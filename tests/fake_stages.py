@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from korean_llm.artifacts import MANIFEST, Manifest, atomic_write_json, tokenizer_fingerprint
 from korean_llm.builtin import TINY_MODEL, tiny_model_path
+from korean_llm.pipeline.artifacts import MANIFEST, Manifest, atomic_write_json, tokenizer_fingerprint
 
 
 def _manifest_for(stage: str, out: Path, tok: object, **paths: str | None) -> None:

@@ -145,7 +145,7 @@ def test_empty_input_file_is_an_error(tmp_path: Path, write_config, capsys) -> N
 
 
 def test_previous_stage_for_another_base_model_is_refused(tmp_path: Path, write_config, capsys) -> None:
-    from korean_llm.artifacts import Manifest, atomic_write_json
+    from korean_llm.pipeline.artifacts import Manifest, atomic_write_json
 
     cpt_dir = tmp_path / "output" / "tiny-ko" / "t" / "cpt"
     m = Manifest(stage="cpt", model_name="tiny-ko", run_id="t", base_model="Qwen/Qwen2.5-7B", config_hash="x")
@@ -158,7 +158,7 @@ def test_previous_stage_for_another_base_model_is_refused(tmp_path: Path, write_
 
 def test_stage_command_runs_the_stage_named_by_the_seed_env(tmp_path, write_config, capsys, monkeypatch) -> None:
     sft_data = {"data": {"sources": [{"path": "builtin:sft-ko"}]}, "training": {"max_steps": 1, "save_steps": 100}}
-    cfg = write_config("cpt", sft_data)  # the file says cpt; the seed's STAGE picks the stage
+    cfg = write_config("cpt", sft_data)  # the file says cpt; $STAGE picks the stage
     monkeypatch.setenv("STAGE", "sft")
     assert main(["stage", "--config", str(cfg)]) == 0
     assert json.loads((tmp_path / "output" / "tiny-ko" / "t" / "sft" / "manifest.json").read_text())["stage"] == "sft"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from korean_llm.bench import SHAPES, count_parameters
+from korean_llm.bench.throughput import SHAPES, count_parameters
 
 TINY_PARAMETERS = 284_736  # builtin:tiny-ko: 2 layers of width 64, 3003-token vocabulary, tied embeddings
 
@@ -129,7 +129,7 @@ def test_synthetic_text_is_never_blank(tiny_model: Path) -> None:
 
     from transformers import AutoTokenizer
 
-    from korean_llm.bench import _random_text
+    from korean_llm.bench.throughput import _random_text
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     blank = [i for i in range(len(tok)) if tok.decode([i]) and not tok.decode([i]).strip()]

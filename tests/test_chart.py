@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from korean_llm.config import build_config
-from korean_llm.local import Step, parse_pipelines
+from korean_llm.local.runner import Step, parse_pipelines
 
 from .chart import argo_conditions
 from .chart.rendered import (

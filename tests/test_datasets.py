@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from korean_llm.config import DataConfig, DataSource, build_config
+from korean_llm.config.mapping import FieldMapping
 from korean_llm.data import ReadLog, RejectLog, chat_messages, collect_rows, read_source, sft_row
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.mapping import FieldMapping
 
 BYOD = Path(__file__).resolve().parents[1] / "examples" / "data"
 
@@ -61,7 +61,7 @@ def test_one_bad_byte_in_row_1001_of_a_2000_row_csv_costs_that_row_only(tmp_path
     rejects = RejectLog()
     rows = collect_rows(DataConfig(sources=[DataSource(path=str(path))]), sft_row(None), rejects)
     assert (rejects.rows_in, len(rows), len(rejects.rejected)) == (2000, 1999, 1)
-    assert rejects.rejected == [{"file": str(path), "line": 1002, "reason": "invalid UTF-8"}]
+    assert rejects.rejected == [{"input": "data", "file": str(path), "line": 1002, "reason": "invalid UTF-8"}]
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
@@ -213,7 +213,9 @@ def test_single_turn_qa_columns_with_a_constant_system_prompt() -> None:
     rejects = RejectLog()
     rows = collect_rows(DataConfig(sources=[source]), sft_row(None), rejects)
     assert len(rows) == 11 and rejects.rows_in == 12
-    assert rejects.rejected == [{"file": source.path, "line": 10, "reason": "empty content in messages[1]"}]
+    assert rejects.rejected == [
+        {"input": "data", "file": source.path, "line": 10, "reason": "empty content in messages[1]"}
+    ]
     assert rows[0]["messages"] == [
         {"role": "system", "content": "친절하게 답하세요."},
         {"role": "user", "content": "서울의 인구는 대략 몇 명인가요?"},
@@ -256,7 +258,12 @@ def test_nested_json_export_with_a_records_path_and_dotted_fields() -> None:
     rows = collect_rows(DataConfig(sources=[source]), sft_row(None), rejects)
     assert [m["content"] for m in rows[1]["messages"]] == ["임진왜란은 몇 년에 일어났나요?", "1592년에 일어났습니다."]
     assert rejects.rejected == [
-        {"file": source.path, "line": 4, "reason": "missing field 'dialog.answer.text' (mapped to assistant)"}
+        {
+            "input": "data",
+            "file": source.path,
+            "line": 4,
+            "reason": "missing field 'dialog.answer.text' (mapped to assistant)",
+        }
     ]
 
 
@@ -362,7 +369,7 @@ def test_the_runners_summary_keeps_task_names_in_gate_failures(tmp_path: Path) -
     # rich reads "[quiz-ko]" as a style tag and drops it unless escaped; the gate line names checks that way.
     from rich.console import Console
 
-    from korean_llm.local import StepResult, summary_table
+    from korean_llm.local.runner import StepResult, summary_table
 
     detail = "error: evaluate: gate failed: min_accuracy[quiz-ko] = 0.1667 (limit 1.0); report in /x/eval.html"
     console = Console(record=True, width=400)
@@ -384,7 +391,7 @@ def test_an_hf_source_that_fails_mid_stream_stops_the_stage_naming_where(tmp_pat
 def test_a_reader_that_loses_a_row_fails_the_stage_as_a_bug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The stage's own check: a reader that counts a record but never yields it (what the block-decoding CSV
     # reader did) must not pass as "fewer rows": rows_in = rows_out + rejected against the readers' counts.
-    from korean_llm import readers
+    from korean_llm.data import readers
     from korean_llm.errors import AccountingError
 
     real = readers.read_csv

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from korean_llm.artifacts import MANIFEST, Manifest, atomic_write_json, read_manifest
 from korean_llm.cli import main as cli_main
 from korean_llm.config import load_config
 from korean_llm.errors import GateFailed
-from korean_llm.release import CRASH_ENV, RESULT_DIR_ENV
+from korean_llm.pipeline.artifacts import MANIFEST, Manifest, atomic_write_json, read_manifest
+from korean_llm.pipeline.release import CRASH_ENV, RESULT_DIR_ENV
 from korean_llm.stages import deploy
 
 from .fake_stages import adapter_stage

@@ -109,7 +109,7 @@ def test_two_processes_train_publish_once_and_resume(tmp_path: Path, write_confi
 
 
 def test_fsdp_is_refused_for_lora_and_for_unsloth(monkeypatch) -> None:
-    from korean_llm.training import distributed_args
+    from korean_llm.train.args import distributed_args
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     lora = build_config({"stage": "sft", "distributed": {"strategy": "fsdp"}}, source="sft.yaml", env={})
@@ -131,8 +131,8 @@ def test_fsdp_sft_uses_the_plain_loss(monkeypatch, tmp_path: Path) -> None:
     """TRL's chunked loss reads lm_head.weight directly, which FSDP2 keeps sharded outside lm_head's own forward."""
     from trl import DPOConfig, SFTConfig
 
-    from korean_llm.artifacts import StageDir
-    from korean_llm.training import build_args
+    from korean_llm.pipeline.artifacts import StageDir
+    from korean_llm.train.args import build_args
 
     def capturing(config_class: type) -> type:  # the arguments build_args hands to TRL, without a process group
         return type("Capture", (), {"__dataclass_fields__": config_class.__dataclass_fields__, "__init__": _keep})

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from korean_llm import scoring
 from korean_llm.cli import main as cli_main
 from korean_llm.config import GateConfig, load_config
 from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.eval_inputs import load_inputs, load_tasks
-from korean_llm.eval_report import gate_checks
 from korean_llm.korean import hangul_ratio
-from korean_llm.release import new_staging, publish, switch_current
-from korean_llm.stages.evaluate import baseline_point, run_lm_eval
+from korean_llm.pipeline.release import new_staging, publish, switch_current
+from korean_llm.stages.evaluate import baseline_point, run_lm_eval, scoring
+from korean_llm.stages.evaluate.inputs import load_inputs, load_tasks
+from korean_llm.stages.evaluate.report import gate_checks
 
 from .fake_stages import adapter_stage, damaged_stage
 

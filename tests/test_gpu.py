@@ -51,7 +51,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from korean_llm.bench import build_shape
+    from korean_llm.bench.throughput import build_shape
 
     folder = tmp_path_factory.mktemp("small-qwen2")
     build_shape(folder, SMALL_SHAPE)
@@ -77,7 +77,7 @@ def gpu_stage(small_model: Path, data: str, **training: Any) -> dict[str, Any]:
 
 def test_unsloth_loads_4bit_base_with_lora(small_model: Path) -> None:
     from korean_llm.config import build_config
-    from korean_llm.models import init_point, load_for_training, trainable_parameters
+    from korean_llm.train.models import init_point, load_for_training, trainable_parameters
 
     cfg = build_config({"stage": "cpt", **gpu_stage(small_model, "unused")}, env={})
     loaded = load_for_training(cfg, init_point(cfg))
@@ -92,8 +92,8 @@ def test_unsloth_loads_4bit_base_with_lora(small_model: Path) -> None:
 def test_cpt_then_sft_train_with_falling_loss(
     small_model: Path, corpus: Path, write_config: Callable[..., Path]
 ) -> None:
-    from korean_llm.artifacts import read_manifest
     from korean_llm.config import load_config
+    from korean_llm.pipeline.artifacts import read_manifest
     from korean_llm.stages import cpt, sft
 
     cpt_cfg = load_config(write_config("cpt", gpu_stage(small_model, str(corpus), max_steps=15)))
@@ -117,7 +117,7 @@ def test_cpt_then_sft_train_with_falling_loss(
 def test_cpt_resumes_from_checkpoint_after_sigterm(
     small_model: Path, corpus: Path, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    from korean_llm.artifacts import read_manifest
+    from korean_llm.pipeline.artifacts import read_manifest
 
     # 100 steps: on the H200 a step of this model takes a few ms, and the run must still be going when SIGTERM
     # comes (within 0.2 s of the first checkpoint); with 400 steps it twice ran out of a device command's time.
@@ -175,7 +175,7 @@ def torchrun_stage(stage: str, config: Path, nproc: int = 2) -> subprocess.Compl
 
 @TWO_GPUS
 def test_ddp_sft_on_two_gpus_with_unsloth(small_model: Path, write_config: Callable[..., Path], tmp_path: Path) -> None:
-    from korean_llm.artifacts import read_manifest
+    from korean_llm.pipeline.artifacts import read_manifest
 
     over = gpu_stage(small_model, "builtin:sft-ko", max_steps=12)
     proc = torchrun_stage("sft", write_config("sft", {**over, "distributed": {"strategy": "ddp"}}))
@@ -195,7 +195,7 @@ def test_fsdp_full_fine_tuning_on_two_gpus(
 ) -> None:
     from transformers import AutoModelForCausalLM
 
-    from korean_llm.artifacts import read_manifest
+    from korean_llm.pipeline.artifacts import read_manifest
 
     over = gpu_stage(small_model, "builtin:sft-ko", max_steps=12, learning_rate=1e-4)
     over["model"]["backend"] = "hf"

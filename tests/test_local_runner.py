@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from korean_llm.errors import ConfigError
-from korean_llm.local import PathMap, Step, _topological, parse_pipelines
+from korean_llm.local.runner import PathMap, Step, _topological, parse_pipelines
 
 from .conftest import REPO, run_cli
 

@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from korean_llm.builtin import corpus_texts
-from korean_llm.chats import is_eval
 from korean_llm.cli import main as cli_main
 from korean_llm.config import DataConfig, DataSource, load_config
 from korean_llm.data import RejectLog, collect_rows, sft_row, text_row
 from korean_llm.errors import EXIT_INVALID
 from korean_llm.korean import normalize_whitespace
 from korean_llm.stages import preprocess
+from korean_llm.stages.preprocess.chats import is_eval
 
 
 def constitution_docs(n: int) -> list[str]:

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from korean_llm.artifacts import checkpoint_problem, checkpoint_step, latest_checkpoint
+from korean_llm.pipeline.artifacts import checkpoint_problem, checkpoint_step, latest_checkpoint
 
 from .conftest import REPO
 

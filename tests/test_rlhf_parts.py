@@ -11,16 +11,16 @@ import pytest
 from korean_llm.config import DataSource, StageConfig, build_config
 from korean_llm.data import kto_row, preference_row, prompt_row
 from korean_llm.errors import ConfigError
-from korean_llm.rewards import (
-    KoreanResponseReward,
-    LengthRangeReward,
-    RegexFormatReward,
+from korean_llm.observe.metrics import StageMetrics
+from korean_llm.stages.rlhf import rlhf_metrics, training_rows, unpair
+from korean_llm.stages.rlhf.rewards import (
+    FormatReward,
+    KoreanReward,
+    LengthReward,
     build_rewards,
     hangul_share,
     import_reward,
 )
-from korean_llm.stages.rlhf import rlhf_metrics, training_rows, unpair
-from korean_llm.telemetry import StageMetrics
 
 SRC = DataSource(path="x.jsonl")
 
@@ -100,7 +100,7 @@ def test_builtin_fixtures_are_valid_korean() -> None:
     rejects = RejectLog()
     pairs = training_rows(cfg, rejects)
     assert len(pairs) >= 30 and not rejects.rejected
-    korean = KoreanResponseReward(0.5, 1.0)
+    korean = KoreanReward(0.5, 1.0)
     assert all(korean.score(p["chosen"][0]["content"]) > 0.5 for p in pairs)
     grpo = build_config(
         {"stage": "rlhf", "rlhf": {"method": "grpo"}, "data": {"sources": [{"path": "builtin:grpo-prompts-ko"}]}},
@@ -114,7 +114,7 @@ def test_korean_reward_scores_hangul_share_and_penalises_other_languages() -> No
     assert hangul_share("서울입니다 2024.") == 1.0
     assert hangul_share("123 !!") is None
     assert hangul_share("KTX로") == pytest.approx(1 / 4)
-    reward = KoreanResponseReward(min_share=0.5, penalty=1.0)
+    reward = KoreanReward(min_share=0.5, penalty=1.0)
     scores = reward(
         ["q"] * 4,
         ["서울입니다.", [{"role": "assistant", "content": "Seoul is the capital."}], "", "한국 KTX"],
@@ -126,9 +126,9 @@ def test_korean_reward_scores_hangul_share_and_penalises_other_languages() -> No
 
 
 def test_length_and_format_rewards() -> None:
-    length = LengthRangeReward(min_chars=4, max_chars=8)
+    length = LengthReward(min_chars=4, max_chars=8)
     assert length(None, ["가나", "가나다라마", "가" * 16]) == [0.5, 1.0, 0.5]
-    fmt = RegexFormatReward(r"^\d+\. .+다\.$")
+    fmt = FormatReward(r"^\d+\. .+다\.$")
     assert fmt(None, ["1. 좋습니다.", "좋습니다"]) == [1.0, 0.0]
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import torch
 
-from korean_llm.artifacts import read_manifest
 from korean_llm.builtin import fixture_path, tiny_model_path
 from korean_llm.config import load_config
 from korean_llm.data import RejectLog
 from korean_llm.errors import ConfigError
-from korean_llm.rewards import KoreanResponseReward
+from korean_llm.pipeline.artifacts import read_manifest
 from korean_llm.stages import rlhf, sft
+from korean_llm.stages.rlhf.rewards import KoreanReward
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -152,7 +152,7 @@ def test_grpo_raises_the_korean_response_reward(write_config: Callable[..., Path
         env={},
     )
     prompts = [r["prompt"] for r in rlhf.training_rows(cfg, RejectLog())]
-    reward = KoreanResponseReward(min_share=1.0, penalty=1.0)
+    reward = KoreanReward(min_share=1.0, penalty=1.0)
     tok = AutoTokenizer.from_pretrained(tiny_model_path())
     before = sample_korean_reward(AutoModelForCausalLM.from_pretrained(tiny_model_path()), tok, prompts, reward)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from korean_llm.artifacts import Manifest, StageDir, atomic_write_json, read_manifest, safetensors_complete
 from korean_llm.config import build_config
 from korean_llm.errors import ConfigError, ManifestError
-from korean_llm.models import choose_backend
-from korean_llm.telemetry import StageMetrics
+from korean_llm.observe.metrics import StageMetrics
+from korean_llm.pipeline.artifacts import Manifest, StageDir, atomic_write_json, read_manifest, safetensors_complete
+from korean_llm.train.models import choose_backend
 
 
 def test_auto_backend_is_hf_without_cuda_and_unsloth_is_refused_on_cpu() -> None:

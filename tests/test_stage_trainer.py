@@ -1,4 +1,4 @@
-"""The stage trainers' own behaviour (training.StageTrainerMixin) on the tiny model: what the host reads back
+"""The stage trainers' own behaviour (train.trainer.StageTrainerMixin) on the tiny model: what the host reads back
 from the device during a step, the counts and metrics that are logged anyway, train mode, NaN losses."""
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ def sft_trainer(write_config, tmp_path: Path, training: dict[str, Any], name: st
     """(stage config, the SFT stage's trainer) on builtin:sft-ko."""
     from datasets import Dataset
 
-    from korean_llm.artifacts import StageDir
     from korean_llm.config import load_config
     from korean_llm.data import RejectLog, collect_rows, sft_row
-    from korean_llm.models import init_point, load_for_training
+    from korean_llm.pipeline.artifacts import StageDir
     from korean_llm.stages import sft
+    from korean_llm.train.models import init_point, load_for_training
 
     cfg = load_config(write_config("sft", {"lora": {"r": 4}, **SFT_DATA, "training": training}), env={})
     loaded = load_for_training(cfg, init_point(cfg))
@@ -101,10 +101,10 @@ def test_stage_trainer_reads_tokens_seen_back_only_to_log_or_save_and_counts_par
 def test_a_nan_step_loss_shows_in_the_log(tiny_model: Path, write_config, tmp_path: Path) -> None:
     from datasets import Dataset
 
-    from korean_llm.artifacts import StageDir
     from korean_llm.config import load_config
-    from korean_llm.models import init_point, load_for_training
+    from korean_llm.pipeline.artifacts import StageDir
     from korean_llm.stages import cpt
+    from korean_llm.train.models import init_point, load_for_training
 
     over = {"lora": {"r": 4}, "training": {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1}}
     cfg = load_config(write_config("cpt", over), env={})
@@ -227,11 +227,11 @@ def test_a_step_that_leaves_train_mode_and_asks_for_it_again_gets_it(
 def test_grpo_asserts_train_mode_at_every_step(
     method: str, once: bool, tiny_model: Path, write_config, tmp_path: Path
 ) -> None:
-    from korean_llm.artifacts import StageDir
     from korean_llm.config import load_config
     from korean_llm.data import RejectLog
-    from korean_llm.models import init_point, load_for_training
+    from korean_llm.pipeline.artifacts import StageDir
     from korean_llm.stages import rlhf
+    from korean_llm.train.models import init_point, load_for_training
 
     data = {"dpo": "builtin:preference-ko", "grpo": "builtin:grpo-prompts-ko"}[method]
     over = {"lora": {"r": 4}, "rlhf": {"method": method}, "data": {"sources": [{"path": data}]}}
@@ -247,7 +247,7 @@ def test_grpo_asserts_train_mode_at_every_step(
 def test_sft_metrics_are_deferred_only_over_trl_and_transformers_own_compute_loss(
     tiny_model: Path, write_config, tmp_path: Path
 ) -> None:
-    from korean_llm.training import StageTrainerMixin
+    from korean_llm.train.trainer import StageTrainerMixin
 
     _, trainer = sft_trainer(write_config, tmp_path, {"max_steps": 1})
     batch = {"attention_mask": None}

@@ -118,10 +118,11 @@ def test_embedding_learning_rate_gets_its_own_param_group(tiny_model: Path, writ
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from korean_llm.artifacts import StageDir
     from korean_llm.config import load_config
-    from korean_llm.models import init_point, load_for_training
-    from korean_llm.training import build_args, stage_trainer
+    from korean_llm.pipeline.artifacts import StageDir
+    from korean_llm.train.args import build_args
+    from korean_llm.train.models import init_point, load_for_training
+    from korean_llm.train.trainer import stage_trainer
 
     cfg = load_config(write_config("cpt", CPT), env={})
     loaded = load_for_training(cfg, init_point(cfg))

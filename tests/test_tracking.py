@@ -24,11 +24,10 @@ from typing import Any
 import pytest
 import yaml
 
-from korean_llm.artifacts import Manifest
 from korean_llm.cli import main
 from korean_llm.config import build_config, load_config
 from korean_llm.errors import ConfigError, Terminated
-from korean_llm.tracking import (
+from korean_llm.observe.tracking import (
     ExperimentTracker,
     MlflowBackend,
     configured_backends,
@@ -37,6 +36,7 @@ from korean_llm.tracking import (
     register_release,
     reject_trainer_trackers,
 )
+from korean_llm.pipeline.artifacts import Manifest
 
 TRAIN = {"per_device_train_batch_size": 4, "logging_steps": 2, "save_steps": 100, "learning_rate": 5e-3}
 CPT = {
@@ -260,7 +260,7 @@ def test_only_the_main_process_of_a_distributed_job_tracks(
 def test_a_stage_without_tracking_imports_neither_mlflow_nor_wandb(tmp_path: Path) -> None:
     code = (
         "import sys; from korean_llm import stage, training; from korean_llm.config import build_config; "
-        "from korean_llm.tracking import ExperimentTracker; "
+        "from korean_llm.observe.tracking import ExperimentTracker; "
         "t = ExperimentTracker(build_config({'stage': 'sft'}, env={})).start(); t.log_metrics(1, {'loss': 1.0}); "
         "t.finish(); print(sorted(m for m in ('mlflow', 'wandb') if m in sys.modules))"
     )
@@ -311,7 +311,7 @@ def test_local_runner_points_stages_at_a_sqlite_store_under_the_run(
 ) -> None:
     from rich.progress import Progress
 
-    from korean_llm.local import Pipeline, Step, run_step
+    from korean_llm.local.runner import Pipeline, Step, run_step
 
     step = Step("show", [], [sys.executable, "-c", "import os; print('URI=' + os.environ['MLFLOW_TRACKING_URI'])"])
     pipe = Pipeline("tiny-ko", "t", {}, [step], {})

@@ -3,8 +3,8 @@
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader
-CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench import resolve_bench_model as r; print(r('${M15:-qwen2.5-1.5b}'))" > $OUT/build15.log 2>&1 &
-CUDA_VISIBLE_DEVICES=1 python3 -c "from korean_llm.bench import resolve_bench_model as r; print(r('${M7:-qwen2.5-7b}'))" > $OUT/build7.log 2>&1 &
+CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('${M15:-qwen2.5-1.5b}'))" > $OUT/build15.log 2>&1 &
+CUDA_VISIBLE_DEVICES=1 python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('${M7:-qwen2.5-7b}'))" > $OUT/build7.log 2>&1 &
 wait
 echo "shapes built at $(( $(date +%s) - T0 )) s"; tail -1 $OUT/build15.log $OUT/build7.log
 (

@@ -5,7 +5,7 @@ set -uo pipefail
 source "$(dirname "$0")/common.sh"
 B="python3 -m korean_llm bench --model ${M15:-qwen2.5-1.5b} --mode sft --batch-size 4 --steps 6 --warmup 2"
 TR="python3 -m torch.distributed.run --nproc-per-node 2 --master-port 29533 -m korean_llm"
-CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench import resolve_bench_model as r; print(r('${M15:-qwen2.5-1.5b}'))" 2>&1 | tail -1
+CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('${M15:-qwen2.5-1.5b}'))" 2>&1 | tail -1
 run() { local name=$1 budget=$2; shift 2; timeout $(left $budget) "$@" --json-out $OUT/$name.json > $OUT/$name.out 2> $OUT/$name.log; echo "$name rc=$? at $(( $(date +%s) - T0 )) s"; }
 run ddp1-unsloth 150 env CUDA_VISIBLE_DEVICES=0 $B --backend unsloth
 run ddp2-unsloth 260 $TR ${B#python3 -m korean_llm} --backend unsloth

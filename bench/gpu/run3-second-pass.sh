@@ -4,7 +4,7 @@
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 M=${M15:-qwen2.5-1.5b}
-CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
+CUDA_VISIBLE_DEVICES=0 python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
 (
   CUDA_VISIBLE_DEVICES=0 timeout $(left 250) python3 -m korean_llm bench --model $M --backend unsloth \
     --mode bare,cpt,sft --batch-size 4 --steps 10 --warmup 6 > $L/b15.out 2> $L/b15.log

@@ -5,7 +5,7 @@
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 M=${M15:-qwen2.5-1.5b}; BK=${BK:-unsloth}
-python3 -c "from korean_llm.bench import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
+python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
 run b15 300 python3 -m korean_llm bench --model $M --backend $BK --mode bare,cpt,sft,bare,cpt,sft \
   --seq-len ${SEQ:-2048} --batch-size 4 --steps 30 --warmup 6
 echo "== 1.5B"; rows $L/b15.log

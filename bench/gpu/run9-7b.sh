@@ -4,7 +4,7 @@
 set -uo pipefail
 source "$(dirname "$0")/common.sh"
 M=${M7:-qwen2.5-7b}; BK=${BK:-unsloth}
-python3 -c "from korean_llm.bench import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
+python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
 echo "shape built at $(( $(date +%s) - T0 )) s"
 B="-m korean_llm bench --model $M --backend $BK --seq-len ${SEQ:-2048}"
 run s16 420 python3 $B --mode bare,cpt,sft --batch-size 16 --steps 8 --warmup 4

@@ -46,8 +46,9 @@ def main() -> int:
     import torch
     from transformers import TrainerCallback
 
-    from korean_llm import bench, training
-    from korean_llm.cli import setup_logging
+    from korean_llm.bench import throughput as bench
+    from korean_llm.train import loop as training
+    from korean_llm.console import setup_logging
 
     setup_logging()
     first, last = a.warmup + 1, a.warmup + a.steps  # the watched steps: not the bench timer's two syncs

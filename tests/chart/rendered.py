@@ -31,7 +31,7 @@ Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def helm_binary() -> str:
     sys.path.insert(0, str(REPO / "runtime"))
-    from korean_llm.local import find_helm
+    from korean_llm.local.runner import find_helm
 
     return find_helm()
 

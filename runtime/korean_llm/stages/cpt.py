@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from korean_llm.artifacts import Manifest, StageDir
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog, collect_rows, text_row
 from korean_llm.errors import ConfigError, DataError
-from korean_llm.models import Loaded, init_point, load_for_training
-from korean_llm.stage import StageContext, execute
-from korean_llm.training import build_args, stage_trainer, train, training_manifest, write_config_snapshot
+from korean_llm.pipeline.artifacts import Manifest, StageDir
+from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.train.args import build_args
+from korean_llm.train.loop import train, training_manifest, write_config_snapshot
+from korean_llm.train.models import Loaded, init_point, load_for_training
+from korean_llm.train.trainer import stage_trainer
 
 
 def separator_id(tokenizer: Any, configured: str | None) -> int:

@@ -28,13 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from korean_llm import release
-from korean_llm.artifacts import Manifest, read_manifest, tokenizer_fingerprint
 from korean_llm.config import DeployConfig, StageConfig
 from korean_llm.errors import ConfigError, GateFailed, KoreanLLMError
-from korean_llm.models import InitPoint, init_point, load_tokenizer
-from korean_llm.stage import StageContext, execute
-from korean_llm.tracking import register_release
+from korean_llm.observe.tracking import register_release
+from korean_llm.pipeline import release
+from korean_llm.pipeline.artifacts import Manifest, read_manifest, tokenizer_fingerprint
+from korean_llm.pipeline.stage import StageContext, execute
+from korean_llm.train.models import InitPoint, init_point, load_tokenizer
 
 log = logging.getLogger("korean_llm")
 

@@ -1,0 +1,1 @@
+"""Measurements of the stage code path (`korean-llm bench`)."""

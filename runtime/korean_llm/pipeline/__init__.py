@@ -1,0 +1,1 @@
+"""The on-disk contract of a run: manifests, atomic stage folders, checkpoints, releases, and the stage lifecycle."""

@@ -1,0 +1,103 @@
+"""Lifecycle of one stage process: skip when already done, work folder, metrics, tracking, manifest, atomic publish."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from korean_llm import dist
+from korean_llm.config import StageConfig
+from korean_llm.data import RejectLog
+from korean_llm.errors import DataError, ManifestError
+from korean_llm.observe.events import emit_event
+from korean_llm.observe.metrics import StageMetrics, gpu_peak_memory
+from korean_llm.observe.tracking import ExperimentTracker
+from korean_llm.pipeline.artifacts import Manifest, StageDir
+
+log = logging.getLogger("korean_llm")
+
+
+@dataclass
+class StageContext:
+    cfg: StageConfig
+    dir: StageDir
+    metrics: StageMetrics
+    # How each input file was read (format, encoding and why, records), from record_rejects; goes to the manifest.
+    inputs_read: list[dict[str, Any]] | None = None
+
+    def manifest(self, **fields: Any) -> Manifest:
+        """A manifest with the fields every stage shares already filled in."""
+        prev = self.cfg.run.previous_stage
+        base = {
+            "stage": self.cfg.stage,
+            "model_name": self.cfg.run.model_name,
+            "run_id": self.cfg.run.run_id,
+            "base_model": self.cfg.model.base_model or "",
+            "config_hash": self.cfg.fingerprint(),
+            "init_from": str(self.cfg.run.stage_dir(prev)) if prev else None,
+        }
+        if self.inputs_read is not None:
+            fields["extra"] = {"inputs_read": self.inputs_read, **(fields.get("extra") or {})}
+        return Manifest(**{**base, **fields})
+
+    def record_rejects(self, rejects: RejectLog, what: str) -> None:
+        """Write rejected.jsonl, print the counts by reason, and fail above the configured fraction."""
+        self.inputs_read = [*(self.inputs_read or []), *rejects.read.as_dict()]
+        if dist.is_main():
+            rejects.write(self.dir.work / "rejected.jsonl")
+        if rejects.total:
+            counts = ", ".join(f"{reason}: {n}" for reason, n in rejects.counts().items())
+            log.warning(
+                "%s: rejected %d of %d rows (%s); details in %s",
+                what,
+                rejects.total,
+                rejects.rows_in,
+                counts,
+                self.dir.work / "rejected.jsonl",
+            )
+        try:
+            rejects.check(self.cfg.data.max_rejected_fraction, what)
+        except DataError as exc:
+            sources = ", ".join(s.path for s in self.cfg.data.sources)
+            raise DataError(f"{exc} (sources: {sources}; rejected rows: {self.dir.work / 'rejected.jsonl'})") from None
+
+
+def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manifest:
+    """Run `body` in the stage's work folder and publish its manifest; a finished stage is not run again."""
+    sdir = StageDir(cfg.run.output_dir, cfg.stage_folder)
+    done = sdir.completed_manifest()
+    if done is not None:
+        if done.config_hash != cfg.fingerprint():
+            raise ManifestError(
+                f"{sdir.final}: already finished with another config (hash {done.config_hash}, now "
+                f"{cfg.fingerprint()}); start a new run id or remove the folder"
+            )
+        log.info("%s: already complete in %s, nothing to do", cfg.stage, sdir.final)
+        emit_event({"type": "skipped", "stage": cfg.stage, "reason": "already complete"})
+        return done
+    if dist.is_main():
+        sdir.prepare()
+    dist.barrier()
+    sdir.work.mkdir(parents=True, exist_ok=True)
+    metrics = StageMetrics(cfg)
+    metrics.serve()
+    tracker = ExperimentTracker(cfg).start()
+    try:
+        manifest = body(StageContext(cfg, sdir, metrics))
+        peak = gpu_peak_memory()
+        if peak is not None:
+            manifest.metrics.setdefault("peak_gpu_memory_bytes", peak)
+        if dist.is_main():  # one process publishes; the others wait until the stage folder is in place
+            sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
+        dist.barrier()
+    except BaseException as exc:
+        metrics.close(failed=True)
+        tracker.finish(error=exc)
+        raise
+    metrics.close(failed=False)
+    tracker.finish(stage_dir=sdir.final, manifest=manifest)
+    emit_event({"type": "done", "stage": cfg.stage, "metrics": manifest.metrics})
+    log.info("%s: published %s", cfg.stage, sdir.final)
+    return manifest

@@ -1,0 +1,1 @@
+"""The training path shared by every training stage: model loading, TRL arguments, the trainer mixin, callbacks."""
