@@ -259,7 +259,8 @@ def test_only_the_main_process_of_a_distributed_job_tracks(
 
 def test_a_stage_without_tracking_imports_neither_mlflow_nor_wandb(tmp_path: Path) -> None:
     code = (
-        "import sys; from korean_llm import stage, training; from korean_llm.config import build_config; "
+        "import sys; from korean_llm.pipeline import stage; from korean_llm.train import loop; "
+        "from korean_llm.config import build_config; "
         "from korean_llm.observe.tracking import ExperimentTracker; "
         "t = ExperimentTracker(build_config({'stage': 'sft'}, env={})).start(); t.log_metrics(1, {'loss': 1.0}); "
         "t.finish(); print(sorted(m for m in ('mlflow', 'wandb') if m in sys.modules))"
