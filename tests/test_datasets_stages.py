@@ -260,6 +260,7 @@ def test_local_dag_with_a_mapped_cp949_csv_as_sft_source(tmp_path: Path) -> None
         "--set", f"datasets.qa-ko.path={outside}",
         "--set", "models[0].stages.cpt.config.training.max_steps=4",
         "--set", "models[0].stages.sft.config.training.num_train_epochs=1",
+        timeout=1200,  # four stages on a shared CPU machine
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "any other path in the configs is read where it is" in " ".join(result.stderr.split())
