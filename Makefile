@@ -1,6 +1,6 @@
 # The two commands of the README. Both set up .venv first (idempotent: a stamp file per input hash).
 #   make demo   - the local pipeline on the embedded tiny model (CPU, about a minute)
-#   make test   - lint and the whole test suite
+#   make test   - lint, type check and the whole test suite (make test-fast: without the tests that train a model)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-he
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test test-fast lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -24,13 +24,19 @@ $(STAMP):
 demo: setup
 	$(BIN)/korean-llm run -f values/local.yaml --run-id $(RUN_ID)
 
-test: setup
-	$(BIN)/ruff check runtime tests charts/files
-	$(BIN)/ruff format --check runtime tests charts/files
+test: lint typecheck
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The same checks without the tests that train a model (pytest -m slow): minutes less on a CPU.
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check runtime tests charts/files
+	$(BIN)/ruff format --check runtime tests charts/files
+
+typecheck: setup
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format runtime tests

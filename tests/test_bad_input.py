@@ -38,6 +38,7 @@ def rejected(tmp_path: Path, stage: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_every_bad_sft_row_is_quarantined_with_line_and_reason(tmp_path: Path, write_config, capsys) -> None:
     good = [SFT_ROWS[0]] * 3
     data = write_jsonl(
@@ -156,7 +157,8 @@ def test_previous_stage_for_another_base_model_is_refused(tmp_path: Path, write_
     assert "trained on base model 'Qwen/Qwen2.5-7B'" in err and "says model.base_model 'builtin:tiny-ko'" in err
 
 
-def test_stage_command_runs_the_stage_named_by_the_seed_env(tmp_path, write_config, capsys, monkeypatch) -> None:
+@pytest.mark.slow
+def test_stage_command_runs_the_stage_named_by_the_stage_env(tmp_path, write_config, capsys, monkeypatch) -> None:
     sft_data = {"data": {"sources": [{"path": "builtin:sft-ko"}]}, "training": {"max_steps": 1, "save_steps": 100}}
     cfg = write_config("cpt", sft_data)  # the file says cpt; $STAGE picks the stage
     monkeypatch.setenv("STAGE", "sft")

@@ -12,6 +12,7 @@ from korean_llm.bench.throughput import SHAPES, count_parameters
 TINY_PARAMETERS = 284_736  # builtin:tiny-ko: 2 layers of width 64, 3003-token vocabulary, tied embeddings
 
 
+@pytest.mark.slow
 def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = cli(
@@ -44,6 +45,7 @@ def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
     assert "backend" in proc.stderr and "MFU" in proc.stderr  # the rich table
 
 
+@pytest.mark.slow
 def test_batch_sweep_with_the_bare_loop_loads_afresh_per_size(cli, tmp_path: Path) -> None:
     """A Trainer leaves the loaded model changed: every batch size's bare loop must come before any Trainer."""
     out = tmp_path / "bench.json"
@@ -72,6 +74,7 @@ def test_bench_rejects_bad_arguments_before_loading(cli) -> None:
     assert proc.returncode == 2 and "sft.pakcing" in proc.stderr
 
 
+@pytest.mark.slow
 def test_bench_reports_a_failed_backend(cli, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = cli("bench", "--model", "builtin:tiny-ko", "--backend", "unsloth", "--json-out", str(out))
@@ -91,6 +94,7 @@ def test_named_shapes_match_qwen25_parameter_counts(tmp_path: Path) -> None:
         assert count_parameters(str(folder)) == expected[name], name
 
 
+@pytest.mark.slow
 def test_bench_under_torchrun_sums_tokens_over_ranks(tmp_path: Path) -> None:
     """Two gloo processes as the operator launches them: one report, tokens of both ranks, MFU against both peaks."""
     import os
@@ -119,6 +123,7 @@ def test_bench_under_torchrun_sums_tokens_over_ranks(tmp_path: Path) -> None:
     assert proc.stderr.count("korean-llm bench") == 1  # one table
 
 
+@pytest.mark.slow
 def test_bench_refuses_the_bare_loop_under_torchrun(cli) -> None:
     proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "sft,bare", env={"WORLD_SIZE": "2", "RANK": "1"})
     assert proc.returncode == 2 and "--mode bare is a single-process loop" in proc.stderr

@@ -72,6 +72,7 @@ def logged(events: Path) -> list[dict]:
     return [json.loads(line) for line in events.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_processes_train_publish_once_and_resume(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", CPT)
     events = tmp_path / "events.jsonl"

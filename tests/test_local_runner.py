@@ -25,6 +25,7 @@ FAST = [
 ]
 
 
+@pytest.mark.slow
 def test_runner_runs_the_local_dag_and_writes_the_report(tmp_path: Path) -> None:
     result = run_cli(
         "run", "-f", str(REPO / "values" / "local.yaml"), "--runs-dir", str(tmp_path), "--run-id", "ci", *FAST

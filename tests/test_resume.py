@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from korean_llm.pipeline.artifacts import checkpoint_problem, checkpoint_step, latest_checkpoint
 
 from .conftest import REPO
@@ -67,6 +69,7 @@ def stage_paths(tmp_path: Path) -> tuple[Path, Path]:
     return out / "cpt.partial" / "checkpoints", out / "cpt"
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_and_reaches_the_same_final_step(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", CPT)
     kill_9_at_step(config, tmp_path / "events.jsonl", 12)
@@ -83,6 +86,7 @@ def test_kill_9_then_rerun_resumes_and_reaches_the_same_final_step(tmp_path: Pat
     assert metrics["resumed_from_step"] == step_at_kill >= 10
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", CPT)
     events = tmp_path / "events.jsonl"
@@ -133,6 +137,7 @@ def test_torn_checkpoints_are_skipped(tmp_path: Path, write_config) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_resume_after_torn_newest_checkpoint(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", {**CPT, "training": {**CPT["training"], "max_steps": 14}})
     kill_9_at_step(config, tmp_path / "events.jsonl", 11)

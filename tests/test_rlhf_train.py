@@ -19,6 +19,8 @@ from korean_llm.pipeline.artifacts import read_manifest
 from korean_llm.stages import rlhf, sft
 from korean_llm.stages.rlhf.rewards import KoreanReward
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread() -> Iterator[None]:

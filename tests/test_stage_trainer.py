@@ -35,6 +35,7 @@ def sft_trainer(write_config, tmp_path: Path, training: dict[str, Any], name: st
     return cfg, sft.build_trainer(cfg, loaded, Dataset.from_list(rows), sdir)
 
 
+@pytest.mark.slow
 def test_stage_trainer_reads_tokens_seen_back_only_to_log_or_save_and_counts_parameters_once(
     tiny_model: Path, write_config, tmp_path: Path
 ) -> None:
@@ -98,6 +99,7 @@ def test_stage_trainer_reads_tokens_seen_back_only_to_log_or_save_and_counts_par
     )
 
 
+@pytest.mark.slow
 def test_a_nan_step_loss_shows_in_the_log(tiny_model: Path, write_config, tmp_path: Path) -> None:
     from datasets import Dataset
 
@@ -153,6 +155,7 @@ class HostReads:
             monkeypatch.setattr(torch.Tensor, name, read)
 
 
+@pytest.mark.slow
 def test_sft_steps_read_nothing_back_from_the_device_between_logs(
     tiny_model: Path, write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,6 +180,7 @@ def test_sft_steps_read_nothing_back_from_the_device_between_logs(
     assert len(logged) == 2 and all(0 <= h["mean_token_accuracy"] <= 1 and h["entropy"] > 0 for h in logged)
 
 
+@pytest.mark.slow
 def test_deferred_sft_metrics_match_trl_per_step(tiny_model: Path, write_config, tmp_path: Path) -> None:
     import copy
 
@@ -204,6 +208,7 @@ def test_deferred_sft_metrics_match_trl_per_step(tiny_model: Path, write_config,
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_step_that_leaves_train_mode_and_asks_for_it_again_gets_it(
     tiny_model: Path, write_config, tmp_path: Path
 ) -> None:
@@ -244,6 +249,7 @@ def test_grpo_asserts_train_mode_at_every_step(
     assert trainer.walk_train_mode_once is once
 
 
+@pytest.mark.slow
 def test_sft_metrics_are_deferred_only_over_trl_and_transformers_own_compute_loss(
     tiny_model: Path, write_config, tmp_path: Path
 ) -> None:

@@ -53,6 +53,7 @@ def cpt_done(tmp_path: Path, write_config) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_cpt_lowers_the_loss_and_publishes_a_manifest(cpt_done: Path) -> None:
     tmp_path = cpt_done
     curve = losses(tmp_path, "cpt")
@@ -68,6 +69,7 @@ def test_cpt_lowers_the_loss_and_publishes_a_manifest(cpt_done: Path) -> None:
     assert not (stage_dir / "checkpoints").exists()  # removed after success by default
 
 
+@pytest.mark.slow
 def test_sft_continues_from_cpt_and_lowers_the_loss(cpt_done: Path, write_config) -> None:
     tmp_path = cpt_done
     assert main(["sft", "--config", str(write_config("sft", SFT))]) == 0
@@ -79,12 +81,14 @@ def test_sft_continues_from_cpt_and_lowers_the_loss(cpt_done: Path, write_config
     assert m["metrics"]["conversations"] == 60
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_stage_is_a_no_op(cpt_done: Path, write_config) -> None:
     before = manifest(cpt_done, "cpt")
     assert main(["cpt", "--config", str(write_config("cpt", CPT))]) == 0
     assert manifest(cpt_done, "cpt") == before
 
 
+@pytest.mark.slow
 def test_changed_config_on_a_finished_stage_is_refused(cpt_done: Path, write_config, capsys) -> None:
     changed = {**CPT, "training": {**CPT["training"], "learning_rate": 1e-3}}
     assert main(["cpt", "--config", str(write_config("cpt", changed))]) == 2
@@ -114,6 +118,7 @@ def test_sft_masks_everything_but_assistant_turns(tiny_model: Path) -> None:
     assert tok.decode(trained) == "서울입니다.<|im_end|>"
 
 
+@pytest.mark.slow
 def test_embedding_learning_rate_gets_its_own_param_group(tiny_model: Path, write_config, tmp_path: Path) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer

@@ -189,6 +189,7 @@ def wandb_history(records: list[Any]) -> list[dict[str, Any]]:
 # ---- an unreachable backend never fails or stalls a stage ---------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_closed_port_leaves_the_stage_successful_with_one_warning(write_config, tmp_path: Path, caplog) -> None:
     from korean_llm.stages import cpt
 
@@ -354,6 +355,7 @@ def losses_by_step(stage_dir: Path) -> dict[int, float]:
     return {h["step"]: h["loss"] for h in hist if "loss" in h}
 
 
+@pytest.mark.slow
 def test_pipeline_is_tracked_in_mlflow_and_wandb_at_once(mlflow_server: str, write_config, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 

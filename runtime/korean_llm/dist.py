@@ -10,6 +10,7 @@ answers "who am I" so that one process writes manifests, reports and final weigh
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def rank() -> int:
@@ -84,9 +85,9 @@ def allow_indexed_cpu_location() -> None:
 _CPU_INDEX_PRIORITY = 11  # after torch's own "cpu" (10); priorities must be unique or the registry sort fails
 
 
-def _no_tag(obj: object) -> None:
+def _no_tag(obj: Any) -> None:
     return None
 
 
-def _restore_indexed_cpu(obj: object, location: str) -> object | None:
+def _restore_indexed_cpu(obj: Any, location: str) -> Any:
     return obj if location.startswith("cpu:") else None

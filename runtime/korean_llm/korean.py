@@ -12,7 +12,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -175,7 +175,7 @@ _PII_RULES: tuple[tuple[str, re.Pattern[str], Callable[[re.Match[str]], str | No
 )
 
 
-def mask_pii(text: str, types: tuple[str, ...] | list[str] = PII_TYPES) -> tuple[str, Counter[str]]:
+def mask_pii(text: str, types: Sequence[str] = PII_TYPES) -> tuple[str, Counter[str]]:
     """Replace personal data with typed placeholders (`<RRN>`, `<PHONE>`, `<EMAIL>`, `<CARD>`, `<ACCOUNT>`).
 
     Returns the masked text and the number of replacements per type. Dates (2024-01-15), prices

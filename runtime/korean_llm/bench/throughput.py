@@ -111,7 +111,7 @@ def build_shape(folder: Path, shape: dict[str, Any], seed: int = 0) -> None:
     config = Qwen2Config(
         **shape,
         max_position_embeddings=32768,
-        rope_theta=1000000.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
         rms_norm_eps=1e-6,
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
@@ -463,7 +463,7 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
     load_start = time.perf_counter()
     loaded = load_for_training(first_cfg, init_point(first_cfg))
     load_seconds = time.perf_counter() - load_start
-    results = []
+    results: list[dict[str, Any]] = []
     try:
         for batch in spec["batch_sizes"]:
             for mode in spec["modes"]:

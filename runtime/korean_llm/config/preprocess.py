@@ -42,7 +42,7 @@ class PiiConfig(Strict):
     """Masking of personal data with typed placeholders such as `<PHONE>`."""
 
     enabled: bool = True
-    types: list[PiiType] = Field(default_factory=lambda: ["RRN", "PHONE", "EMAIL", "CARD", "ACCOUNT"])
+    types: list[PiiType] = Field(default_factory=lambda: list[PiiType](["RRN", "PHONE", "EMAIL", "CARD", "ACCOUNT"]))
     # Also mask SFT and preference message contents (not only CPT text).
     apply_to_chats: bool = True
 

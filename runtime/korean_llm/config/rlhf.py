@@ -78,7 +78,7 @@ class RlhfConfig(Strict):
     # Added as the system turn of prompts that have none, as the SFT stage does, so prompts look like SFT's.
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
     # GRPO only: the reward functions, summed with their weights (GRPOConfig.reward_weights).
-    rewards: list[RewardConfig] = Field(default_factory=lambda: [KoreanRewardConfig()])
+    rewards: list[RewardConfig] = Field(default_factory=lambda: list[RewardConfig]([KoreanRewardConfig()]))
     # GRPO only: generate with vLLM (colocated) when it is installed and CUDA is present; else with the model.
     use_vllm: bool = False
 

@@ -1,4 +1,4 @@
-"""Dataset loading and row validation shared by the stages.
+"""Data sources read row by row, each row with its file and line: files, folders, globs, `hf:` ids, `builtin:` names.
 
 Sources are files, folders, globs, `hf:<dataset id>` or `builtin:<name>`; formats jsonl, json,
 parquet, csv and plain text (one document per file), read by `korean_llm.data.readers` (one

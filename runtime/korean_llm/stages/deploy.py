@@ -83,7 +83,8 @@ def merge_into(folder: Path, point: InitPoint, cfg: StageConfig) -> dict[str, fl
     dtype = getattr(torch, cfg.deploy.dtype)
     remote = cfg.model.trust_remote_code
     tokenizer = load_tokenizer(point, cfg)
-    model = AutoModelForCausalLM.from_pretrained(point.weights, dtype=torch.float32, trust_remote_code=remote)
+    # Any: transformers types `.to` of a loaded model as taking a model, not a device
+    model: Any = AutoModelForCausalLM.from_pretrained(point.weights, dtype=torch.float32, trust_remote_code=remote)
     if point.adapter is not None:
         from peft import PeftModel
 
@@ -95,7 +96,8 @@ def merge_into(folder: Path, point: InitPoint, cfg: StageConfig) -> dict[str, fl
     merged = merged.to(dtype)
     merged.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=remote).to(device).eval()
+    reloaded: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=remote)
+    reloaded = reloaded.to(device).eval()
     saved = reloaded.state_dict()
     save_diff = max(
         float((saved[name] - tensor).abs().max()) if name in saved else math.inf

@@ -125,7 +125,7 @@ def load_tokenizer(init: InitPoint, cfg: StageConfig) -> Any:
     prev = init.previous
     if prev is not None and prev.tokenizer_hash is not None and prev.tokenizer_hash != tokenizer_fingerprint(tok):
         raise ManifestError(
-            f"{init.previous_dir}/manifest.json: tokenizer hash {init.previous.tokenizer_hash} does not match "
+            f"{init.previous_dir}/manifest.json: tokenizer hash {prev.tokenizer_hash} does not match "
             f"the tokenizer in {path} ({tokenizer_fingerprint(tok)})"
         )
     if tok.pad_token is None:

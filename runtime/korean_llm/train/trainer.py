@@ -167,11 +167,11 @@ def stage_trainer(base: type, embedding_lr: float | None = None, *, generates: b
     trainer generates inside its training step (GRPO), so train mode is asserted at every step as transformers
     does."""
 
-    class StageTrainer(StageTrainerMixin, base):  # type: ignore[misc,valid-type]
+    class StageTrainer(StageTrainerMixin, base):
         walk_train_mode_once = not generates
 
         def create_optimizer(self, model: Any = None) -> Any:
-            if embedding_lr is None or self.optimizer is not None:
+            if embedding_lr is None or getattr(self, "optimizer", None) is not None:
                 return super().create_optimizer(model)
             opt_model = self.model if model is None else model
             decay = set(self.get_decay_parameter_names(opt_model))

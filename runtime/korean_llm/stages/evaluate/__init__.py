@@ -80,7 +80,7 @@ def measure(
     ev, started = cfg.evaluate, time.time()
     tokenizer = load_tokenizer(point, cfg)
     model = load_for_scoring(point, cfg)
-    length, scores = cfg.model.max_seq_length, {}
+    length, scores = cfg.model.max_seq_length, Scores()
     if texts:
         ppl = scoring.perplexity(
             model, tokenizer, texts, max_length=length, max_tokens=ev.perplexity_max_tokens, batch_size=ev.batch_size

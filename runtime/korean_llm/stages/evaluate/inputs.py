@@ -9,6 +9,7 @@ no valid row, or a gate that limits something no input measures, stops the stage
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,7 @@ def load_inputs(cfg: StageConfig) -> EvalInputs:
     """Everything evaluate.perplexity, .tasks and .prompts name, checked against the gate."""
     ev, rejects = cfg.evaluate, RejectLog()
     texts = [
-        r["text"] for s in ev.perplexity for r in _rows(cfg, s, lambda o, s=s: text_row(s, o), rejects, "perplexity")
+        r["text"] for s in ev.perplexity for r in _rows(cfg, s, functools.partial(text_row, s), rejects, "perplexity")
     ]
     tasks = load_tasks(cfg, rejects)
     prompt_source = DataSource(path="-", text_field=ev.prompt_field)

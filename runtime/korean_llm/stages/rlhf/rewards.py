@@ -101,7 +101,7 @@ def import_reward(spec: str) -> Callable[..., list[float]]:
     func = getattr(module, attr, None)
     if not callable(func):
         raise ConfigError(f"rlhf.rewards: '{spec}': module '{module_name}' has no callable '{attr}'")
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 def build_rewards(specs: Sequence[RewardConfig]) -> tuple[list[Callable[..., list[float]]], list[float]]:

@@ -1,6 +1,6 @@
 """What experiment tracking costs a stage: start-up, per logged step, and end of stage.
 
-    python benchmarks/tracking_overhead.py [--steps 200] [--out tracking.json]
+    python bench/tracking_overhead.py [--steps 200] [--out tracking.json]
 
 Starts a real `mlflow server` (sqlite store, loopback, one worker) and measures, for MLflow over HTTP,
 MLflow on a sqlite file (the local runner's default) and W&B offline:

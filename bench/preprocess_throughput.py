@@ -1,6 +1,6 @@
 """Throughput and memory of the preprocess stage on a generated Korean corpus.
 
-    python bench/preprocess_bench.py --sizes 25,100 --workers 1,2 [--workdir /tmp/preprocess-bench]
+    python bench/preprocess_throughput.py --sizes 25,100 --workers 1,2 [--workdir /tmp/preprocess-bench]
 
 Builds a JSONL corpus of the requested size (MB) from the konlpy texts (constitution and bills):
 every document is a random run of their sentences with perturbations (typos, changed numbers,

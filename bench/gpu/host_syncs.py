@@ -1,6 +1,6 @@
 """Where a stage's training step makes the host wait for the GPU: CUDA's sync debug mode over a few measured steps.
 
-    python bench/gpu/sync_sites.py --model qwen2.5-1.5b --backend unsloth --mode cpt,sft [--steps 3 --warmup 6]
+    python bench/gpu/host_syncs.py --model qwen2.5-1.5b --backend unsloth --mode cpt,sft [--steps 3 --warmup 6]
 
 Runs the stages' trainers as `korean-llm bench` does (same model shapes, data and callbacks) and prints, per
 mode, each distinct Python call stack that synchronised with the device and how often per step. Every such
@@ -47,8 +47,8 @@ def main() -> int:
     from transformers import TrainerCallback
 
     from korean_llm.bench import throughput as bench
-    from korean_llm.train import loop as training
     from korean_llm.console import setup_logging
+    from korean_llm.train import loop as training
 
     setup_logging()
     first, last = a.warmup + 1, a.warmup + a.steps  # the watched steps: not the bench timer's two syncs

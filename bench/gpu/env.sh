@@ -1,18 +1,19 @@
-# sourced by the device scripts: bundle first on every interpreter's path, tiny tokenizer cache, offline hub
-# From the repository root on a CUDA host: OUT=/some/folder bash bench/gpu/<script>.sh (docs/benchmarks.md, "GPU").
-# SITE: the bundle of shared/gpu/make-site.sh (default .gpu/site.tgz); TOKENIZER_CACHE: a folder holding tiny-ko-v1
-# (built by any CPU run of the tests; the GPU host has no konlpy). DRY=1 M15=builtin:tiny-ko: rehearse on a CPU.
-if [ -z "${DRY:-}" ]; then
-  mkdir -p /tmp/site && tar xzf "${SITE:-.gpu/site.tgz}" -C /tmp/site
+# Sourced by the GPU measurement scripts: environment of a CUDA host, a log folder, and helpers.
+# From the repository root: OUT=/some/folder bash bench/gpu/<script>.sh (docs/benchmarks.md says which figure each gives).
+# The host needs the package with its GPU extra (`pip install -c constraints.txt '.[gpu,tracking]'`, as the image);
+# SITE=<tarball>: unpack an offline bundle of those packages first and put it on every interpreter's path instead.
+# DRY=1 M15=builtin:tiny-ko BK=hf: rehearse a script on a CPU.
+if [ -n "${SITE:-}" ] && [ -z "${DRY:-}" ]; then
+  mkdir -p /tmp/site && tar xzf "$SITE" -C /tmp/site
   SP=$(python3 -c 'import site; print(site.getsitepackages()[0])')
   echo "import sys; sys.path.insert(0, '/tmp/site')" > "$SP/00-korean-llm-site.pth"
 fi
-KC=${KC:-/kcache}; mkdir -p $KC && cp -rn "${TOKENIZER_CACHE:-.gpu/cache}/tiny-ko-v1" $KC/ 2>/dev/null || true
-export KOREAN_LLM_CACHE=$KC HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTHONUNBUFFERED=1 WANDB_MODE=disabled PYTHONPATH=$PWD/runtime
+OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
 T0=$(date +%s)
 left() { echo $(( $1 - ($(date +%s) - T0) )); }
-L=${L:-/tmp/logs}; mkdir -p $L
+L=${L:-$OUT/logs}; mkdir -p $L
 # run NAME BUDGET CMD...: CMD's stdout/stderr to $L/NAME.out/.log, killed BUDGET s after the script started
 run() { local name=$1 budget=$2; shift 2; timeout $(left $budget) "$@" > $L/$name.out 2> $L/$name.log; echo "$name rc=$? at $(( $(date +%s) - T0 )) s"; }
 # rows LOG...: the bench result rows of these logs, one line each
