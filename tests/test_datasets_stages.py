@@ -137,6 +137,7 @@ def test_preprocess_keeps_1999_of_2000_csv_rows_with_one_bad_byte(
     assert rejected(processed) == [{"input": "sft", "file": str(path), "line": 1002, "reason": "invalid UTF-8"}]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("stage", "overrides", "kept", "rejects"),
     [
@@ -197,6 +198,7 @@ def test_each_training_stage_trains_on_mapped_sources(
         assert manifest.metrics["conversations"] == kept
 
 
+@pytest.mark.slow
 def test_named_evaluations_write_their_own_folder_with_items_and_label_distributions(
     tmp_path: Path, write_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -250,6 +252,7 @@ def test_named_evaluations_write_their_own_folder_with_items_and_label_distribut
     assert (out / "evaluations" / "strict.partial" / "eval.json").is_file()
 
 
+@pytest.mark.slow
 def test_local_dag_with_a_mapped_cp949_csv_as_sft_source(tmp_path: Path) -> None:
     # The CSV under /tmp-like path outside the runner's mounts is read where it is.
     outside = tmp_path / "elsewhere" / "qa.csv"
