@@ -53,6 +53,7 @@ SCENARIOS: dict[str, list[Path]] = {
     "multi-model": [V / "multi-model.yaml"],
     "local": [V / "local.yaml"],
     "local-vocab": [V / "local-vocab.yaml"],
+    "local-csv": [V / "local-csv.yaml"],
     "dev": [V / "dev.yaml"],
     "prod": [V / "prod.yaml"],
     "7b+dev": [V / "7b.yaml", V / "dev.yaml"],
@@ -1146,3 +1147,15 @@ def test_schema_defines_the_stage_block_once_and_each_subchart_has_its_own() -> 
         jsonschema.Draft7Validator.check_schema(own)
         values = yaml.safe_load((CHART / "charts" / sub / "values.yaml").read_text(encoding="utf-8"))
         jsonschema.validate(values, own)
+
+
+def test_the_datasets_registry_reaches_every_stage_config_and_resolves_by_name() -> None:
+    cm = by_name(docs_of("local-csv"), "ConfigMap", "korean-llm-tiny-ko")
+    for key, text in cm["data"].items():
+        assert set(yaml.safe_load(text)["datasets"]) == {"qa-ko", "dialogues-ko", "quiz-ko"}, key
+    pre = build_config(yaml.safe_load(cm["data"]["preprocess.yaml"]), source="preprocess.yaml", env={})
+    qa = pre.preprocess.sft_sources[0]
+    assert (qa.dataset, qa.path, qa.encoding) == ("qa-ko", "examples/data/qa_cp949.csv", "auto")
+    assert qa.mapping is not None and (qa.mapping.user, qa.mapping.assistant) == ("Q", "A")
+    ev = build_config(yaml.safe_load(cm["data"]["evaluate.yaml"]), source="evaluate.yaml", env={})
+    assert ev.evaluate.tasks[0].mapping.choices == ["보기1", "보기2", "보기3", "보기4"]  # type: ignore[union-attr]

@@ -71,6 +71,8 @@ stageDefaults.<stage>.config < models[].stages.<stage>.config, plus what the cha
 {{- if $prev -}}{{- $_ := set $run "previous_stage" $prev -}}{{- end -}}
 {{- $_ := set $cfg "run" $run -}}
 {{- $_ := set $cfg "stage" .stage -}}
+{{- /* the datasets registry: source lists in the stage config name its entries */ -}}
+{{- with .root.Values.datasets }}{{- $_ := set $cfg "datasets" (deepCopy .) -}}{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 

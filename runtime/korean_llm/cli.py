@@ -6,6 +6,7 @@
     korean-llm stage --config FILE                 # the stage named by $STAGE (or the config's `stage`)
     korean-llm bench --model qwen2.5-7b --compare unsloth,hf   # training throughput (bench/throughput.py)
     korean-llm pipeline submit|list|status|wait|logs|stop|cleanup   # manage runs (pipeline_manager/)
+    korean-llm data inspect NAME|PATH [-f values.yaml]         # a data set as the stages would read it
 
 Exit codes: korean_llm/errors.py and the README's table.
 """
@@ -32,11 +33,12 @@ COMMAND_MODULES = (
     "korean_llm.local.runner",
     "korean_llm.bench.throughput",
     "korean_llm.pipeline_manager.commands",
+    "korean_llm.data.inspect",
 )
 
 
 def get_commands() -> list[Command]:
-    """Every sub-command, in help order: the stages, the local runner, bench, pipeline."""
+    """Every sub-command, in help order: the stages, the local runner, bench, pipeline, data."""
     commands: list[Command] = []
     for name in COMMAND_MODULES:
         commands.extend(importlib.import_module(name).commands())

@@ -136,3 +136,9 @@ class Terminated(KoreanLLMError):
     """SIGTERM arrived; a checkpoint was written and the stage stopped."""
 
     exit_code = EXIT_TERMINATED
+
+
+class AccountingError(KoreanLLMError):
+    """Rows read != rows kept + rows rejected: a reader lost or doubled rows (a bug; nothing is published)."""
+
+    exit_code = EXIT_BUG

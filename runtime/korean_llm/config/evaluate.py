@@ -44,6 +44,9 @@ class EvaluateConfig(Strict):
     into choices); each file is one task named by its stem. Prompt files are JSONL rows `{"prompt"}`.
     """
 
+    # A named evaluation writes `<output>/<model>/<run>/evaluations/<name>/` instead of `evaluate/`, so a trained
+    # model can be evaluated again on other data without touching the pipeline's own evaluation (deploy reads that).
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
     # Held-out text for perplexity (`text_field` of each row, or whole text files).
     perplexity: list[DataSource] = Field(default_factory=list)
     perplexity_max_tokens: int = Field(20000, ge=16)  # stop after this many scored tokens (bounds the cost)

@@ -82,6 +82,10 @@ def runtime_defs() -> dict[str, Any]:
     root["description"] = (
         "runtime config (StageConfig of runtime/korean_llm/config/stage.py; `python -m korean_llm.config.schema`)"
     )
+    # A data source may name an entry of the `datasets:` registry instead (config/stage.py resolves it first).
+    source = f"{PREFIX}DataSource"
+    if source in defs:
+        defs[source] = {"anyOf": [{"type": "string", "description": "a `datasets:` entry by name"}, defs[source]]}
     defs[ROOT] = {"allOf": [root, {"$ref": f"#/{DEFS}/{NO_SECRETS}"}]}
     defs[NO_SECRETS] = {
         "description": "no credential anywhere in runtime config: they come from existing Secrets",

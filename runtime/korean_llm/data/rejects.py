@@ -19,7 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from korean_llm.errors import DataError
+from korean_llm.data.readers import ReadLog
+from korean_llm.errors import AccountingError, DataError
 
 
 class Located(Protocol):
@@ -48,6 +49,8 @@ class RejectLog:
         self.first: dict[str, Any] | None = None
         self._counts: Counter[str] = Counter()
         self._fh: IO[str] | None = None
+        self.rows_out = 0  # rows kept (collect_rows), for the accounting check
+        self.read = ReadLog()  # how each input file was read: format, encoding (and why), records
         if stream is not None:
             stream.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(stream, "w", encoding="utf-8")  # noqa: SIM115 - streamed across input kinds, see close()
@@ -65,6 +68,15 @@ class RejectLog:
 
     def reject(self, record: Located, reason: str, *, input: str | None = None) -> None:
         self.add(record.file, record.line, reason, input=input)
+
+    def check_accounting(self, what: str) -> None:
+        """Every row read was kept or rejected, and the readers saw exactly the rows counted (else a bug, exit 1)."""
+        seen = sum(f.records for f in self.read.files)
+        if self.rows_in != self.rows_out + self.total or (self.read.files and seen != self.rows_in):
+            raise AccountingError(
+                f"{what}: row accounting does not add up: rows_in {self.rows_in} != rows_out {self.rows_out} "
+                f"+ rejected {self.total} (records read from files: {seen})"
+            )
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts.most_common())

@@ -134,9 +134,15 @@ def with_system_prompt(messages: list[dict[str, str]], system_prompt: str | None
     return messages
 
 
+def mapped_system(messages: list[dict[str, str]], obj: dict[str, Any]) -> list[dict[str, str]]:
+    """Prepend the source's mapped system prompt (`mapping.system`, kept as `_system`) unless there is one."""
+    system = obj.get("_system")
+    return with_system_prompt(messages, system) if isinstance(system, str) and system.strip() else messages
+
+
 def sft_row(system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]], dict[str, Any]]:
     def validate(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
-        return {"messages": with_system_prompt(chat_messages(obj), system_prompt)}
+        return {"messages": with_system_prompt(mapped_system(chat_messages(obj), obj), system_prompt)}
 
     return validate
 
@@ -174,7 +180,7 @@ def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
     `chosen` and `rejected` are refused: the pair teaches nothing. A `collect_rows` validator.
     """
     _required(obj, "prompt", "chosen", "rejected")
-    prompt = _turns(obj["prompt"], "prompt", "user")
+    prompt = mapped_system(_turns(obj["prompt"], "prompt", "user"), obj)
     chosen = _turns(obj["chosen"], "chosen", "assistant")
     rejected = _turns(obj["rejected"], "rejected", "assistant")
     if [m["content"].strip() for m in chosen] == [m["content"].strip() for m in rejected]:
@@ -182,12 +188,18 @@ def preference_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
 
 
+_LABELS = {"true": True, "false": False, "1": True, "0": False}
+
+
 def _label(value: Any) -> bool:
+    """A KTO label: a boolean, 1 / 0, or (CSV cells, surrounding spaces ignored) true / false / 1 / 0."""
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):  # CSV cells
-        return value.strip().lower() == "true"
-    raise ValueError(f"'label' is {value!r}, expected true or false")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _LABELS:
+        return _LABELS[value.strip().lower()]
+    raise ValueError(f"'label' is {value!r}, expected true or false (or 1 / 0)")
 
 
 def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +211,7 @@ def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
         return preference_row(source, obj)
     _required(obj, "prompt", "completion", "label")
     return {
-        "prompt": _turns(obj["prompt"], "prompt", "user"),
+        "prompt": mapped_system(_turns(obj["prompt"], "prompt", "user"), obj),
         "completion": _turns(obj["completion"], "completion", "assistant"),
         "label": _label(obj["label"]),
     }
@@ -208,4 +220,32 @@ def kto_row(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
 def prompt_row(_: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
     """A GRPO prompt (string or messages); other fields are kept for user reward functions (TRL passes them on)."""
     _required(obj, "prompt")
-    return {**obj, "prompt": _turns(obj["prompt"], "prompt", "user")}
+    kept = {k: v for k, v in obj.items() if k != "_system"}
+    return {**kept, "prompt": mapped_system(_turns(obj["prompt"], "prompt", "user"), obj)}
+
+
+def mc_item(obj: dict[str, Any]) -> dict[str, Any]:
+    """A multiple-choice item of an evaluate task: question, choices, 0-based answer, optional context.
+
+    ValueError names what is wrong; an answer written as digits with spaces around (a CSV cell such as "2   ")
+    is read as that number."""
+    for key in ("question", "choices", "answer"):
+        if key not in obj:
+            raise ValueError(f"missing field '{key}'")
+    question, choices, answer = obj["question"], obj["choices"], obj["answer"]
+    if isinstance(answer, str) and answer.strip().isdigit():  # a CSV cell such as "2   "
+        answer = int(answer.strip())
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("field 'question' must be a non-empty string")
+    if not isinstance(choices, list) or len(choices) < 2:
+        raise ValueError("field 'choices' must be a list of at least two strings")
+    if not all(isinstance(c, str) and c.strip() for c in choices):
+        raise ValueError("every entry of 'choices' must be a non-empty string")
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise ValueError(f"field 'answer' must be an integer index into choices, found {answer!r}")
+    if not 0 <= answer < len(choices):
+        raise ValueError(f"answer {answer} is outside choices (0..{len(choices) - 1})")
+    context = obj.get("context")
+    if context is not None and not isinstance(context, str):
+        raise ValueError(f"field 'context' must be a string, found {type(context).__name__}")
+    return {"question": question, "choices": choices, "answer": answer, "context": context}

@@ -1,25 +1,31 @@
 """Data sources read row by row, each row with its file and line: files, folders, globs, `hf:` ids, `builtin:` names.
 
 Sources are files, folders, globs, `hf:<dataset id>` or `builtin:<name>`; formats jsonl, json,
-parquet, csv and plain text (one document per file). Every row is read with its file and line,
-so a rejected row can be reported as `file:line: reason` in `rejected.jsonl`. Readers are
-generators: nothing is held in memory beyond the current batch.
+parquet, csv and plain text (one document per file), read by `korean_llm.data.readers` (one
+encoding per file, every record with its real line or record number) and mapped to the stage's
+field names by the source's `mapping` (`korean_llm.data.mapping`). A rejected row is reported as
+`file:line: reason` in `rejected.jsonl`, and `collect_rows` checks that rows read = rows kept +
+rows rejected. Readers are generators: nothing is held in memory beyond the current batch.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import glob
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from korean_llm.builtin import resolve_builtin_data
 from korean_llm.config import DataConfig, DataSource
+from korean_llm.data import readers
+from korean_llm.data.mapping import apply as apply_mapping
+from korean_llm.data.mapping import check_columns
+from korean_llm.data.readers import ReadLog, Record
 from korean_llm.data.rejects import RejectLog
-from korean_llm.errors import DataError, RetryableError, transient
+from korean_llm.errors import DataError
 
 EXTENSIONS = {
     ".jsonl": "jsonl",
@@ -31,18 +37,19 @@ EXTENSIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Record:
-    """One input row with its origin; `error` is set when the row could not even be parsed.
-
-    `replaced` marks a row whose invalid UTF-8 bytes were replaced by U+FFFD (`invalid_utf8: replace`).
-    """
-
-    file: str
-    line: int
-    data: dict[str, Any] | None
-    error: str | None = None
-    replaced: bool = False
+def _mount_hint(path: Path) -> str:
+    """Under the local runner, where a container folder such as /data really is (it sets KOREAN_LLM_LOCAL_MOUNTS)."""
+    try:
+        mounts = json.loads(os.environ.get("KOREAN_LLM_LOCAL_MOUNTS") or "{}")
+    except json.JSONDecodeError:
+        return ""
+    for mount, local in mounts.items():
+        if str(path).startswith(str(local).rstrip("/") + "/"):
+            return (
+                f" (the local runner maps {mount} to {local}: copy the file there, or name it by a path outside "
+                f"{mount}, which is read where it is)"
+            )
+    return ""
 
 
 def source_files(source: DataSource) -> list[tuple[Path, str]]:
@@ -63,7 +70,7 @@ def source_files(source: DataSource) -> list[tuple[Path, str]]:
         elif root.is_file():
             files.append(root)
         else:
-            raise DataError(f"data source '{spec}': {root} does not exist")
+            raise DataError(f"data source '{spec}': {root} does not exist{_mount_hint(root)}")
     if not files:
         raise DataError(f"data source '{spec}': no data files (expected {', '.join(EXTENSIONS)})")
     out = []
@@ -75,132 +82,57 @@ def source_files(source: DataSource) -> list[tuple[Path, str]]:
     return out
 
 
-def _decode(raw: bytes, policy: str) -> tuple[str | None, bool]:
-    """(text, had_invalid_bytes); text is None when the policy rejects invalid UTF-8."""
-    try:
-        return raw.decode("utf-8"), False
-    except UnicodeDecodeError:
-        if policy == "replace":
-            return raw.decode("utf-8", errors="replace"), True
-        return None, True
+def read_source(source: DataSource, invalid_utf8: str = "reject", read_log: ReadLog | None = None) -> Iterator[Record]:
+    """Every record of one source, in a stable order, capped at `source.max_rows`, with its mapping applied.
 
-
-def _read_jsonl(path: Path, policy: str) -> Iterator[Record]:
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            text, bad = _decode(raw, policy)
-            if text is None:
-                yield Record(str(path), lineno, None, "invalid UTF-8")
-                continue
-            text = text.rstrip("\r\n")
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield Record(str(path), lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
-                continue
-            except RecursionError:  # the C decoder's depth guard: a row nested thousands of levels deep
-                yield Record(str(path), lineno, None, "JSON nested too deeply")
-                continue
-            if not isinstance(obj, dict):
-                yield Record(str(path), lineno, None, f"not a JSON object: found {type(obj).__name__}")
-                continue
-            yield Record(str(path), lineno, obj, replaced=bad)
-
-
-def _read_json(path: Path, policy: str) -> Iterator[Record]:
-    text, bad = _decode(path.read_bytes(), policy)
-    if text is None:
-        yield Record(str(path), 1, None, "invalid UTF-8")
-        return
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        yield Record(str(path), exc.lineno, None, f"malformed JSON: {exc.msg} (column {exc.colno})")
-        return
-    except RecursionError:
-        yield Record(str(path), 1, None, "JSON nested too deeply")
-        return
-    rows = obj if isinstance(obj, list) else [obj]
-    for i, row in enumerate(rows, start=1):
-        if isinstance(row, dict):
-            yield Record(str(path), i, row, replaced=bad)
-        else:
-            yield Record(str(path), i, None, f"not a JSON object: found {type(row).__name__}")
-
-
-def _read_parquet(path: Path) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:
-        raise DataError(f"{path}: not a readable parquet file: {exc}") from exc
-    row = 0
-    for batch in pf.iter_batches(batch_size=1024):
-        for obj in batch.to_pylist():
-            row += 1
-            yield Record(str(path), row, obj)
-
-
-def _read_csv(path: Path, policy: str) -> Iterator[Record]:
-    errors = "replace" if policy == "replace" else "strict"
-    try:
-        with open(path, encoding="utf-8", errors=errors, newline="") as fh:
-            for i, obj in enumerate(csv.DictReader(fh), start=2):  # line 1 is the header
-                replaced = policy == "replace" and any("\ufffd" in str(v) for v in obj.values())
-                yield Record(str(path), i, dict(obj), replaced=replaced)
-    except UnicodeDecodeError:
-        yield Record(str(path), 0, None, "invalid UTF-8")
-
-
-def _read_text(path: Path, policy: str, text_field: str) -> Iterator[Record]:
-    text, bad = _decode(path.read_bytes(), policy)
-    if text is None:
-        yield Record(str(path), 1, None, "invalid UTF-8")
-        return
-    yield Record(str(path), 1, {text_field: text.replace("\r\n", "\n")}, replaced=bad)
-
-
-def _read_hub(source: DataSource) -> Iterator[Record]:
-    from datasets import load_dataset
-
-    name = source.path.removeprefix("hf:")
-    try:
-        ds = load_dataset(name, split=source.split, streaming=True)
-        for i, obj in enumerate(ds, start=1):
-            yield Record(source.path, i, dict(obj))
-    except Exception as exc:
-        if transient(exc):
-            raise RetryableError(f"data source '{source.path}': the hub cannot be reached now: {exc}") from exc
-        raise DataError(f"data source '{source.path}': cannot load from the hub: {exc}") from exc
-
-
-def read_source(source: DataSource, invalid_utf8: str = "reject") -> Iterator[Record]:
-    """Every record of one source, in a stable order, capped at `source.max_rows`."""
+    Each file is read by `korean_llm.readers` (one encoding per file, every record with its line or
+    record number); `read_log` collects how each file was read. The source's mapping is checked
+    against the first record of each file (a missing column stops the stage) and applied to every
+    record: a row that lacks a mapped field comes back as a reject with that reason.
+    """
     if source.path.startswith("hf:"):
-        it: Iterable[Record] = _read_hub(source)
+        it: Iterable[Record] = readers.read_hub(source.path, source.split)
     else:
-        it = _iter_files(source, invalid_utf8)
+        it = _iter_files(source, invalid_utf8, read_log)
+    checked: set[str] = set()
     for n, rec in enumerate(it, start=1):
         if source.max_rows is not None and n > source.max_rows:
+            if read_log is not None and read_log.files:  # read one record past the cap: it is not part of the input
+                read_log.files[-1].records -= 1
+                read_log.files[-1].note = "; ".join(
+                    filter(None, [read_log.files[-1].note, f"max_rows {source.max_rows}"])
+                )
             return
-        yield rec
+        if source.mapping is None or rec.data is None:
+            yield rec
+            continue
+        if rec.file not in checked:
+            check_columns(source.mapping, rec.data, source.dataset or source.path, rec.file)
+            checked.add(rec.file)
+        try:
+            data = apply_mapping(source.mapping, rec.data)
+        except ValueError as exc:
+            yield dataclasses.replace(rec, data=None, error=str(exc))
+            continue
+        yield dataclasses.replace(rec, data=data)
 
 
-def _iter_files(source: DataSource, invalid_utf8: str) -> Iterator[Record]:
+def _iter_files(source: DataSource, invalid_utf8: str, read_log: ReadLog | None) -> Iterator[Record]:
     for path, fmt in source_files(source):
+        report = readers.FileReport(str(path), fmt, source.encoding)
+        if read_log is not None:
+            read_log.files.append(report)
         if fmt == "jsonl":
-            yield from _read_jsonl(path, invalid_utf8)
+            yield from readers.read_jsonl(path, source.encoding, invalid_utf8, report)
         elif fmt == "json":
-            yield from _read_json(path, invalid_utf8)
+            yield from readers.read_json(path, source.encoding, invalid_utf8, report, source.records)
         elif fmt == "parquet":
-            yield from _read_parquet(path)
+            report.encoding = "parquet"
+            yield from readers.read_parquet(path, report)
         elif fmt == "csv":
-            yield from _read_csv(path, invalid_utf8)
+            yield from readers.read_csv(path, source.encoding, invalid_utf8, report)
         else:
-            yield from _read_text(path, invalid_utf8, source.text_field)
+            yield from readers.read_text(path, source.encoding, invalid_utf8, source.text_field, report)
 
 
 def collect_rows(
@@ -216,7 +148,7 @@ def collect_rows(
         raise DataError("data.sources is empty: name at least one file, folder, hub id or builtin source")
     rows: list[dict[str, Any]] = []
     for source in data.sources:
-        for rec in read_source(source, data.invalid_utf8):
+        for rec in read_source(source, data.invalid_utf8, rejects.read):
             rejects.rows_in += 1
             if rec.error is not None or rec.data is None:
                 rejects.reject(rec, rec.error or "unreadable row", input=input)
@@ -225,4 +157,6 @@ def collect_rows(
                 rows.append(validate(source, rec.data))
             except ValueError as exc:
                 rejects.reject(rec, str(exc), input=input)
+    rejects.rows_out += len(rows)
+    rejects.check_accounting(input or rejects.input)
     return rows

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -224,6 +225,9 @@ def parse_pipelines(docs: list[dict[str, Any]]) -> list[Pipeline]:
     return pipelines
 
 
+LOCAL_MOUNTS_ENV = "KOREAN_LLM_LOCAL_MOUNTS"
+
+
 class PathMap:
     """Container paths -> local paths, longest mount first."""
 
@@ -269,6 +273,11 @@ def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dic
         else:
             mapping[mount] = root / "volumes" / mount.strip("/").replace("/", "_")
     pmap = PathMap(mapping)
+    # In the stage configs only the data volumes (and the config mount) are mapped: scratch mounts such as /tmp are
+    # empty on a cluster, so a config path there is the user's own file on this machine, read where it is.
+    config_map = PathMap(
+        {m: p for m, p in mapping.items() if m in ("/data", "/output") or "configMap" in step.mounts[m]}
+    )
     for mount, volume in step.mounts.items():
         local = mapping[mount]
         local.mkdir(parents=True, exist_ok=True)
@@ -276,13 +285,16 @@ def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dic
             data = pipe.configmaps.get(volume["configMap"]["name"], {})
             for key, text in data.items():
                 parsed = yaml_load(_substitute(text, pipe.parameters))
-                (local / key).write_text(yaml.safe_dump(pmap.walk(parsed), allow_unicode=True, sort_keys=False))
+                (local / key).write_text(yaml.safe_dump(config_map.walk(parsed), allow_unicode=True, sort_keys=False))
     command = [pmap(_substitute(a, pipe.parameters)) for a in step.command]
     if command and command[0] in ("python", "python3"):
         command[0] = sys.executable
     elif command and command[0] == "torchrun":
         command = [sys.executable, "-m", "torch.distributed.run", *command[1:]]
     env = {k: pmap(_substitute(v, pipe.parameters)) for k, v in step.env.items()}
+    # Lets a stage say, for a missing /data/... input, where the runner put that folder (korean_llm.data.source_files).
+    mounts = {m: str(p) for m, p in mapping.items() if m in ("/data", "/output")}
+    env[LOCAL_MOUNTS_ENV] = json.dumps(mounts)
     return command, env
 
 
@@ -388,7 +400,7 @@ def summary_table(results: list[StepResult], root: Path) -> Table:
             "" if r.exit_code is None else str(r.exit_code),
             f"{r.seconds:.1f}",
             loss,
-            r.detail[:80],
+            escape(r.detail[:120]),  # a gate line names checks like min_accuracy[task]: not rich markup
         )
     return table
 
@@ -435,6 +447,10 @@ def run_command(args: Any) -> int:
     root.mkdir(parents=True, exist_ok=True)
     console.print(f"run [bold]{run_id}[/]: {len(pipelines)} pipeline(s), outputs in {root}")
     state = RunState.begin(root, run_id, [(p.model, s.name, s.skip_reason) for p in pipelines for s in p.steps])
+    console.print(
+        f"paths: /data -> {root / 'data'}, /output -> {root / 'output'}; any other path in the configs is read "
+        f"where it is (relative ones from {Path.cwd()})"
+    )
     results: list[StepResult] = []
     exit_code = 0
     columns = (
@@ -478,7 +494,7 @@ def run_command(args: Any) -> int:
         console.print(f"tracked runs: mlflow ui --backend-store-uri sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     for r in results:
         if r.status == "failed":
-            console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {r.detail}\n  log: {r.log}")
+            console.print(f"[red]{r.model}/{r.step} failed (exit {r.exit_code}):[/] {escape(r.detail)}\n  log: {r.log}")
         elif r.status == "stopped":
             console.print(f"[yellow]{r.model}/{r.step} stopped (exit {r.exit_code}); run the same command to resume")
     state.finish(exit_code)

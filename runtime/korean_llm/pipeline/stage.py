@@ -27,6 +27,8 @@ class StageContext:
     dir: StageDir
     metrics: StageMetrics
     lock: DirLock | None = None  # the work folder's lock (rank 0 holds it; None on the other ranks)
+    # How each input file was read (format, encoding and why, records), from record_rejects; goes to the manifest.
+    inputs_read: list[dict[str, Any]] | None = None
 
     def manifest(self, **fields: Any) -> Manifest:
         """A manifest with the fields every stage shares already filled in."""
@@ -39,10 +41,13 @@ class StageContext:
             "config_hash": self.cfg.fingerprint(),
             "init_from": str(self.cfg.run.stage_dir(prev)) if prev else None,
         }
+        if self.inputs_read is not None:
+            fields["extra"] = {"inputs_read": self.inputs_read, **(fields.get("extra") or {})}
         return Manifest(**{**base, **fields})
 
     def record_rejects(self, rejects: RejectLog, what: str) -> None:
         """Write rejected.jsonl, print the counts by reason, and fail above the configured fraction."""
+        self.inputs_read = [*(self.inputs_read or []), *rejects.read.as_dict()]
         if dist.is_main():
             rejects.write(self.dir.work / "rejected.jsonl")
         if rejects.total:
@@ -66,7 +71,7 @@ def stage_lock(cfg: StageConfig, sdir: StageDir) -> DirLock:
     """The lock on `<stage>.partial/`: `<output>/<stage>.lock/` beside it (see korean_llm.pipeline.locking)."""
     lc = cfg.lock
     return DirLock(
-        sdir.work.with_name(f"{cfg.stage}.lock"),
+        sdir.work.with_name(f"{sdir.final.name}.lock"),
         what=f"the {cfg.stage} work folder {sdir.work}",
         info={"stage": cfg.stage, "run_id": cfg.run.run_id, "model_name": cfg.run.model_name},
         stale_seconds=lc.stale_seconds,
@@ -97,7 +102,7 @@ def execute(cfg: StageConfig, body: Callable[[StageContext], Manifest]) -> Manif
     second process of the same stage and run refuses (exit 2) or waits (`lock.wait`), and finds the stage
     complete once it gets the lock.
     """
-    sdir = StageDir(cfg.run.output_dir, cfg.stage)
+    sdir = StageDir(cfg.run.output_dir, cfg.stage_folder)
     done = _already_done(cfg, sdir)
     if done is not None:
         return done

@@ -65,9 +65,17 @@ def baseline_point(cfg: StageConfig, notes: list[str]) -> InitPoint | None:
 
 
 def measure(
-    cfg: StageConfig, point: InitPoint, inputs: EvalInputs, skipped: list[str]
+    cfg: StageConfig,
+    point: InitPoint,
+    inputs: EvalInputs,
+    skipped: list[str],
+    details: dict[str, Any] | None = None,
 ) -> tuple[Scores, list[str], float]:
-    """Every configured metric for one model; returns scores, generated answers and seconds taken."""
+    """Every configured metric for one model; returns scores, generated answers and seconds taken.
+
+    `details`, when given, receives per-item multiple-choice results (`details["tasks"][name]`, a
+    scoring.ChoiceScores) and the perplexity counts (`details["perplexity"]`).
+    """
     texts, tasks, prompts = inputs.texts, inputs.tasks, inputs.prompts
     ev, started = cfg.evaluate, time.time()
     tokenizer = load_tokenizer(point, cfg)
@@ -80,9 +88,14 @@ def measure(
         scores.update(perplexity=ppl.perplexity, perplexity_tokens=float(ppl.tokens))
         if ppl.bits_per_character is not None and ppl.bits_per_byte is not None:  # comparable across tokenizers
             scores.update(bits_per_character=ppl.bits_per_character, bits_per_byte=ppl.bits_per_byte)
+        if details is not None:
+            details["perplexity"] = ppl
     for name, items in tasks.items():
         mc = scoring.multiple_choice(model, tokenizer, items, max_length=length, batch_size=ev.batch_size)
         scores[f"accuracy/{name}"], scores[f"accuracy_norm/{name}"] = mc.accuracy, mc.accuracy_norm
+        scores[f"accuracy_bytes/{name}"] = mc.accuracy_bytes
+        if details is not None:
+            details.setdefault("tasks", {})[name] = mc
     answers: list[str] = []
     if prompts:
         answers = scoring.generate_answers(
@@ -136,15 +149,101 @@ def tokenizer_fertility(cfg: StageConfig, candidate: InitPoint, texts: list[str]
     return {"candidate": fertility(load_tokenizer(candidate, cfg), texts), "base": fertility(base, texts)}
 
 
+def _distribution(values: list[int], n_choices: int) -> dict[str, int]:
+    return {str(k): values.count(k) for k in range(n_choices)}
+
+
+def task_report(
+    items: list[dict[str, Any]], cand: scoring.ChoiceScores, base: scoring.ChoiceScores | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per task: answer and prediction label distributions, chance level; per item: what each model picked.
+
+    A model that always picks the same label scores the share of that label among the answers, which
+    is chance on a balanced task: the prediction distribution shows it at once.
+    """
+    n_choices = max(len(it["choices"]) for it in items)
+    answers = [it["answer"] for it in items]
+
+    def summary(mc: scoring.ChoiceScores) -> dict[str, Any]:
+        dist = _distribution(mc.predictions, n_choices)
+        return {
+            "accuracy": mc.accuracy,
+            "accuracy_norm": mc.accuracy_norm,
+            "accuracy_bytes": mc.accuracy_bytes,
+            "prediction_distribution": dist,
+            "most_common_prediction_share": max(dist.values()) / len(items),
+        }
+
+    task = {
+        "items": len(items),
+        "chance": sum(1 / len(it["choices"]) for it in items) / len(items),
+        "answer_distribution": _distribution(answers, n_choices),
+        "candidate": summary(cand),
+        "baseline": summary(base) if base is not None else None,
+    }
+
+    def picked(mc: scoring.ChoiceScores, i: int) -> dict[str, Any]:
+        return {
+            "prediction": mc.predictions[i],
+            "prediction_norm": (mc.predictions_norm or [])[i],
+            "prediction_bytes": (mc.predictions_bytes or [])[i],
+            "correct": mc.predictions[i] == items[i]["answer"],
+            "loglikelihoods": [round(x, 4) for x in (mc.loglikelihoods or [])[i]],
+        }
+
+    rows = [
+        {
+            "index": i,
+            "question": it["question"],
+            "choices": it["choices"],
+            "answer": it["answer"],
+            "candidate": picked(cand, i),
+            "baseline": picked(base, i) if base is not None else None,
+        }
+        for i, it in enumerate(items)
+    ]
+    return task, rows
+
+
+def input_warnings(cfg: StageConfig, details: dict[str, Any]) -> list[str]:
+    """What a reader of eval.json must know about how much of the input was scored."""
+    out = []
+    ppl = details.get("perplexity")
+    if ppl is not None and ppl.tokens < ppl.tokens_available:
+        out.append(
+            f"perplexity scored {ppl.tokens:,} of {ppl.tokens_available:,} tokens ({ppl.documents} of "
+            f"{ppl.documents_available} documents): evaluate.perplexity_max_tokens is "
+            f"{cfg.evaluate.perplexity_max_tokens:,}; raise it to score all of the given text"
+        )
+    for name, mc in details.get("tasks", {}).items():
+        top = max(set(mc.predictions), key=mc.predictions.count)
+        if mc.items >= 4 and mc.predictions.count(top) == mc.items:
+            out.append(f"task {name}: the candidate picked choice {top} for all {mc.items} items")
+    return out
+
+
 def _run(ctx: StageContext) -> Manifest:
     cfg = ctx.cfg
     inputs = load_inputs(cfg)
     ctx.record_rejects(inputs.rejects, "evaluate inputs")
     skipped: list[str] = []
     candidate = init_point(cfg)
-    cand_scores, cand_answers, cand_s = measure(cfg, candidate, inputs, skipped)
+    cand_details: dict[str, Any] = {}
+    base_details: dict[str, Any] = {}
+    cand_scores, cand_answers, cand_s = measure(cfg, candidate, inputs, skipped, cand_details)
     base_point = baseline_point(cfg, skipped)
-    base_scores, base_answers, base_s = measure(cfg, base_point, inputs, skipped) if base_point else (None, [], 0.0)
+    base_scores, base_answers, base_s = (
+        measure(cfg, base_point, inputs, skipped, base_details) if base_point else (None, [], 0.0)
+    )
+    warnings = input_warnings(cfg, cand_details)
+    for line in warnings:
+        log.warning("evaluate: %s", line)
+    tasks_out: dict[str, Any] = {}
+    items_out: dict[str, Any] = {}
+    for name, items in inputs.tasks.items():
+        tasks_out[name], items_out[name] = task_report(
+            items, cand_details["tasks"][name], base_details.get("tasks", {}).get(name)
+        )
     checks = gate_checks(cfg.evaluate.gate, cand_scores, base_scores)
     failed = [c for c in checks if not c["passed"]]
     describe = str(candidate.previous_dir or candidate.weights) + (
@@ -161,12 +260,16 @@ def _run(ctx: StageContext) -> Manifest:
     ]
     report = {
         "status": "failed" if failed else "passed",
+        "name": cfg.evaluate.name,
         "model_name": cfg.run.model_name,
         "run_id": cfg.run.run_id,
         "candidate": {"model": describe, "scores": cand_scores, "seconds": cand_s},
         "baseline": {"model": base_point.weights, "scores": base_scores, "seconds": base_s} if base_point else None,
         "checks": checks,
         "skipped": skipped,
+        "warnings": warnings,
+        "tasks": tasks_out,
+        "items": items_out,
         "samples": samples,
         "fertility": tokenizer_fertility(cfg, candidate, inputs.texts),
     }
@@ -191,7 +294,14 @@ def _run(ctx: StageContext) -> Manifest:
             **{f"candidate/{k}": v for k, v in cand_scores.items()},
             **{f"baseline/{k}": v for k, v in (base_scores or {}).items()},
         },
-        extra={"candidate_stage": cfg.run.previous_stage, "gate": "passed", "checks": checks, "skipped": skipped},
+        extra={
+            "candidate_stage": cfg.run.previous_stage,
+            "evaluation": cfg.evaluate.name,
+            "gate": "passed",
+            "checks": checks,
+            "skipped": skipped,
+            "warnings": warnings,
+        },
     )
 
 

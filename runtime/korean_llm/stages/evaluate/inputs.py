@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from korean_llm.config import DataSource, StageConfig
-from korean_llm.data import RejectLog, collect_rows, source_files, text_row
+from korean_llm.data import RejectLog, collect_rows, mc_item, source_files, text_row
 from korean_llm.errors import ConfigError, DataError
 
 
@@ -38,33 +38,14 @@ def _rows(
     return collect_rows(one, lambda _source, obj: check(obj), rejects, input)
 
 
-def mc_item(obj: dict[str, Any]) -> dict[str, Any]:
-    """Validate one multiple-choice row (ValueError names what is wrong)."""
-    for key in ("question", "choices", "answer"):
-        if key not in obj:
-            raise ValueError(f"missing field '{key}'")
-    question, choices, answer = obj["question"], obj["choices"], obj["answer"]
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("field 'question' must be a non-empty string")
-    if not isinstance(choices, list) or len(choices) < 2:
-        raise ValueError("field 'choices' must be a list of at least two strings")
-    if not all(isinstance(c, str) and c.strip() for c in choices):
-        raise ValueError("every entry of 'choices' must be a non-empty string")
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise ValueError(f"field 'answer' must be an integer index into choices, found {answer!r}")
-    if not 0 <= answer < len(choices):
-        raise ValueError(f"answer {answer} is outside choices (0..{len(choices) - 1})")
-    context = obj.get("context")
-    if context is not None and not isinstance(context, str):
-        raise ValueError(f"field 'context' must be a string, found {type(context).__name__}")
-    return {"question": question, "choices": choices, "answer": answer, "context": context}
-
-
 def load_tasks(cfg: StageConfig, rejects: RejectLog) -> dict[str, list[dict[str, Any]]]:
     """Every task file of `evaluate.tasks`, by name; a file without one valid item is a DataError."""
     tasks: dict[str, list[dict[str, Any]]] = {}
     for source in cfg.evaluate.tasks:
-        for path, fmt in source_files(source):
+        files = source_files(source)
+        for path, fmt in files:
+            # A registry entry of one file is named as in the registry; otherwise a task is its file's stem.
+            name = source.dataset if source.dataset and len(files) == 1 else path.stem
             one = source.model_copy(update={"path": str(path), "format": fmt})
             before = len(rejects.rejected)
             items = _rows(cfg, one, mc_item, rejects, "tasks")
@@ -72,9 +53,9 @@ def load_tasks(cfg: StageConfig, rejects: RejectLog) -> dict[str, list[dict[str,
                 first = rejects.rejected[before] if len(rejects.rejected) > before else None
                 why = f"; first problem: line {first['line']}: {first['reason']}" if first else ""
                 raise DataError(f"{path}: task file has no valid multiple-choice rows{why}")
-            if path.stem in tasks:
-                raise ConfigError(f"{cfg.source}: two task files are named '{path.stem}' in evaluate.tasks")
-            tasks[path.stem] = items
+            if name in tasks:
+                raise ConfigError(f"{cfg.source}: two task files are named '{name}' in evaluate.tasks")
+            tasks[name] = items
     return tasks
 
 

@@ -63,6 +63,10 @@ class Perplexity:
     bytes: int = 0
     bits_per_character: float | None = None
     bits_per_byte: float | None = None
+    # Tokens the given texts hold beyond the first (predictable) one of each: more than `tokens` when
+    # `max_tokens` cut the scoring short.
+    tokens_available: int = 0
+    documents_available: int = 0
 
 
 def _token_spans(tokenizer: Any, text: str) -> tuple[list[int], list[tuple[int, int]] | None]:
@@ -90,12 +94,14 @@ def perplexity(
     """Token-level perplexity over non-overlapping windows of `max_length` tokens, up to `max_tokens` scored tokens."""
     windows: list[tuple[list[int], list[int]]] = []
     budget = max_tokens
-    used_docs = chars = nbytes = 0
+    used_docs = chars = nbytes = available = available_docs = 0
     for text in texts:
-        if budget <= 0:
-            break
         ids, spans = _token_spans(tokenizer, text)  # long texts are windowed
         if len(ids) < 2:
+            continue
+        available += len(ids) - 1
+        available_docs += 1
+        if budget <= 0:
             continue
         used_docs += 1
         for pos in range(0, len(ids), max_length):
@@ -125,6 +131,8 @@ def perplexity(
         bytes=nbytes,
         bits_per_character=bits / chars if chars else None,
         bits_per_byte=bits / nbytes if nbytes else None,
+        tokens_available=available,
+        documents_available=available_docs,
     )
 
 
@@ -136,10 +144,23 @@ def mc_prompt(item: dict[str, Any]) -> str:
 
 @dataclass
 class ChoiceScores:
+    """Accuracy three ways, as lm-evaluation-harness v0.4.12 scores `multiple_choice` tasks.
+
+    lm_eval/api/task.py, ConfigurableTask.process_results: `pred = argmax(lls)` (acc),
+    `pred_norm = argmax(lls / completion_len)` with `completion_len = len(choice)` in characters
+    (acc_norm), and `pred_byte = argmax(lls / byte_length)` with `len(choice.encode("utf-8"))`
+    (acc_bytes). For Korean the two normalisations differ: a Hangul syllable is one character but
+    three UTF-8 bytes, so a choice mixing Hangul with digits or Latin letters is weighed differently.
+    """
+
     accuracy: float
-    accuracy_norm: float  # choice log-likelihood divided by its length in characters (lm-eval's acc_norm)
+    accuracy_norm: float  # log-likelihood / characters of the choice (lm-eval acc_norm)
     items: int
     predictions: list[int]
+    accuracy_bytes: float = 0.0  # log-likelihood / UTF-8 bytes of the choice (lm-eval acc_bytes)
+    predictions_norm: list[int] | None = None
+    predictions_bytes: list[int] | None = None
+    loglikelihoods: list[list[float]] | None = None
 
 
 def multiple_choice(
@@ -154,19 +175,36 @@ def multiple_choice(
     scored = continuation_logprobs(
         model, pairs, batch_size=batch_size, max_length=max_length, pad_id=_pad_id(tokenizer)
     )
-    correct = correct_norm = 0
-    predictions = []
+    correct = correct_norm = correct_bytes = 0
+    predictions, predictions_norm, predictions_bytes, all_lls = [], [], [], []
     pos = 0
     for item in items:
         n = len(item["choices"])
         lls = [lp for lp, _ in scored[pos : pos + n]]
         norms = [lp / max(len(c), 1) for lp, c in zip(lls, item["choices"], strict=True)]
+        per_byte = [lp / max(len(c.encode("utf-8")), 1) for lp, c in zip(lls, item["choices"], strict=True)]
         pos += n
         pred = max(range(n), key=lambda k: lls[k])
+        pred_norm = max(range(n), key=lambda k: norms[k])
+        pred_bytes = max(range(n), key=lambda k: per_byte[k])
         predictions.append(pred)
+        predictions_norm.append(pred_norm)
+        predictions_bytes.append(pred_bytes)
+        all_lls.append(lls)
         correct += pred == item["answer"]
-        correct_norm += max(range(n), key=lambda k: norms[k]) == item["answer"]
-    return ChoiceScores(correct / len(items), correct_norm / len(items), len(items), predictions)
+        correct_norm += pred_norm == item["answer"]
+        correct_bytes += pred_bytes == item["answer"]
+    n_items = len(items)
+    return ChoiceScores(
+        correct / n_items,
+        correct_norm / n_items,
+        n_items,
+        predictions,
+        correct_bytes / n_items,
+        predictions_norm,
+        predictions_bytes,
+        all_lls,
+    )
 
 
 def generate_answers(

@@ -185,6 +185,8 @@ def _run(ctx: StageContext) -> Manifest:
         extra={
             "outputs_root": str(cfg.run.data_dir),
             "pii_masked": {k: s["pii_masked"] for k, s in stats["inputs"].items()},
+            # Format and encoding of every file read (an `auto` fallback to CP949 says so in `note`).
+            "inputs_read": {k: s["files"] for k, s in stats["inputs"].items()},
         },
     )
 

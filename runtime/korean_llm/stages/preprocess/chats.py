@@ -59,7 +59,7 @@ def process_chats(
     }
     task = progress.add_task(kind, total=None, mb=0.0)
     for source in sources:
-        for rec in read_source(source, cfg.data.invalid_utf8):
+        for rec in read_source(source, cfg.data.invalid_utf8, report.files):
             report.read(rec)
             progress.update(task, advance=1)
             if rec.error is not None or rec.data is None:
@@ -85,6 +85,7 @@ def process_chats(
     for w in writers.values():
         w.close()
     report.written = {split: w.rows for split, w in writers.items()}
+    report.check_accounting(kind)
     return report.as_dict(cfg.data.invalid_utf8)
 
 

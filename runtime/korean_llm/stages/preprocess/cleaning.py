@@ -28,7 +28,8 @@ import numpy as np
 
 from korean_llm import korean
 from korean_llm.config import CleaningConfig, DedupConfig, StageConfig
-from korean_llm.data import ParquetShardWriter, RejectLog, read_source, reason_kind, text_row
+from korean_llm.data import ParquetShardWriter, ReadLog, RejectLog, read_source, reason_kind, text_row
+from korean_llm.errors import AccountingError
 
 log = logging.getLogger("korean_llm")
 MB = 1024 * 1024
@@ -311,15 +312,27 @@ class Report:
         self.utf8_rejected = 0
         self.pii: Counter[str] = Counter()
         self.written: dict[str, int] = {}
+        self.files = ReadLog()  # how each input file was read (format, encoding, records)
 
     def read(self, rec: Any) -> None:
         self.rows_in += 1
         self.utf8_replaced += rec.replaced
-        self.utf8_rejected += rec.error == "invalid UTF-8"
+        self.utf8_rejected += rec.error == "invalid UTF-8" or (rec.error or "").startswith("not valid ")
+
+    def check_accounting(self, kind: str) -> None:
+        """rows_in = rows written + rows invalid + rows removed, and every record a reader saw was counted."""
+        out, invalid, removed = sum(self.written.values()), sum(self.invalid.values()), sum(self.removed.values())
+        seen = sum(f.records for f in self.files.files)
+        if self.rows_in != out + invalid + removed or (self.files.files and seen != self.rows_in):
+            raise AccountingError(
+                f"preprocess.{kind}_sources: row accounting does not add up: rows_in {self.rows_in} != written {out} "
+                f"+ invalid {invalid} + removed {removed} (records read from files: {seen})"
+            )
 
     def as_dict(self, policy: str) -> dict[str, Any]:
         return {
             "rows_in": self.rows_in,
+            "files": self.files.as_dict(),
             "rows_out": sum(self.written.values()),
             "written": self.written,
             "invalid_rows": sum(self.invalid.values()),
@@ -354,7 +367,7 @@ def settings_of(cfg: StageConfig) -> Settings:
 
 def _cpt_items(cfg: StageConfig, report: Report, origins: Origins) -> Iterator[tuple[int, str | None, str | None]]:
     for source in cfg.preprocess.cpt_sources:
-        for rec in read_source(source, cfg.data.invalid_utf8):
+        for rec in read_source(source, cfg.data.invalid_utf8, report.files):
             report.read(rec)
             origin = origins.pack(rec.file, rec.line)
             if rec.error is not None or rec.data is None:
@@ -410,6 +423,7 @@ def process_cpt(cfg: StageConfig, out: Path, rejects: RejectLog, progress: Any) 
         progress.update(task, advance=len(res.outcomes), mb=bytes_in / MB)
     shards = writer.close()
     report.written = {"cpt": writer.rows}
+    report.check_accounting("cpt")
     return {
         **report.as_dict(cfg.data.invalid_utf8),
         "bytes_in": bytes_in,
