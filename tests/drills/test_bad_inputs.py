@@ -124,9 +124,9 @@ def test_rows_in_catalogue_are_rejected_one_by_one_and_the_rest_trains(tmp_path:
     stage = tmp_path / "output" / "tiny-ko" / "t" / "sft"
     rejected = [json.loads(x) for x in (stage / "rejected.jsonl").read_text().splitlines()]
     assert [(r["line"], r["reason"]) for r in rejected] == [
-        (2, "JSON nested too deeply"),
+        (2, "malformed JSON: nested deeper than 500 levels"),
         *((3 + i, reason) for i, (_, reason) in enumerate(BAD_ORDER)),
-        (8, "JSON nested too deeply"),
+        (8, "malformed JSON: nested deeper than 500 levels"),
     ]
     manifest = json.loads((stage / "manifest.json").read_text())
     assert manifest["metrics"]["rows_rejected"] == 6
