@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One H200: run-to-run spread of a short CPT stage (1.5B shape, Unsloth QLoRA, sequence 2048, batch 4, 8 steps),
-# twice with run.deterministic true and twice false; then the short-chat SFT rows of run11 again (spread).
+# twice with run.deterministic true and twice false; then the short-chat SFT rows of sft_short_chats.sh again (spread).
 set -uo pipefail
 L=${L:-/tmp/logs}  # the logs come back as one tarball
 source "$(dirname "$0")/env.sh"

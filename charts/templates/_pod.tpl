@@ -13,7 +13,7 @@ rendezvous address from the PET_* variables the training operator injects (PET_N
 {{- toYaml (concat $cmd (list "korean_llm" .stage "--config" $config "--set" $runId)) -}}
 {{- end -}}
 
-{{/* Environment of a stage container: the seed's names (consistent with the stage config), secrets by reference. */}}
+{{/* Environment of a stage container: STAGE, MODEL_SIZE, BASE_MODEL_PATH, WANDB_PROJECT (consistent with the stage config), secrets by reference. */}}
 {{- define "korean-llm.stageEnv" -}}
 - name: STAGE
   value: {{ .stage }}
