@@ -244,7 +244,11 @@ def test_sharegpt_from_value_mapped_explicitly_and_understood_without_mapping() 
     for source in (explicit, plain):
         rejects = RejectLog()
         out.append(collect_rows(DataConfig(sources=[source]), sft_row(None), rejects))
-        assert rejects.rejected == [] and rejects.rows_in == 6
+        # Row 5 opens with the assistant: refused by the turn-order rule (data/rows.py check_turn_order).
+        assert [(r["line"], r["reason"]) for r in rejects.rejected] == [
+            (5, "roles do not alternate: messages[0] is 'assistant' first, expected 'user'")
+        ]
+        assert rejects.rows_in == 6
     assert out[0] == out[1] and out[0][1]["messages"][0] == {"role": "system", "content": "당신은 요리 도우미입니다."}
 
 
