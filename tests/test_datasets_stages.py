@@ -97,7 +97,7 @@ def test_preprocess_reads_every_shape_and_accounts_for_every_row(
     for kind, s in stats.items():  # the stage asserts this itself; the published numbers must show it too
         assert s["rows_in"] == s["rows_out"] + s["invalid_rows"] + sum(s["removed_by_step"].values()), kind
     assert stats["sft"]["rows_in"] == 12 + 6 + 4 + 5 + 6
-    assert stats["sft"]["rows_out"] == 11 + 6 + 3 + 4 + 5
+    assert stats["sft"]["rows_out"] == 11 + 5 + 3 + 4 + 5  # ShareGPT: 6 rows, one opens with the assistant
     assert stats["preference"]["rows_in"] == 8 and stats["preference"]["rows_out"] == 7
     assert stats["cpt"]["rows_in"] == 5 and stats["cpt"]["rows_out"] == 4
     where = {(Path(r["file"]).name, r["line"]): r["reason"] for r in rejected(processed)}
@@ -109,6 +109,7 @@ def test_preprocess_reads_every_shape_and_accounts_for_every_row(
         ): "unknown role '안내' in messages[0] (expected one of ['assistant', 'system', 'user'])",
         ("nested_export.json", 4): "missing field 'dialog.answer.text' (mapped to assistant)",
         ("alpaca_ko.jsonl", 6): "empty or non-string 'instruction'",
+        ("sharegpt_ko.jsonl", 5): "roles do not alternate: messages[0] is 'assistant' first, expected 'user'",
         ("preference_ko.csv", 7): "'chosen' and 'rejected' are identical",
         ("articles_ko.jsonl", 5): "missing field 'doc.body' (mapped to text)",
     }
