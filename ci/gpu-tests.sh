@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU tests (pytest marker `gpu`) on a CUDA host, in one command, from the repository root:
-#   ci/gpu-tests.sh [SITE.tgz] [pytest args...]
+#   ci/gpu-tests.sh [SITE.tgz] [pytest args...]      (marker gpu; `-m multi_gpu` for the two-device tests)
 # SITE.tgz: the offline bundle of shared/gpu/make-site.sh (Unsloth, TRL, datasets, bitsandbytes), for a host whose
 # image has torch/transformers/peft but not those; it is put first on every interpreter's path (a .pth file), since
 # the tests start `python -m korean_llm` processes of their own. Without it the installed packages are used.
@@ -16,5 +16,5 @@ if [[ "${1:-}" == *.tgz ]]; then
 fi
 export PYTHONPATH=$PWD/runtime HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=disabled PYTHONUNBUFFERED=1
 python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "gpu-tests: no CUDA device visible")'
-python3 -c 'import unsloth' >/dev/null  # fails loudly here rather than as four skipped tests
-exec python3 -m pytest -q -m gpu tests/test_gpu.py "$@"
+python3 -c 'import unsloth' >/dev/null  # fails loudly here rather than as four failed tests
+exec python3 -m pytest -q -m gpu tests/test_gpu.py "$@"  # a later -m in "$@" replaces this one

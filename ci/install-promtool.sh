@@ -4,6 +4,7 @@
 # Usage: ci/install-promtool.sh .venv/bin
 set -euo pipefail
 dest=${1:?usage: install-promtool.sh DEST_DIR}
+mkdir -p "$dest"; dest=$(cd "$dest" && pwd)  # absolute: the extraction below runs in a scratch folder
 if [ -x "$dest/promtool" ] && "$dest/promtool" --version >/dev/null 2>&1; then exit 0; fi
 if sys_promtool=$(command -v promtool 2>/dev/null); then
   ln -sf "$sys_promtool" "$dest/promtool"; echo "promtool: using system $sys_promtool"; exit 0

@@ -166,6 +166,6 @@ def test_stage_command_runs_the_stage_named_by_the_stage_env(tmp_path, write_con
     assert json.loads((tmp_path / "output" / "tiny-ko" / "t" / "sft" / "manifest.json").read_text())["stage"] == "sft"
     monkeypatch.setenv("STAGE", "pretrain")
     assert main(["stage", "--config", str(cfg)]) == 2
-    assert "error: STAGE='pretrain': expected one of preprocess, cpt, sft, rlhf, evaluate, deploy" in (
+    assert "error: STAGE='pretrain': expected one of preprocess, vocab, cpt, sft, rlhf, evaluate, deploy" in (
         capsys.readouterr().err
     )

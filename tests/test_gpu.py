@@ -1,9 +1,12 @@
 """The stages on a CUDA device with Unsloth: 4-bit loading, CPT then SFT with falling loss, resume, bench;
 with two or more GPUs also DDP (Unsloth, QLoRA) and FSDP (HF, full fine-tuning) under torchrun.
 
-Skipped without CUDA and Unsloth. On a GPU host (see docs/benchmarks.md, "GPU (H200)"):
+Deselected by default (pyproject's addopts); on a GPU host (see docs/benchmarks.md, "GPU (H200)"):
 
-    pytest -q -m gpu tests/test_gpu.py
+    ci/gpu-tests.sh [SITE.tgz]                  # marker gpu: one device
+    ci/gpu-tests.sh [SITE.tgz] -m multi_gpu     # marker multi_gpu: two devices, torchrun
+
+Selected where the hardware or Unsloth is missing, every test fails with the reason (never skips).
 
 Run this file on its own: Unsloth must be imported before transformers, which other test files load.
 """
@@ -30,7 +33,17 @@ GPU_READY = torch.cuda.is_available() and importlib.util.find_spec("unsloth") is
 if GPU_READY:
     import unsloth  # noqa: F401  -- patches transformers and TRL, so it must come first
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not GPU_READY, reason="needs a CUDA device and unsloth")]
+
+
+@pytest.fixture(autouse=True)
+def _needs_cuda_and_unsloth(request: pytest.FixtureRequest) -> None:
+    """Fail, with what is missing, when a CUDA test was selected on a host that cannot run it."""
+    if not torch.cuda.is_available():
+        pytest.fail("this test needs a CUDA device; none is visible (torch.cuda.is_available() is False)")
+    if importlib.util.find_spec("unsloth") is None:
+        pytest.fail("this test needs Unsloth; it is not importable (ci/gpu-tests.sh SITE.tgz brings it)")
+    if request.node.get_closest_marker("multi_gpu") and torch.cuda.device_count() < 2:
+        pytest.fail(f"this test needs two CUDA devices; {torch.cuda.device_count()} visible")
 
 # Small enough to train in seconds, with head size 64 and the builtin tokenizer's 3003-token vocabulary.
 SMALL_SHAPE = dict(
@@ -75,6 +88,7 @@ def gpu_stage(small_model: Path, data: str, **training: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.gpu
 def test_unsloth_loads_4bit_base_with_lora(small_model: Path) -> None:
     from korean_llm.config import build_config
     from korean_llm.train.models import init_point, load_for_training, trainable_parameters
@@ -89,6 +103,7 @@ def test_unsloth_loads_4bit_base_with_lora(small_model: Path) -> None:
     assert next(loaded.model.parameters()).device.type == "cuda"
 
 
+@pytest.mark.gpu
 def test_cpt_then_sft_train_with_falling_loss(
     small_model: Path, corpus: Path, write_config: Callable[..., Path]
 ) -> None:
@@ -114,6 +129,7 @@ def test_cpt_then_sft_train_with_falling_loss(
     assert read_manifest(sft_cfg.stage_dir).adapter_path == "adapter"
 
 
+@pytest.mark.gpu
 def test_cpt_resumes_from_checkpoint_after_sigterm(
     small_model: Path, corpus: Path, write_config: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -142,6 +158,7 @@ def test_cpt_resumes_from_checkpoint_after_sigterm(
     assert manifest.metrics["global_step"] == 100
 
 
+@pytest.mark.gpu
 def test_bench_compares_unsloth_and_hf(small_model: Path, cli: Callable[..., Any], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = cli(
@@ -163,7 +180,7 @@ def test_bench_compares_unsloth_and_hf(small_model: Path, cli: Callable[..., Any
         assert r["peak_source"].startswith("measured: bf16")
 
 
-TWO_GPUS = pytest.mark.skipif(not GPU_READY or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+TWO_GPUS = pytest.mark.multi_gpu
 
 
 def torchrun_stage(stage: str, config: Path, nproc: int = 2) -> subprocess.CompletedProcess[str]:

@@ -122,7 +122,8 @@ def test_torn_checkpoints_are_skipped(tmp_path: Path, write_config) -> None:
     truncated = root / "checkpoint-7"
     shutil.copytree(good, truncated)
     weights = truncated / "adapter_model.safetensors"
-    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    full_size = weights.stat().st_size
+    weights.write_bytes(weights.read_bytes()[: full_size // 2])
     unmarked = root / "checkpoint-6"
     shutil.copytree(good, unmarked)
     (unmarked / ".complete").unlink()
@@ -131,10 +132,17 @@ def test_torn_checkpoints_are_skipped(tmp_path: Path, write_config) -> None:
     assert latest_checkpoint(root, log=skipped.append) == good
     assert skipped == [
         "skipping checkpoint checkpoint-9: empty folder",
-        "skipping checkpoint checkpoint-8: missing or unreadable trainer_state.json",
-        "skipping checkpoint checkpoint-7: truncated weights adapter_model.safetensors",
+        "skipping checkpoint checkpoint-8: trainer_state.json listed in .complete is missing",
+        f"skipping checkpoint checkpoint-7: adapter_model.safetensors is {full_size // 2} bytes,"
+        f" .complete recorded {full_size} (torn or changed)",
         "skipping checkpoint checkpoint-6: no .complete marker (save was interrupted)",
     ]
+
+    # A marker written before file lists were recorded holds a bare step number: the structural checks decide.
+    for ckpt in (no_state, truncated):
+        (ckpt / ".complete").write_text(str(checkpoint_step(ckpt)), encoding="utf-8")
+    assert checkpoint_problem(no_state) == "missing or unreadable trainer_state.json"
+    assert checkpoint_problem(truncated) == "truncated weights adapter_model.safetensors"
 
 
 @pytest.mark.slow
@@ -151,7 +159,7 @@ def test_resume_after_torn_newest_checkpoint(tmp_path: Path, write_config) -> No
     proc = start_cpt(config, tmp_path / "events2.jsonl")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert f"skipping checkpoint checkpoint-{step}: truncated weights" in out
+    assert f"skipping checkpoint checkpoint-{step}: adapter_model.safetensors is 100 bytes" in out
     metrics = json.loads((final / "manifest.json").read_text())["metrics"]
     assert metrics["global_step"] == 14
     assert metrics["resumed_from_step"] == step - 5

@@ -236,7 +236,7 @@ def test_whole_local_dag_with_the_vocab_step(tmp_path: Path) -> None:
         "models[0].stages.rlhf.config.training.max_steps=4",
         "--set",
         "models[0].stages.evaluate.config.evaluate.max_new_tokens=4",
-        "--set",
+        "--set-json",  # a float: --set passes "1.5" as a string (Helm's strvals), --set-json keeps the number
         "models[0].stages.evaluate.config.evaluate.gate.max_bits_per_character_ratio=1.5",
     ]
     result = run_cli(

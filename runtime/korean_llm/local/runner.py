@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,8 +94,14 @@ def find_helm() -> str:
     raise ConfigError("helm >= 3.14 not found: run `make setup` (it installs helm into .venv/bin)")
 
 
-def render_text(chart: Path, values: list[str], sets: list[str], release: str = "korean-llm") -> str:
-    """`helm template` output of the chart (YAML stream)."""
+def render_text(
+    chart: Path, values: list[str], sets: list[str], release: str = "korean-llm", set_json: Sequence[str] = ()
+) -> str:
+    """`helm template` output of the chart (YAML stream).
+
+    `sets` go to `--set`, which keeps a float such as `1.5` a string (Helm's strvals parses only integers and
+    booleans); `set_json` goes to `--set-json` (`key=1.5`, `key=[1,2]`), which keeps JSON types.
+    """
     cmd = [find_helm(), "template", release, str(chart)]
     for v in values:
         if not Path(v).is_file():
@@ -103,15 +109,20 @@ def render_text(chart: Path, values: list[str], sets: list[str], release: str = 
         cmd += ["-f", v]
     for s in sets:
         cmd += ["--set", s]
+    for j in set_json:
+        cmd += ["--set-json", j]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise ConfigError(f"helm template failed for {', '.join(values)}:\n{out.stderr.strip()}")
     return out.stdout
 
 
-def render(chart: Path, values: list[str], sets: list[str], release: str = "korean-llm") -> list[dict[str, Any]]:
+def render(
+    chart: Path, values: list[str], sets: list[str], release: str = "korean-llm", set_json: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """`helm template` the chart and return its objects."""
-    return [d for d in yaml.safe_load_all(render_text(chart, values, sets, release)) if isinstance(d, dict)]
+    text = render_text(chart, values, sets, release, set_json)
+    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
 
 
 def load_objects(args: Any) -> list[dict[str, Any]]:
@@ -123,7 +134,7 @@ def load_objects(args: Any) -> list[dict[str, Any]]:
         return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
     chart, values = _chart_and_values(args)
     sets = list(args.helm_set) + ([f"runId={args.run_id}"] if args.run_id else [])
-    return render(chart, values, sets)
+    return render(chart, values, sets, set_json=args.helm_set_json)
 
 
 def _volumes_by_mount(container: dict[str, Any], pod_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -423,7 +434,7 @@ def render_command(args: Any) -> int:
     """`korean-llm render`: print the DAG of every model as the runner would run it (`-o`: save the manifests)."""
     chart, values = _chart_and_values(args)
     sets = list(args.helm_set) + ([f"runId={args.run_id}"] if args.run_id else [])
-    text = render_text(chart, values, sets)
+    text = render_text(chart, values, sets, set_json=args.helm_set_json)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         console.print(f"rendered manifests written to {args.output} (run them with `korean-llm run --manifests`)")
@@ -510,7 +521,15 @@ def _add_arguments(name: str) -> Callable[[argparse.ArgumentParser], None]:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="helm --set override (repeatable)",
+            help="helm --set override (repeatable; a float such as 1.5 stays a string there, use --set-json)",
+        )
+        p.add_argument(
+            "--set-json",
+            dest="helm_set_json",
+            action="append",
+            default=[],
+            metavar="KEY=JSON",
+            help="helm --set-json override, JSON-typed (repeatable): --set-json 'a.b=1.5'",
         )
         p.add_argument("--chart", default=None, help="chart folder (default: the repository's charts/)")
         p.add_argument("--runs-dir", default="runs", help="where runs/<run-id>/ is created")
