@@ -3,6 +3,8 @@
     python bench/demo_repeat.py --runs 10                      # ten runs of `make demo`'s DAG, the same seed
     python bench/demo_repeat.py --seeds 1,2,3,4,5              # one run per seed: how much the model varies
     python bench/demo_repeat.py --runs 3 -f values/local.yaml --set runtimeDefaults.training.max_steps=10
+    python bench/demo_repeat.py --runs 2 --set-json 'models[0].stages.rlhf.config.training.learning_rate=0.02'
+                                                               # a regressing preference stage: the gate stops it
 
 Each run is `korean-llm run -f VALUES --run-id <prefix>-<i>` in its own process, with its outputs in
 `runs/<prefix>-<i>/` (removed afterwards unless `--keep`). The scores come from each run's `eval.json` (a run
@@ -25,13 +27,17 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_once(values: list[str], run_id: str, sets: list[str], runs_dir: Path) -> dict[str, Any]:
+def run_once(
+    values: list[str], run_id: str, sets: list[str], runs_dir: Path, set_json: list[str] | None = None
+) -> dict[str, Any]:
     """One `korean-llm run`; its exit code, wall time, stage times and evaluate scores."""
     cmd = [sys.executable, "-m", "korean_llm", "run", "--run-id", run_id, "--runs-dir", str(runs_dir)]
     for v in values:
         cmd += ["-f", v]
     for s in sets:
         cmd += ["--set", s]
+    for j in set_json or []:
+        cmd += ["--set-json", j]
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -109,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=None, help="runs with the values' own seed")
     ap.add_argument("--seeds", default=None, help="comma-separated run.seed values, one run each")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="helm --set for every run")
+    ap.add_argument(
+        "--set-json", dest="set_json", action="append", default=[], help="helm --set-json for every run (floats)"
+    )
     ap.add_argument("--prefix", default="repeat")
     ap.add_argument("--runs-dir", default=str(REPO / "runs"))
     ap.add_argument("--output", default=None)
@@ -130,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, sets in enumerate(plan, start=1):
         run_id = f"{args.prefix}-{i}"
         shutil.rmtree(runs_dir / run_id, ignore_errors=True)
-        result = run_once(values, run_id, sets, runs_dir)
-        result["sets"] = sets
+        result = run_once(values, run_id, sets, runs_dir, args.set_json)
+        result["sets"] = [*sets, *args.set_json]
         results.append(result)
         ppl = result["candidate"].get("perplexity")
         print(
@@ -139,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if not args.keep:
             shutil.rmtree(runs_dir / run_id, ignore_errors=True)
-    summary = {"values": values, "sets": args.sets, **summarise(results), "results": results}
+    summary = {"values": values, "sets": [*args.sets, *args.set_json], **summarise(results), "results": results}
     out = Path(args.output) if args.output else runs_dir / f"{args.prefix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")

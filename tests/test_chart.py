@@ -1011,12 +1011,13 @@ def test_cpu_steps_are_never_pinned_to_gpu_nodes_they_do_not_tolerate(scenario: 
 
 
 def test_deploy_memory_follows_the_model_size() -> None:
-    """deploy loads in float32, casts a 16-bit copy and reloads it: 8 bytes per parameter + 15%."""
+    """deploy holds one copy of the weights in deploy.merge_dtype (float32: 4 bytes per parameter, bfloat16: 2)
+    + 15%: 7.62e9 * 4 * 1.15 B = 32.7 GiB, 72.7e9 * 2 * 1.15 B = 155.7 GiB (rounded up)."""
     for scenario, template, memory in [
-        ("72b", "korean-llm-qwen72b", "623Gi"),
-        ("multi-model", "korean-llm-qwen72b", "623Gi"),
-        ("multi-model", "korean-llm-qwen7b", "66Gi"),
-        ("7b", "korean-llm-qwen7b", "66Gi"),
+        ("72b", "korean-llm-qwen72b", "156Gi"),
+        ("multi-model", "korean-llm-qwen72b", "156Gi"),
+        ("multi-model", "korean-llm-qwen7b", "33Gi"),
+        ("7b", "korean-llm-qwen7b", "33Gi"),
     ]:
         wt = by_name(docs_of(scenario), "WorkflowTemplate", template)
         deploy = next(t for t in wt["spec"]["templates"] if t["name"] == "deploy")
@@ -1025,6 +1026,10 @@ def test_deploy_memory_follows_the_model_size() -> None:
     wt = by_name(own, "WorkflowTemplate", "korean-llm-qwen72b")
     deploy = next(t for t in wt["spec"]["templates"] if t["name"] == "deploy")
     assert deploy["container"]["resources"]["limits"]["memory"] == "700Gi"  # the model's own value wins
+    f32 = load_all(helm_template([V / "72b.yaml"], sets=["models[0].config.deploy.merge_dtype=float32"]))
+    wt = by_name(f32, "WorkflowTemplate", "korean-llm-qwen72b")
+    deploy = next(t for t in wt["spec"]["templates"] if t["name"] == "deploy")
+    assert deploy["container"]["resources"]["limits"]["memory"] == "312Gi"  # 72.7e9 * 4 * 1.15 B
 
 
 def test_claims_survive_prune_and_uninstall() -> None:

@@ -137,3 +137,47 @@ def test_gguf_export_runs_the_configured_converter(tmp_path: Path, write_config:
     assert gguf.read_bytes() == b"GGUFf16"
     missing = _deploy_base(write_config, "r2", gguf="required", gguf_converter=str(tmp_path / "nope.py"))
     assert cli_main(["deploy", "--config", str(missing)]) == 2
+
+
+def test_a_16_bit_merge_releases_the_same_model_within_tolerance(
+    tmp_path: Path, write_config: Callable[..., Path], tiny_model: Path
+) -> None:
+    """deploy.merge_dtype = the release type (72B's setting): half the memory, the adapter still carried over."""
+    run_dir = tmp_path / "output" / "tiny-ko" / "r1"
+    sft = adapter_stage(run_dir, lora_scale=3.0)
+    over = {"run": {"run_id": "r1", "previous_stage": "sft"}, "deploy": {"version": "v1", "merge_dtype": "bfloat16"}}
+    assert cli_main(["deploy", "--config", str(write_config("deploy", over))]) == 0
+    manifest = read_manifest(run_dir / "deploy", expected_stage="deploy")
+    assert manifest.metrics["save_max_abs_diff"] == 0
+    assert manifest.metrics["merge_max_abs_diff"] < manifest.metrics["merge_tolerance"]
+    rel = tmp_path / "output" / "tiny-ko" / "releases" / "v1"
+    merged, with_adapter = _logits(rel), _logits(tiny_model, sft / "adapter")
+    assert float((merged - with_adapter).abs().max()) < 0.05  # as close as the float32 merge's release
+
+
+def test_merge_dtype_is_float32_or_the_release_type(write_config: Callable[..., Path]) -> None:
+    path = write_config("deploy", {"deploy": {"dtype": "bfloat16", "merge_dtype": "float16"}})
+    assert cli_main(["deploy", "--config", str(path)]) == 2
+
+
+def test_the_save_check_reads_every_tensor_and_accepts_tied_embeddings(tmp_path: Path, tiny_model: Path) -> None:
+    """The tiny model ties lm_head to the embeddings: save_pretrained writes that tensor once."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    assert model.config.tie_word_embeddings
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder, safe_serialization=True)
+    assert "lm_head.weight" not in load_file(folder / "model.safetensors")
+    assert deploy._saved_weights_diff(folder, model) == 0.0
+
+    tensors = load_file(folder / "model.safetensors")
+    name = next(k for k in tensors if k.endswith("mlp.up_proj.weight"))
+    tensors[name] = tensors[name] + 1.0  # a changed tensor is measured
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    assert deploy._saved_weights_diff(folder, model) > 0.9
+    del tensors[name]  # a tensor missing from the files
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    assert deploy._saved_weights_diff(folder, model) == float("inf")

@@ -12,22 +12,25 @@ Usage: include "korean-llm.stage" (dict "root" $ "model" $m "stage" "cpt") | fro
 {{- $own := deepCopy (default dict (index (default dict .model.stages) .stage)) -}}
 {{- $st := mergeOverwrite $defaults $own -}}
 {{- if and (eq .stage "deploy") (not (hasKey $own "memory")) -}}
-{{- with include "korean-llm.deployMemory" . -}}{{- $_ := set $st "memory" . -}}{{- end -}}
+{{- with include "korean-llm.deployMemory" (dict "root" .root "model" .model "st" $st) -}}{{- $_ := set $st "memory" . -}}{{- end -}}
 {{- end -}}
 {{- toYaml $st -}}
 {{- end -}}
 
-{{/* Memory of the deploy step, from the model size: the runtime's deploy loads the trained model in float32
-(4 bytes per parameter), casts a merged copy to deploy.dtype (2) and reloads that copy to check its logits (2):
-8 bytes per parameter, plus 15% for the process and the tokenizer (runtime/korean_llm/stages/deploy.py).
-Parameter counts of the Qwen2.5 base models that model.size names. "" when the size is unknown (a custom
-base_model): stageDefaults.deploy.memory applies. A model's own stages.deploy.memory always wins. */}}
+{{/* Memory of the deploy step, from the model size and deploy.merge_dtype: the runtime's deploy holds one copy
+of the weights in the merge type (float32: 4 bytes per parameter; the 16-bit release type: 2), casts it in place
+and checks the saved files tensor by tensor (runtime/korean_llm/stages/deploy.py, merge_into), plus 15% for the
+process and the tokenizer. Parameter counts of the Qwen2.5 base models that model.size names. "" when the size
+is unknown (a custom base_model): stageDefaults.deploy.memory applies. A model's own stages.deploy.memory wins.
+Usage: include "korean-llm.deployMemory" (dict "root" $ "model" $m "st" $deployStage) */}}
 {{- define "korean-llm.deployMemory" -}}
 {{- $size := ((.model.config).model).size | default ((.root.Values.runtimeDefaults).model).size | default "" | toString -}}
 {{- $base := ((.model.config).model).base_model | default "" -}}
 {{- $params := dict "0.5b" 0.49 "1.5b" 1.54 "3b" 3.09 "7b" 7.62 "14b" 14.8 "32b" 32.8 "72b" 72.7 -}}
 {{- if and $size (hasKey $params $size) (not $base) -}}
-{{- $gib := ceil (divf (mulf (index $params $size) 1e9 8 1.15) 1073741824) -}}
+{{- $deploy := mergeOverwrite (deepCopy (default dict ((.root.Values.runtimeDefaults).deploy))) (deepCopy (default dict ((.model.config).deploy))) (deepCopy (default dict ((.st.config).deploy))) -}}
+{{- $bytes := ternary 4 2 (eq (toString ($deploy.merge_dtype | default "float32")) "float32") -}}
+{{- $gib := ceil (divf (mulf (index $params $size) 1e9 $bytes 1.15) 1073741824) -}}
 {{- $floor := 16 -}}
 {{- printf "%dGi" (int (max $gib $floor)) -}}
 {{- end -}}

@@ -5,9 +5,11 @@
 The candidate is the model the evaluate stage passed (its manifest's `candidate_stage`), or the
 previous stage's model directly when the pipeline has no evaluate stage. The LoRA adapter is merged
 into the base weights, cast to `deploy.dtype` and saved as safetensors with the tokenizer and its
-chat template. Logits on fixed Korean inputs check the merge (merged vs adapter model, float32), and
-the saved folder is reloaded and compared weight by weight with the model in memory: both max
-|difference| must stay under `deploy.merge_tolerance`, else exit 3 and nothing is published.
+chat template. Logits on fixed Korean inputs check the merge (merged vs adapter model, in
+`deploy.merge_dtype`: float32 by default, 16-bit for models whose float32 copy does not fit), and the
+saved files are compared tensor by tensor with the model in memory: both max |difference| must stay
+under `deploy.merge_tolerance`, else exit 3 and nothing is published. The peak memory is one copy of
+the weights in the merge type (4 or 2 bytes per parameter), which the chart's deploy step requests.
 
 The folder becomes `<output_root>/<model>/releases/<version>/` (version: `deploy.version`, default
 the run id) and `current` is switched to it atomically (release.py); the last `deploy.keep_releases`
@@ -67,24 +69,60 @@ def probe_logits(model: Any, tokenizer: Any) -> Any:
     return logits[enc["attention_mask"].bool()]  # padded positions are not compared
 
 
+def _saved_weights_diff(folder: Path, merged: Any) -> float:
+    """Max |difference| between the safetensors files in `folder` and the model in memory, one tensor at a time.
+
+    Reading tensor by tensor (safetensors `safe_open`) instead of reloading the folder as a second model keeps the
+    stage's peak at one copy of the weights. A state-dict entry absent from the files must share its storage with
+    one that is there (tied embeddings: `save_pretrained` writes the shared tensor once); anything else is inf.
+    """
+    from safetensors import safe_open
+
+    state = merged.state_dict()
+    seen: dict[str, int] = {}
+    worst = 0.0
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():  # noqa: SIM118 -- safe_open handles are not iterable
+                if name not in state:
+                    return math.inf  # a tensor the model does not have: renamed or foreign
+                saved = handle.get_tensor(name)
+                tensor = state[name].detach()
+                if saved.shape != tensor.shape or saved.dtype != tensor.dtype:
+                    return math.inf
+                worst = max(worst, float((saved - tensor.to(saved.device)).abs().max()) if saved.numel() else 0.0)
+                seen[name] = tensor.data_ptr()
+    written = set(seen.values())
+    for name, tensor in state.items():
+        if name not in seen and tensor.data_ptr() not in written:
+            return math.inf  # neither saved nor tied to a saved tensor
+    return worst
+
+
 def merge_into(folder: Path, point: InitPoint, cfg: StageConfig) -> dict[str, float]:
     """Save the merged 16-bit model and tokenizer into `folder`; return the checks, each a max |difference|.
 
-    merge_max_abs_diff: logits of the merged vs the adapter model, both float32 (is the merge exact?);
-    save_max_abs_diff: weights of the saved folder reloaded vs the merged 16-bit weights in memory (did saving
-    keep every tensor, tied embeddings included?). Both are held to `deploy.merge_tolerance`.
-    rounding_max_abs_diff: logits of the reloaded 16-bit model vs the adapter model, reported only: the cost of
-    serving in 16 bits, which grows with depth and is not a defect.
+    The model is loaded in `deploy.merge_dtype`: float32 (4 bytes per parameter, the exact merge) or the 16-bit
+    type (2 bytes; PEFT computes each LoRA delta in float32 on the CPU and adds it in 16 bits, one extra rounding
+    of the kind serving in 16 bits has anyway). The cast to `deploy.dtype` converts the tensors in place, and the
+    saved files are compared tensor by tensor, so the peak is one copy of the weights in the merge type.
+
+    merge_max_abs_diff: logits of the merged vs the adapter model, both in the merge type (is the merge exact?);
+    save_max_abs_diff: the saved files vs the merged 16-bit weights in memory (did saving keep every tensor, tied
+    embeddings included?). Both are held to `deploy.merge_tolerance`.
+    rounding_max_abs_diff: logits of the 16-bit model (the saved weights, when save_max_abs_diff is 0) vs the
+    adapter model, reported only: the cost of serving in 16 bits, which grows with depth and is not a defect.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, cfg.deploy.dtype)
+    merge_dtype = getattr(torch, cfg.deploy.merge_dtype)
     remote = cfg.model.trust_remote_code
     tokenizer = load_tokenizer(point, cfg)
     # Any: transformers types `.to` of a loaded model as taking a model, not a device
-    model: Any = AutoModelForCausalLM.from_pretrained(point.weights, dtype=torch.float32, trust_remote_code=remote)
+    model: Any = AutoModelForCausalLM.from_pretrained(point.weights, dtype=merge_dtype, trust_remote_code=remote)
     if point.adapter is not None:
         from peft import PeftModel
 
@@ -92,22 +130,18 @@ def merge_into(folder: Path, point: InitPoint, cfg: StageConfig) -> dict[str, fl
     model = model.to(device).eval()
     reference = probe_logits(model, tokenizer)
     merged = model.merge_and_unload() if point.adapter is not None else model
+    del model
     merge_diff = float((probe_logits(merged, tokenizer) - reference).abs().max())
-    merged = merged.to(dtype)
+    merged = merged.to(dtype)  # in place, tensor by tensor (Module._apply swaps each parameter's data)
     merged.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    reloaded: Any = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=remote)
-    reloaded = reloaded.to(device).eval()
-    saved = reloaded.state_dict()
-    save_diff = max(
-        float((saved[name] - tensor).abs().max()) if name in saved else math.inf
-        for name, tensor in merged.state_dict().items()
-    )
-    del model, merged
+    save_diff = _saved_weights_diff(folder, merged)
+    rounding = float((probe_logits(merged, tokenizer) - reference).abs().max())
+    del merged
     return {
         "merge_max_abs_diff": merge_diff,
         "save_max_abs_diff": save_diff,
-        "rounding_max_abs_diff": float((probe_logits(reloaded, tokenizer) - reference).abs().max()),
+        "rounding_max_abs_diff": rounding,
         "merge_tolerance": cfg.deploy.merge_tolerance,
         "probe_max_abs_logit": float(reference.abs().max()),
     }
