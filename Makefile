@@ -9,6 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh | sha1sum | cut -c1-12)
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
+# pytest-xdist workers for the suite (the tests pin one torch thread per process, tests/conftest.py)
+TEST_JOBS ?= 2
 
 .PHONY: setup demo demo-repeat test test-fast drills schema lint typecheck format clean
 
@@ -33,11 +35,11 @@ demo-repeat: setup
 	$(BIN)/python bench/demo_repeat.py --runs $(RUNS)
 
 test: lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_JOBS) --durations=15 $(PYTEST_ARGS)
 
 # The same checks without the tests that train a model (pytest -m slow): minutes less on a CPU.
 test-fast: lint typecheck
-	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_JOBS) -m "not slow and not gpu and not multi_gpu" $(PYTEST_ARGS)
 
 # The fault drills; the disk-full ones mount a small tmpfs and need root (as in CI).
 drills: setup

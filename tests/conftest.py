@@ -17,6 +17,11 @@ os.environ.setdefault("KOREAN_LLM_CACHE", str(REPO / ".cache" / "korean-llm"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One intra-op thread per process, this one and every stage process it starts: the tiny model's matrices are too
+# small for a second thread to pay, and `make test` runs two workers (pytest-xdist) on the two cores instead, where
+# two threads per process would only spin against each other. Set before anything imports torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -74,3 +79,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that train a model first (a stable sort): on two xdist workers the longest tests then start at
+    once instead of finishing last on one worker while the other idles."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)

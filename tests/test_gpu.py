@@ -34,7 +34,6 @@ if GPU_READY:
     import unsloth  # noqa: F401  -- patches transformers and TRL, so it must come first
 
 
-
 @pytest.fixture(autouse=True)
 def _needs_cuda_and_unsloth(request: pytest.FixtureRequest) -> None:
     """Fail, with what is missing, when a CUDA test was selected on a host that cannot run it."""
@@ -44,6 +43,7 @@ def _needs_cuda_and_unsloth(request: pytest.FixtureRequest) -> None:
         pytest.fail("this test needs Unsloth; it is not importable (ci/gpu-tests.sh SITE.tgz brings it)")
     if request.node.get_closest_marker("multi_gpu") and torch.cuda.device_count() < 2:
         pytest.fail(f"this test needs two CUDA devices; {torch.cuda.device_count()} visible")
+
 
 # Small enough to train in seconds, with head size 64 and the builtin tokenizer's 3003-token vocabulary.
 SMALL_SHAPE = dict(

@@ -111,6 +111,7 @@ def _good_checkpoint(tmp_path: Path, write_config) -> Path:
     return tmp_path / "output" / "tiny-ko" / "t" / "cpt" / "checkpoints" / "checkpoint-5"
 
 
+@pytest.mark.slow
 def test_torn_checkpoints_are_skipped(tmp_path: Path, write_config) -> None:
     good = _good_checkpoint(tmp_path, write_config)
     assert checkpoint_problem(good) is None

@@ -101,6 +101,7 @@ def test_wrongly_typed_overrides_exit_2_naming_the_key(
     assert not (tmp_path / "output" / "tiny-ko" / "t" / "cpt").exists()
 
 
+@pytest.mark.slow
 def test_rows_in_catalogue_are_rejected_one_by_one_and_the_rest_trains(tmp_path: Path, write_config) -> None:
     data = tmp_path / "chats.jsonl"
     deep = "[" * 100_000 + "]" * 100_000

@@ -14,6 +14,8 @@ import shutil
 import signal
 from pathlib import Path
 
+import pytest
+
 from korean_llm.pipeline.artifacts import checkpoint_step, latest_checkpoint
 
 from .helpers import logged_steps, manifest_of, run_dir, start_stage, wait_for_step, with_training
@@ -38,6 +40,7 @@ def _back_to_the_crash_window(stage: Path) -> None:
         shutil.rmtree(partial / name)
 
 
+@pytest.mark.slow
 def test_restart_after_the_last_checkpoint_publishes_the_uninterrupted_model(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", with_training(max_steps=MAX_STEPS))
     _run_to_end(config, tmp_path / "events1.jsonl")
@@ -63,6 +66,7 @@ def test_restart_after_the_last_checkpoint_publishes_the_uninterrupted_model(tmp
     assert logged_steps(stage) == list(range(1, MAX_STEPS + 1))  # each step once in the published history
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_gives_the_true_train_loss(tmp_path: Path, write_config) -> None:
     config = write_config("cpt", with_training(max_steps=MAX_STEPS, save_steps=4))
     events = tmp_path / "events1.jsonl"

@@ -115,6 +115,7 @@ def _checkpoint_bytes(tmp_path: Path, write_config) -> int:
     return sum(p.stat().st_size for p in ckpt.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_checkpoint_save_on_a_full_disk_then_retry(tmp_path: Path, volume: Path, write_config) -> None:
     size = _checkpoint_bytes(tmp_path, write_config)
     cfg = _on(volume, write_config, "cpt", with_training(max_steps=6, save_steps=3))

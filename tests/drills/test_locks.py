@@ -124,6 +124,7 @@ def test_only_one_of_many_simultaneous_processes_gets_the_lock(tmp_path: Path) -
     assert outcomes == ["acquired"] + ["refused"] * 5
 
 
+@pytest.mark.slow
 def test_two_cpt_processes_of_one_run(tmp_path: Path, write_config) -> None:
     """The second refuses while the first trains; with --wait-lock it waits and finds the stage complete."""
     config = write_config("cpt", with_training(max_steps=12, save_steps=4))

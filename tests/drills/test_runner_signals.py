@@ -48,6 +48,7 @@ def _stage_pids(marker: str) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_runner_stops_the_stage_after_its_checkpoint(tmp_path: Path, sig: signal.Signals) -> None:
     runner = _runner(tmp_path)

@@ -7,9 +7,13 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from korean_llm.pipeline.artifacts import checkpoint_problem, latest_checkpoint
 
 from .helpers import logged_steps, manifest_of, run_dir, start_stage, with_training
+
+pytestmark = pytest.mark.slow  # every drill here trains the tiny model
 
 
 def _checkpoints_of_an_interrupted_run(
