@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # One H200: run-to-run spread of a short CPT stage (1.5B shape, Unsloth QLoRA, sequence 2048, batch 4, 8 steps),
 # twice with run.deterministic true and twice false; then the short-chat SFT rows of sft_short_chats.sh again (spread).
+# Inputs, written on a CPU with konlpy (make setup) and carried in .gpu/:
+#   CPT_DATA (default .gpu/cpt.jsonl), the konlpy corpus as one {"text"} row per document:
+#     .venv/bin/python -c 'import json; from korean_llm.builtin import corpus_texts
+#     print("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in corpus_texts()))' > .gpu/cpt.jsonl
+#   .gpu/chats.jsonl: python -m korean_llm.bench.shortchats .gpu/chats.jsonl --rows 12000
 set -uo pipefail
 L=${L:-/tmp/logs}  # the logs come back as one tarball
 source "$(dirname "$0")/env.sh"
@@ -16,7 +21,7 @@ stage: cpt
 run: {model_name: repro, run_id: $id, data_root: $R/data, output_root: $R/out, seed: 42, deterministic: $det}
 model: {base_model: $MP, backend: unsloth, max_seq_length: 2048}
 lora: {method: qlora}
-data: {sources: [{path: $PWD/.gpu/cpt.jsonl}]}
+data: {sources: [{path: $(realpath ${CPT_DATA:-.gpu/cpt.jsonl})}]}
 training: {max_steps: 8, per_device_train_batch_size: 4, logging_steps: 1, save_strategy: "no"}
 metrics: {port: 0}
 YAML
