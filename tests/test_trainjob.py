@@ -22,7 +22,7 @@ from korean_llm.errors import ConfigError
 from korean_llm.local.runner import parse_pipelines
 from korean_llm.local.trainjob import MASTER_PORT, local_trainer_pod, multi_node_refusal, trainer_pod
 
-from .chart import argo_conditions
+from .chart import argo_conditions, pss
 from .chart.rendered import NAMESPACE, REPO, helm_template, load_all
 from .test_chart import SCENARIOS, V, crd_schemas, validate_crd
 
@@ -250,6 +250,93 @@ def test_a_trainjob_naming_a_missing_runtime_is_refused_clearly() -> None:
         ConfigError, match=r"TrainJob cpt-\{\{workflow\.uid\}\}: runtime TrainingRuntime/korean-llm-qwen8b is not among"
     ):
         trainer_pod(job, docs)
+
+
+# --- Pod Security "restricted" on the trainer pods ---------------------------------------------------------------
+
+
+def with_status_plugin(spec: dict[str, Any], trainjob: str) -> dict[str, Any]:
+    """The pod spec as Trainer v2.3 builds it with its alpha TrainJobStatus feature gate on (off by default,
+    pkg/features/features.go:48): the plugin adds a projected volume (a service account token and the status
+    server's CA ConfigMap) to the pod and mounts it in every trainer container, with three env values
+    (pkg/runtime/framework/plugins/trainjobstatus/trainjobstatus.go:76-99,138-173 at v2.3.0)."""
+    out = copy.deepcopy(spec)
+    out["volumes"] = [
+        *out.get("volumes", []),
+        {
+            "name": "kubeflow-trainer-token",
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            # pkg/statusserver/utils.go:27-29, TokenAudience
+                            "audience": f"trainer.kubeflow.org/v1alpha1/namespaces/{NAMESPACE}/trainjobs/"
+                            f"{trainjob}/status",
+                            "expirationSeconds": 3600,
+                            "path": "token",
+                        }
+                    },
+                    {"configMap": {"name": f"{trainjob}-tls-config", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                ]
+            },
+        },
+    ]
+    for c in out["containers"]:
+        c["volumeMounts"] = [
+            *c.get("volumeMounts", []),
+            {"name": "kubeflow-trainer-token", "mountPath": "/var/run/secrets/kubeflow/trainer", "readOnly": True},
+        ]
+    return out
+
+
+def trainer_pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Every pod spec the TrainJob backend can start from the rendered objects: each runtime's replicated-job pod
+    template as it stands (a TrainJob without runtimePatches gets it) and, for every TrainJob of the DAG, its
+    trainer pod (runtime + TrainJob, as Trainer v2.3 merges them: korean_llm.local.trainjob.trainer_pod), with
+    and without what the TrainJobStatus plugin injects. The torch plugin adds only env and a container port
+    (torch.go:145-204); the runtime has no initializer jobs, so nothing else is added."""
+    specs = []
+    for rt in runtimes(docs):
+        for rjob in rt["spec"]["template"]["spec"]["replicatedJobs"]:
+            specs.append((f"{rt['metadata']['name']}/{rjob['name']}", rjob["template"]["spec"]["template"]["spec"]))
+    for tpl, stage, _, job in training_steps(docs):
+        spec = trainer_pod(job, docs).pod_spec
+        specs.append((f"{tpl}/{stage}", spec))
+        specs.append((f"{tpl}/{stage} (TrainJobStatus)", with_status_plugin(spec, job["metadata"]["name"])))
+    return specs
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_trainer_pod_is_pss_restricted(scenario: str) -> None:
+    docs = rendered(scenario, "trainjob")
+    specs = trainer_pod_specs(docs)
+    assert len(runtimes(docs)) > 0 and len(specs) > 2 * len(runtimes(docs)), scenario
+    problems = [f"{name}: {v}" for name, spec in specs for v in pss.violations(spec)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_documented_trainjobs_pod_is_pss_restricted() -> None:
+    example = yaml.safe_load(docs_block("yaml", "kind: TrainJob"))
+    pod = trainer_pod(example, rendered("7b", "trainjob"))
+    assert pss.violations(pod.pod_spec) == []
+    assert pss.violations(with_status_plugin(pod.pod_spec, example["metadata"]["name"])) == []
+
+
+def test_the_pss_check_sees_the_runtimes_security_context_in_the_trainer_pod() -> None:
+    """The trainer pod's security settings come from the runtime: without them the check refuses the pod."""
+    docs = copy.deepcopy(rendered("7b", "trainjob"))
+    (rt,) = runtimes(docs)
+    pod = rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+    del pod["containers"][0]["securityContext"]
+    pod["securityContext"].pop("runAsNonRoot")
+    pod["volumes"].append({"name": "host", "hostPath": {"path": "/var/lib"}})
+    job = training_steps(docs)[0][3]
+    assert set(pss.violations(trainer_pod(job, docs).pod_spec)) >= {
+        "container node: allowPrivilegeEscalation is not false",
+        "container node: capabilities.drop lacks ALL",
+        "container node: runAsNonRoot not true (container or pod)",
+        "pod: volume host of type ['hostPath']",
+    }
 
 
 # --- gang scheduling and Kueue ---------------------------------------------------------------------------------
