@@ -371,13 +371,19 @@ PYTORCHJOB_SNAPSHOTS = list(
 )
 
 
-def training_steps(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
+JOB_KIND = {PJ: "PyTorchJob", "trainjob": "TrainJob"}
+
+
+def training_steps(docs: list[dict[str, Any]], job_kind: str = "PyTorchJob") -> list[dict[str, Any]]:
+    """The resource steps that create a `job_kind`; fails when there is none, so no test passes on nothing."""
+    steps = [
         t
         for wt in kind(docs, "WorkflowTemplate")
         for t in wt["spec"]["templates"]
-        if "resource" in t and (yaml.safe_load(t["resource"].get("manifest", "")) or {}).get("kind") == "PyTorchJob"
+        if "resource" in t and (yaml.safe_load(t["resource"].get("manifest", "")) or {}).get("kind") == job_kind
     ]
+    assert len(steps) > 0, f"no resource step creates a {job_kind}: nothing to check (render that backend)"
+    return steps
 
 
 @pytest.mark.parametrize("snapshot", PYTORCHJOB_SNAPSHOTS, ids=[s["name"] for s in PYTORCHJOB_SNAPSHOTS])
@@ -762,23 +768,41 @@ def operator_init_container(template_file: Path) -> dict[str, Any]:
     return container
 
 
+def training_pod_specs(docs: list[dict[str, Any]], backend: str) -> list[tuple[str, dict[str, Any]]]:
+    """The pods the training backend creates for the rendered jobs, as the controller builds them: PyTorchJob
+    Master and Worker pods, the Worker with the operator's init container from charts/files/
+    pytorch-init-container.yaml; TrainJob trainer pods, the runtime's pod template with the TrainJob applied
+    (korean_llm.local.trainjob.trainer_pod)."""
+    from korean_llm.local.trainjob import trainer_pod
+
+    specs: list[tuple[str, dict[str, Any]]] = []
+    init = operator_init_container(CHART / "files" / "pytorch-init-container.yaml")
+    for tpl_name, step, job in embedded_jobs(docs):
+        if job["kind"] == "PyTorchJob" and backend == PJ:
+            for replica, rs in job["spec"]["pytorchReplicaSpecs"].items():
+                spec = copy.deepcopy(rs["template"]["spec"])
+                if replica == "Worker":  # the operator adds its init container to Worker pods
+                    spec["initContainers"] = [*spec.get("initContainers", []), init]
+                specs.append((f"{tpl_name}/{step}/{replica}", spec))
+        elif job["kind"] == "TrainJob" and backend == "trainjob":
+            specs.append((f"{tpl_name}/{step}/node", copy.deepcopy(trainer_pod(job, docs).pod_spec)))
+    assert len(specs) > 0, f"no {JOB_KIND[backend]} pod to check"
+    return specs
+
+
+@pytest.mark.parametrize("backend", [PJ, "trainjob"])
 @pytest.mark.parametrize("scenario", ["7b+prod", "ci/all-features-values.yaml", "local", "72b+prod"])
-def test_every_pod_is_pss_restricted_injected_containers_included(scenario: str) -> None:
-    docs = docs_of(scenario)
+def test_every_pod_is_pss_restricted_injected_containers_included(scenario: str, backend: str) -> None:
+    docs = docs_of(scenario, backend)
     specs: list[tuple[str, dict[str, Any]]] = []
     for wt in kind(docs, "WorkflowTemplate"):
         for tpl in wt["spec"]["templates"]:
             if "container" in tpl or "resource" in tpl:
                 specs.append((f"{wt['metadata']['name']}/{tpl['name']}", argo_pod_spec(wt["spec"], tpl)))
-    init = operator_init_container(CHART / "files" / "pytorch-init-container.yaml")
-    for tpl_name, step, job in embedded_jobs(docs):
-        if job["kind"] != "PyTorchJob":
-            continue
-        for replica, rs in job["spec"]["pytorchReplicaSpecs"].items():
-            spec = copy.deepcopy(rs["template"]["spec"])
-            if replica == "Worker":  # the operator adds its init container to Worker pods
-                spec["initContainers"] = [*spec.get("initContainers", []), init]
-            specs.append((f"{tpl_name}/{step}/{replica}", spec))
+    training = training_pod_specs(docs, backend)
+    if backend == PJ and scenario in ("72b+prod", "ci/all-features-values.yaml"):  # multi-node: Worker pods
+        assert any(name.endswith("/Worker") and spec["initContainers"] for name, spec in training)
+    specs += training
     specs += [(d["metadata"]["name"], d["spec"]["template"]["spec"]) for d in kind(docs, "Deployment")]
     problems = [f"{name}: {v}" for name, spec in specs for v in pss.violations(spec)]
     assert not problems, "\n".join(problems)
@@ -880,21 +904,43 @@ def workflow_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [t for wt in kind(docs, "WorkflowTemplate") for t in wt["spec"]["templates"]]
 
 
+DNS_1035 = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+
+
+@pytest.mark.parametrize("backend", [PJ, "trainjob"])
 @pytest.mark.parametrize("scenario", ["7b", "72b+prod", "ci/all-features-values.yaml"])
-def test_a_retried_training_step_reattaches_to_its_job(scenario: str) -> None:
-    """Deterministic job names and `apply`: the retry of a step whose pod was lost gets the job it created."""
-    for step in training_steps(docs_of(scenario)):
+def test_a_retried_training_step_reattaches_to_its_job(scenario: str, backend: str) -> None:
+    """Deterministic job names and `apply`: the retry of a step whose pod was lost gets the job it created. The
+    name is `<stage>-{{workflow.uid}}` (korean-llm.jobName, charts/templates/_steps.tpl): nothing in it changes
+    between attempts of the step."""
+    steps = training_steps(docs_of(scenario, backend), JOB_KIND[backend])
+    for step in steps:
         res = step["resource"]
         assert res["action"] == "apply"
         job = yaml.safe_load(res["manifest"])
+        assert job["kind"] == JOB_KIND[backend]
         assert "generateName" not in job["metadata"]
         assert job["metadata"]["name"] == f"{step['name']}-{{{{workflow.uid}}}}"
         assert job["metadata"]["labels"]["korean-llm/workflow-uid"] == "{{workflow.uid}}"
-        # The operator names pods and services <job>-worker-<i>: a DNS-1035 label of at most 63 characters.
         name = job["metadata"]["name"].replace("{{workflow.uid}}", UID)
-        workers = job["spec"]["pytorchReplicaSpecs"].get("Worker", {}).get("replicas", 0)
-        longest = f"{name}-worker-{max(workers - 1, 0)}"
-        assert len(longest) <= 63 and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", longest), longest
+        if backend == PJ:
+            # The operator names pods and services <job>-worker-<i>: a DNS-1035 label of at most 63 characters.
+            workers = job["spec"]["pytorchReplicaSpecs"].get("Worker", {}).get("replicas", 0)
+            longest = f"{name}-worker-{max(workers - 1, 0)}"
+        else:
+            # A server-side apply of the same manifest is a no-op on the existing TrainJob. The manifest leaves
+            # spec.suspend to Kueue (its webhook sets it on creation and its manager owns it): a re-apply that
+            # set it would fight Kueue's field manager over a queued job.
+            assert res["flags"] == ["--server-side"] and "suspend" not in job["spec"]
+            # JobSet names the Job <jobset>-<replicatedJob>-<jobIndex> (jobset v0.12.0, the version trainer
+            # v2.3.0's go.mod requires: pkg/util/placement/placement.go GenJobName) and its pods' hostnames
+            # <job>-<podIndex> (GenPodName); the JobSet is named after the TrainJob (trainer v2.3.0
+            # pkg/runtime/framework/plugins/jobset/jobset.go:413). The Job controller names an Indexed Job's pods
+            # <job>-<index>-<5 random> (kubernetes pkg/controller/job, podGenerateNameWithIndex), truncating the
+            # job name beyond 58 characters: within 63, pod name and hostname keep the whole TrainJob name.
+            nodes = job["spec"]["trainer"]["numNodes"]
+            longest = f"{name}-node-0-{nodes - 1}-x7k2p"
+        assert len(longest) <= 63 and re.fullmatch(DNS_1035, longest), longest
 
 
 @pytest.mark.parametrize("scenario", ["7b", "72b+prod", "multi-model+prod", "ci/all-features-values.yaml"])
@@ -915,18 +961,27 @@ def test_every_step_retries_a_lost_pod_but_not_a_permanent_failure(scenario: str
             )
 
 
+@pytest.mark.parametrize("backend", [PJ, "trainjob"])
 @pytest.mark.parametrize("scenario", ["7b", "72b+prod", "local"])
-def test_time_queued_in_kueue_does_not_count_against_a_training_step(scenario: str) -> None:
-    """Argo counts a step's activeDeadlineSeconds from the step's start; the job's own deadline counts from its
-    startTime, which the operator sets when Kueue admits it. Training steps therefore carry no step deadline."""
-    docs = docs_of(scenario)
-    for step in training_steps(docs):
+def test_time_queued_in_kueue_does_not_count_against_a_training_step(scenario: str, backend: str) -> None:
+    """Argo counts a step's activeDeadlineSeconds from the step's start. The job's own deadline counts from
+    admission: a PyTorchJob's from its startTime, which the operator sets when Kueue admits it; a TrainJob's from
+    its creation or, once Kueue has resumed it, from the Suspended condition turning False (kubeflow/trainer
+    v2.3.0 pkg/controller/trainjob_controller.go:155-174, reconcileDeadline). Training steps therefore carry no
+    step deadline."""
+    docs = docs_of(scenario, backend)
+    steps = training_steps(docs, JOB_KIND[backend])
+    for step in steps:
         assert "activeDeadlineSeconds" not in step
         job = yaml.safe_load(step["resource"]["manifest"])
-        assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] >= 3600
-    for tpl in workflow_templates(docs):
-        if "container" in tpl and tpl["name"] != "notify":
-            assert tpl["activeDeadlineSeconds"] > 0
+        if backend == PJ:
+            assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] >= 3600
+        else:
+            assert "runPolicy" not in job["spec"] and job["spec"]["activeDeadlineSeconds"] >= 3600
+    containers = [t for t in workflow_templates(docs) if "container" in t and t["name"] != "notify"]
+    assert len(containers) > 0
+    for tpl in containers:
+        assert tpl["activeDeadlineSeconds"] > 0
 
 
 @pytest.mark.parametrize("scenario", ["7b", "multi-model+prod", "ci/all-features-values.yaml"])
