@@ -908,11 +908,29 @@ DNS_1035 = r"[a-z]([-a-z0-9]*[a-z0-9])?"
 
 
 @pytest.mark.parametrize("backend", [PJ, "trainjob"])
+def test_the_models_of_one_workflow_get_distinct_job_names(backend: str) -> None:
+    """The parent template runs every model's DAG inside one Workflow (one workflow.uid): each model's jobs carry
+    its position in `models`, so qwen72b's cpt never applies onto qwen7b's."""
+    docs = docs_of("multi-model", backend)
+    names: dict[str, list[str]] = {}
+    for wt in (d for d in docs if d["kind"] == "WorkflowTemplate"):
+        for t in wt["spec"]["templates"]:
+            if "resource" in t and t["resource"]["action"] == "apply":
+                job = yaml.safe_load(t["resource"]["manifest"])
+                names.setdefault(wt["metadata"]["name"], []).append(job["metadata"]["name"])
+    assert set(names) == {"korean-llm-qwen7b", "korean-llm-qwen72b"}, names
+    assert all(n.split("-")[1] == "0" for n in names["korean-llm-qwen7b"])  # models[0]
+    assert all(n.split("-")[1] == "1" for n in names["korean-llm-qwen72b"])  # models[1]
+    every = [n for group in names.values() for n in group]
+    assert len(every) == len(set(every)) and len(every) >= 6
+
+
+@pytest.mark.parametrize("backend", [PJ, "trainjob"])
 @pytest.mark.parametrize("scenario", ["7b", "72b+prod", "ci/all-features-values.yaml"])
 def test_a_retried_training_step_reattaches_to_its_job(scenario: str, backend: str) -> None:
     """Deterministic job names and `apply`: the retry of a step whose pod was lost gets the job it created. The
-    name is `<stage>-{{workflow.uid}}` (korean-llm.jobName, charts/templates/_steps.tpl): nothing in it changes
-    between attempts of the step."""
+    name is `<stage>-<model index>-{{workflow.uid}}` (korean-llm.jobName, charts/templates/_steps.tpl): nothing in
+    it changes between attempts of the step."""
     steps = training_steps(docs_of(scenario, backend), JOB_KIND[backend])
     for step in steps:
         res = step["resource"]
@@ -920,7 +938,7 @@ def test_a_retried_training_step_reattaches_to_its_job(scenario: str, backend: s
         job = yaml.safe_load(res["manifest"])
         assert job["kind"] == JOB_KIND[backend]
         assert "generateName" not in job["metadata"]
-        assert job["metadata"]["name"] == f"{step['name']}-{{{{workflow.uid}}}}"
+        assert re.fullmatch(rf"{step['name']}-[0-9]+-\{{\{{workflow\.uid\}}\}}", job["metadata"]["name"])
         assert job["metadata"]["labels"]["korean-llm/workflow-uid"] == "{{workflow.uid}}"
         name = job["metadata"]["name"].replace("{{workflow.uid}}", UID)
         if backend == PJ:

@@ -247,7 +247,7 @@ def test_a_trainjob_naming_a_missing_runtime_is_refused_clearly() -> None:
     job = copy.deepcopy(training_steps(docs)[0][3])
     job["spec"]["runtimeRef"]["name"] = "korean-llm-qwen8b"
     with pytest.raises(
-        ConfigError, match=r"TrainJob cpt-\{\{workflow\.uid\}\}: runtime TrainingRuntime/korean-llm-qwen8b is not among"
+        ConfigError, match=r"TrainJob cpt-0-\{\{workflow\.uid\}\}: runtime TrainingRuntime/korean-llm-qwen8b is not among"
     ):
         trainer_pod(job, docs)
 

@@ -12,12 +12,17 @@ korean-llm.<backend>.manifest and korean-llm.<backend>.conditions (see _pytorchj
 {{- $backend -}}
 {{- end -}}
 
-{{/* Name of a stage's job: one per workflow and stage, the same for every retry of the step, so a retried step
-re-attaches to the job it started (`kubectl apply` returns the existing object) instead of starting a second
-one beside an orphan writing the same <stage>.partial/. `workflow.uid` (36 characters) keeps the name a
-DNS-1035 label with room for the operator's "-master-0" / "-worker-N" pod and service names. */}}
+{{/* Name of a stage's job: one per workflow, model and stage, the same for every retry of the step, so a retried
+step re-attaches to the job it started (`kubectl apply` returns the existing object) instead of starting a second
+one beside an orphan writing the same <stage>.partial/. The model's position in `models` tells the models of one
+Workflow apart: the parent template (<release>-all) runs every model's DAG through templateRef inside a single
+Workflow, so they share its `workflow.uid`. `<stage>-<index>-<workflow.uid>` (36 characters of uid) stays a
+DNS-1035 label with room for the operator's "-master-0" / "-worker-N" and JobSet's "-node-<job>-<pod>-<random>"
+pod names within 63 characters (evaluate with a two-digit index: 63). */}}
 {{- define "korean-llm.jobName" -}}
-{{- printf "%s-%s" .stage "{{workflow.uid}}" -}}
+{{- $index := 0 -}}
+{{- range $i, $m := .root.Values.models -}}{{- if eq $m.name $.model.name -}}{{- $index = $i -}}{{- end -}}{{- end -}}
+{{- printf "%s-%d-%s" .stage $index "{{workflow.uid}}" -}}
 {{- end -}}
 
 {{/* Labels of a stage's job: the model's labels, the run, the Kueue queue, and the workflow uid the exit handler
