@@ -425,3 +425,178 @@ def test_a_stage_toleration_replaces_the_runtime_one_as_the_strategic_merge_does
     (wt,) = of_kind(docs, "WorkflowTemplate")
     (sft,) = [yaml.safe_load(t["resource"]["manifest"]) for t in wt["spec"]["templates"] if t["name"] == "sft"]
     assert trainer_pod(sft, docs, name="x").pod_spec["tolerations"] == [custom]
+
+
+# --- 4. The walkthrough, read as the commands a platform engineer runs in order ---------------------------------
+
+
+def guide_commands() -> list[list[str]]:
+    """Every command of the guide's bash blocks, in order, continuation lines joined, as argument lists; the
+    heredoc bodies (manifests) are left out."""
+    out = []
+    for block in re.findall(r"```bash\n(.*?)```", GUIDE, flags=re.S):
+        text = re.sub(r"\\\n\s*", " ", block)
+        lines, heredoc = [], None
+        for line in text.splitlines():
+            if heredoc is not None:
+                if line.strip() == heredoc:
+                    heredoc = None
+                continue
+            m = re.search(r"<<'?(\w+)'?", line)
+            if m:
+                heredoc = m.group(1)
+            lines.append(line)
+        pending = ""  # a quoted argument over several lines (a JSON patch) ends further down
+        for line in lines:
+            pending += line
+            try:
+                words = shlex.split(pending, comments=True)
+            except ValueError:
+                pending += "\n"
+                continue
+            pending = ""
+            if words:
+                out.append(words)
+        assert not pending, f"docs/cluster.md: unclosed quote in {pending!r}"
+    return out
+
+
+def first_index(commands: list[list[str]], pred: Any, what: str) -> int:
+    for i, c in enumerate(commands):
+        if pred(c):
+            return i
+    raise AssertionError(f"docs/cluster.md: no command {what}")
+
+
+def helm_args(cmd: list[str]) -> tuple[list[str], list[str]]:
+    """The `-f` files and `--set` values of a `helm install|upgrade RELEASE ./charts ...` command."""
+    files = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-f"]
+    sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+    return files, sets
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    return re.sub(r"\$(\w+)", lambda m: env[m.group(1)], arg)
+
+
+def test_the_release_namespace_exists_before_anything_is_put_in_it() -> None:
+    commands = guide_commands()
+    created = first_index(commands, lambda c: c[:4] == ["kubectl", "create", "namespace", "korean-llm"], "creating")
+    used = first_index(commands, lambda c: "korean-llm" in c and ("-n" in c or "--namespace" in c), "using it")
+    assert created < used
+    # The LocalQueue (a manifest in a heredoc) comes after the namespace too.
+    assert GUIDE.index("kubectl create namespace korean-llm") < GUIDE.index("kind: LocalQueue")
+    assert GUIDE.count("kubectl create namespace korean-llm") == 1
+
+
+def test_one_install_without_the_run_then_upgrades() -> None:
+    commands = guide_commands()
+    helm = [c for c in commands if c[:2] in (["helm", "install"], ["helm", "upgrade"]) and "./charts" in c]
+    installs = [c for c in helm if c[1] == "install"]
+    assert len(installs) == 1, installs
+    (install,) = installs
+    assert helm.index(install) == 0 and len(helm) >= 2, "the chart is installed once, then upgraded"
+    files, sets = helm_args(install)
+    assert "pipeline.run.enabled=false" in sets
+    env = {"IMAGE": "registry.example.com/ml/korean-llm-runtime"}
+    exported = [c for c in commands if c[:1] == ["export"] and c[1].startswith("IMAGE=")]
+    assert exported and exported[0][1] == f"IMAGE={env['IMAGE']}"
+    first = render_command(files, [expand(s, env) for s in sets])
+    assert not of_kind(first, "Workflow") and not of_kind(first, "CronWorkflow")
+    assert {d["metadata"]["name"] for d in of_kind(first, "PersistentVolumeClaim")} >= {"korean-llm-data"}
+    # The image override and its pull Secret, created by the guide under the name the values use.
+    pull = {s.split("=", 1)[1] for s in sets if s.startswith("imagePullSecrets[")}
+    made = {c[c.index("docker-registry") + 1] for c in commands if "docker-registry" in c}
+    assert pull and pull <= made, (pull, made)
+    (upgrade,) = [c for c in helm if c[1] == "upgrade" and helm_args(c)[0] == files][:1]
+    ufiles, usets = helm_args(upgrade)
+    assert not any(s.startswith("pipeline.run.enabled") for s in usets)
+    second = render_command(ufiles, [expand(s, env) for s in usets])
+    (wf,) = of_kind(second, "Workflow")
+    assert wf["metadata"]["name"] == "korean-llm-qwen7b-7b-r1" and "korean-llm-qwen7b-7b-r1" in GUIDE
+    images = {
+        c["image"]
+        for wt in of_kind(second, "WorkflowTemplate")
+        for t in wt["spec"]["templates"]
+        if "container" in t
+        for c in [t["container"]]
+    }
+    (rt,) = of_kind(second, "TrainingRuntime")
+    images.add(
+        rt["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]["containers"][0][
+            "image"
+        ]
+    )
+    default = yaml.safe_load((REPO / "charts" / "values.yaml").read_text(encoding="utf-8"))["image"]["repository"]
+    assert f"{env['IMAGE']}:0.1.0" in images and not any(i.startswith(default) for i in images), images
+    assert all(
+        wt["spec"]["imagePullSecrets"] == [{"name": n} for n in sorted(pull)]
+        for wt in of_kind(second, "WorkflowTemplate")
+    )
+
+
+def render_command(files: list[str], sets: list[str]) -> list[dict[str, Any]]:
+    return load_all(helm_template([REPO / f for f in files], sets=sets))
+
+
+def test_every_step_the_guide_refers_to_is_the_step_it_means() -> None:
+    headings = {int(n): title for n, title in re.findall(r"^## (\d+)\. (.+)$", GUIDE, flags=re.M)}
+    assert sorted(headings) == list(range(len(headings)))
+    assert not re.search(r"\bsection \d", GUIDE), "steps are called steps"
+    for n in re.findall(r"\bsteps? (\d+)\b", GUIDE):
+        assert int(n) in headings, n
+    # The Trainer section sends the reader to the steps that install and run the chart.
+    (sentence,) = re.findall(r"Then install this chart as in steps? ([\d and]+);", GUIDE)
+    refs = [int(n) for n in re.findall(r"\d+", sentence)]
+    assert all("install" in headings[r].lower() or "run" in headings[r].lower() for r in refs), refs
+
+
+def test_the_nfs_export_is_made_writable_by_the_pods_user() -> None:
+    uid = yaml.safe_load((REPO / "charts" / "values.yaml").read_text(encoding="utf-8"))["podSecurity"]["runAsUser"]
+    block = guide_block("bash", "/etc/exports")
+    prod = yaml.safe_load((REPO / "values" / "prod.yaml").read_text(encoding="utf-8"))
+    export = prod["storage"]["data"]["nfs"]["path"]
+    root = export.rsplit("/", 1)[0]
+    assert f"mkdir -p {export}" in block and f"chown -R {uid}:{uid} {root}" in block
+    assert f"anonuid={uid},anongid={uid}" in block and "all_squash" in block
+    assert "fsGroup" in GUIDE[GUIDE.index("writable by UID") - 200 : GUIDE.index("/etc/exports")]
+    assert "touch /data/.write-test" in GUIDE
+
+
+def test_the_tracking_server_prod_points_to_is_installed_by_the_guide() -> None:
+    prod = yaml.safe_load((REPO / "values" / "prod.yaml").read_text(encoding="utf-8"))
+    uri = prod["runtimeDefaults"]["tracking"]["mlflow_tracking_uri"]
+    m = re.fullmatch(r"http://(\w[\w-]*)\.(\w[\w-]*)\.svc\.cluster\.local:(\d+)", uri)
+    assert m, uri
+    service, namespace, port = m.group(1), m.group(2), int(m.group(3))
+    block = guide_block("bash", "ghcr.io/mlflow/mlflow")
+    assert f"kubectl create namespace {namespace}" in block
+    manifests = list(yaml.safe_load_all(block[block.index("<<'EOF'\n") + 8 : block.index("\nEOF")]))
+    (svc,) = [d for d in manifests if d["kind"] == "Service"]
+    (dep,) = [d for d in manifests if d["kind"] == "Deployment"]
+    assert svc["metadata"]["name"] == service and [p["port"] for p in svc["spec"]["ports"]] == [port]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    args = c["command"]
+    assert args[args.index("--port") + 1] == str(port)
+    assert f"{service}.{namespace}.svc.cluster.local:{port}" in args[args.index("--allowed-hosts") + 1].split(",")
+    pinned = re.search(r'"mlflow-skinny==([\d.]+)"', (REPO / "pyproject.toml").read_text(encoding="utf-8"))[1]
+    assert c["image"] == f"ghcr.io/mlflow/mlflow:v{pinned}"
+
+
+def version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.lstrip("v").split("."))
+
+
+def test_the_pinned_kueue_has_the_trainjob_integration_trainer_v2_3_needs() -> None:
+    """Kueue's TrainJob integration writes runtimePatches (the Trainer v2.2+ API that v2.3 serves) from v0.17.0
+    on (kubernetes-sigs/kueue pkg/controller/jobs/trainjob/trainjob_controller.go, runtimePatchManagerName);
+    v0.14.0-v0.16.x wrote Trainer v2.0's podTemplateOverrides, which v2.3's TrainJob has no field for."""
+    (url,) = re.findall(r"kubernetes-sigs/kueue/releases/download/(v[\d.]+)/manifests\.yaml", GUIDE)
+    assert version(url) >= (0, 17, 0), url
+    (row,) = [ln for ln in GUIDE.splitlines() if ln.startswith("| Kueue |")]
+    assert url in row
+    block = guide_block("bash", "kueue/releases/download")
+    assert "trainer.kubeflow.org/trainjob" in block and "frameworks:" in block
+    assert "rollout restart deploy/kueue-controller-manager" in block
+    # The Kueue objects use an API version the pinned release serves.
+    assert set(re.findall(r"apiVersion: kueue\.x-k8s\.io/(\w+)", block)) == {"v1beta2"}
