@@ -149,6 +149,17 @@ spec:
                   {{- with $v.scheduling.priorityClassName }}
                   priorityClassName: {{ . }}
                   {{- end }}
+                  {{- /* GPU nodes are tainted (nvidia.com/gpu): a TrainJob that names this runtime and patches
+                  nothing (the Kubeflow SDK's, a short kubectl one) must still schedule there. The chart's own
+                  TrainJobs restate a stage's tolerations in runtimePatches, which replace this list
+                  (pkg/runtime/core/trainingruntime.go:251-281 at v2.3.0: a strategic merge patch into the
+                  JobSetSpec, and a PodSpec's tolerations carry no patch strategy). A stage without GPUs
+                  tolerates the taint as well but is never pinned to GPU nodes (gpuNodeSelector applies to GPU
+                  stages only). */}}
+                  {{- with $v.scheduling.gpuTolerations }}
+                  tolerations:
+                    {{- toYaml . | nindent 20 }}
+                  {{- end }}
                   {{- with $v.imagePullSecrets }}
                   imagePullSecrets:
                     {{- range . }}

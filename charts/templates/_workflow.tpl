@@ -40,7 +40,21 @@ onExit: exit
 GPUs - a job outlives the step that waits for it, and its owner reference only removes it with the Workflow
 object. Exit handlers run after `argo stop` and past the workflow's deadline (argo-workflows v4.1.2
 workflow/controller/workflowpod.go ignores the deadline for them), not after `argo terminate`. Then the
-Slack notification, when enabled. */}}
+Slack notification, when enabled.
+The notification must never change the run's phase. argo-workflows v4.1.2 workflow/controller/operator.go
+(wfOperationCtx.operate, "if main workflow succeeded, but the exit node was unsuccessful") marks a Succeeded
+workflow Failed (Error) when the onExit node - the `exit` steps node here - ends Failed (Error). That node fails
+only through its step group: workflow/controller/steps.go executeStepGroup fails the group for a child that
+FailedOrError() unless `step.ContinuesOn(phase)`, and pkg/apis/workflow/v1alpha1/workflow_types.go `continues`
+matches Failed with `continueOn.failed` and Error with `continueOn.error` only. So the `notify` step carries
+both; a retryStrategy alone would not do (the retry node ends with its last child's phase). The retries cover a
+lost pod (eviction, node drain). `activeDeadlineSeconds` ends a pod that never starts - a missing Secret leaves
+it in CreateContainerConfigError, a bad image in ImagePullBackOff, Pending for ever, and exit handlers ignore
+the workflow's deadline (workflowpod.go): the kubelet fails a pod past it once it has a status.startTime, which
+it sets on admitting the pod before any container starts (kubernetes pkg/kubelet/active_deadline.go). Argo
+keeps the template's value for exit-handler pods (workflowpod.go, "ignore the workflow deadline for exit
+handler"). A template `timeout` would not help: with a retryStrategy, operator.go checkTemplateTimeouts sees
+only the retry node, which is Running, never Pending. */}}
 {{- define "korean-llm.exitTemplates" -}}
 {{- $backend := include "korean-llm.trainingBackend" .root -}}
 - name: exit
@@ -51,6 +65,9 @@ Slack notification, when enabled. */}}
       {{- if .root.Values.notifications.slack.enabled }}
       - name: notify
         template: notify
+        continueOn:
+          failed: true
+          error: true
       {{- end }}
 - name: cleanup
   {{- include "korean-llm.retryStrategy" (dict "root" .root "permanent" "") | nindent 2 }}
@@ -71,6 +88,9 @@ Usage: include "korean-llm.notifyTemplate" (dict "root" $ "what" "qwen7b") */}}
 {{- define "korean-llm.notifyTemplate" -}}
 name: notify
 {{- include "korean-llm.executorPatch" . }}
+{{ include "korean-llm.retryStrategy" (dict "root" .root "permanent" "") }}
+{{- /* notify.py's own HTTP timeout (30 s) is far below this */}}
+activeDeadlineSeconds: 300
 container:
   image: {{ include "common.images.image" .root.Values.image | quote }}
   imagePullPolicy: {{ .root.Values.image.pullPolicy }}
