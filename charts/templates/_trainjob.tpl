@@ -215,7 +215,7 @@ Usage: include "korean-llm.trainjob.manifest" (dict "root" $ "model" $m "stage" 
 apiVersion: trainer.kubeflow.org/v1alpha1
 kind: TrainJob
 metadata:
-  # <stage>-<workflow uid>: an RFC 1035 label of at most 45 characters, so the JobSet's pods
+  # <stage>-<model index>-<workflow uid>: an RFC 1035 label of at most 48 characters, so the JobSet's pods
   # (<name>-node-<job>-<pod>-<5 random>) stay within 63 too. With scheduling.kueueQueueName, Kueue's TrainJob
   # integration (framework trainer.kubeflow.org/trainjob) holds the job suspended until the LocalQueue admits
   # it; Trainer v2 restarts the activeDeadlineSeconds clock on resume (trainjob_controller.go:155-166).
