@@ -452,3 +452,69 @@ def test_max_rows_caps_the_rows_and_the_accounting_agrees(tmp_path: Path) -> Non
     rows = collect_rows(DataConfig(sources=[DataSource(path=str(path), max_rows=5)]), sft_row(None), rejects)
     assert len(rows) == 5 and rejects.rows_in == 5
     assert rejects.read.files[0].records == 5 and rejects.read.files[0].note == "max_rows 5"
+
+
+def hub_folder(tmp_path: Path, rows: list[dict[str, Any]]) -> str:
+    """An `hf:` source the `datasets` library loads from a local folder (its json builder), no network needed."""
+    folder = tmp_path / "hub-like"
+    folder.mkdir(parents=True)
+    (folder / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return f"hf:{folder}"
+
+
+def test_file_and_hf_sources_in_one_config_are_all_accounted_for(tmp_path: Path) -> None:
+    # A hub source is counted like a file (one report), so a config mixing both passes the stage's accounting
+    # check, and max_rows on the hub source caps that source's count, not the file read before it.
+    path = tmp_path / "qa.csv"
+    path.write_bytes(corrupt_row(qa_csv(20), 7))
+    hub = hub_folder(tmp_path, [{"instruction": f"허브 질문 {i}", "output": f"허브 답변 {i}"} for i in range(1, 11)])
+    sources = [DataSource(path=str(path)), DataSource(path=hub, max_rows=4), DataSource(path=hub)]
+    rejects = RejectLog()
+    rows = collect_rows(DataConfig(sources=sources), sft_row(None), rejects)
+    assert rejects.rows_in == 20 + 4 + 10 and len(rows) == 19 + 4 + 10 and rejects.total == 1
+    files = [(f.file, f.format, f.records, f.note) for f in rejects.read.files]
+    assert files == [
+        (str(path), "csv", 20, None),
+        (hub, "hub", 4, "split train; max_rows 4"),
+        (hub, "hub", 10, "split train"),
+    ]
+    assert rows[19]["messages"][0]["content"] == "허브 질문 1"
+
+
+def test_preprocess_with_a_file_and_an_hf_source_accounts_for_every_row(tmp_path: Path, write_config: Any) -> None:
+    from korean_llm.cli import main
+
+    def doc(i: int) -> dict[str, str]:
+        return {
+            "text": f"{i}번째 문서입니다. 서울의 인구는 약 {900 + i}만 명이고 부산은 항구 도시로 알려져 있다. "
+            f"대구에는 {i + 3}개의 대학이 있으며 광주는 예술의 도시라고 불린다."
+        }
+
+    def chat(i: int, who: str) -> dict[str, str]:
+        return {"instruction": f"{who} 질문 {i}", "output": f"{who} 답변 {i}"}
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "docs.jsonl").write_text("".join(json.dumps(doc(i), ensure_ascii=False) + "\n" for i in range(6)))
+    (files / "chats.jsonl").write_text(
+        "".join(json.dumps(chat(i, "파일"), ensure_ascii=False) + "\n" for i in range(8))
+    )
+    (files / "chats.jsonl").write_text((files / "chats.jsonl").read_text() + "{not json\n")
+    hub_docs = hub_folder(tmp_path / "a", [doc(i) for i in range(10, 20)])
+    hub_chats = hub_folder(tmp_path / "b", [chat(i, "허브") for i in range(9)])
+    pre = {
+        "cpt_sources": [{"path": str(files / "docs.jsonl")}, {"path": hub_docs, "max_rows": 3}],
+        "sft_sources": [{"path": str(files / "chats.jsonl")}, {"path": hub_chats, "max_rows": 5}],
+        "eval_fraction": 0.0,
+    }
+    config = write_config("preprocess", {"preprocess": pre})
+    assert main(["preprocess", "--config", str(config)]) == 0
+    stats = json.loads(next((tmp_path / "output").rglob("stats.json")).read_text())["inputs"]
+    for kind, counts in (("cpt", [("jsonl", 6), ("hub", 3)]), ("sft", [("jsonl", 9), ("hub", 5)])):
+        section = stats[kind]
+        assert [(f["format"], f["records"]) for f in section["files"]] == counts, kind
+        removed = sum(section["removed_by_step"].values())
+        assert (
+            section["rows_in"] == sum(n for _, n in counts) == section["rows_out"] + section["invalid_rows"] + removed
+        )
+    assert stats["sft"]["rows_out"] == 13 and stats["sft"]["invalid_rows"] == 1  # the line that is no JSON
