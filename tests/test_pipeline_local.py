@@ -309,3 +309,32 @@ def test_a_stage_left_by_a_killed_runner_is_running_until_stop_ends_it(tmp_path:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(entry["pgid"], signal.SIGKILL)
+
+
+def test_a_worker_that_outlives_its_stage_is_kept_by_cleanup_and_ended_by_stop(tmp_path: Path) -> None:
+    """The stage's main process exits 0 but leaves its worker (its process group) running: the run is finished,
+    yet cleanup keeps its folder and stop ends the worker."""
+    runs = tmp_path / "runs"
+    go = tmp_path / "go"
+    leaves = (
+        "import os, threading\n"
+        f"def leave():\n    while not os.path.exists({str(go)!r}): time.sleep(0.05)\n    os._exit(0)\n"
+        "threading.Thread(target=leave, daemon=True).start()"
+    )
+    runner, entry = start_stub_run(runs, "leftover", leaves)
+    worker = stage_worker(runs / "leftover")
+    try:
+        go.touch()
+        assert runner.wait(timeout=60) == 0
+        assert json.loads((runs / "leftover" / "run.json").read_text())["steps"][0]["phase"] == "Succeeded"
+        assert worker and stage_alive({"pid": worker}) and stage_alive(entry)  # through its group
+        kept = pm(runs, "cleanup", "--older", "0s").stdout
+        assert f"kept: leftover (stage stub/train (pid {entry['pid']}) still runs)" in kept, kept
+        stop = pm(runs, "stop", "leftover", "--grace", "2", timeout=120)
+        assert stop.returncode == 0 and "sent SIGKILL to its process group" in stop.stderr, stop.stderr
+        assert not stage_alive(entry) and not group_alive(entry["pgid"])
+        assert "already finished (Succeeded)" in pm(runs, "stop", "leftover").stderr
+        assert "deleted: leftover" in pm(runs, "cleanup", "--older", "0s").stdout
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(entry["pgid"], signal.SIGKILL)

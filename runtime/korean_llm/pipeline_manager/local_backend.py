@@ -17,7 +17,8 @@ itself when the runner is gone. It waits for the runner and every stage process 
 runner waits for its stage (its `grace_seconds`, 600) plus `REPORT_SECONDS` for the runner's report; after that
 (or after `--grace` seconds) it SIGKILLs the stage's group, gives the runner `REPORT_SECONDS` to write the report,
 then SIGKILLs the runner's group, and records the run as `Stopped`. A run whose runner died while a stage still
-runs reads as `Running` (so `cleanup` keeps its folder) until `stop` ends that stage.
+runs reads as `Running` until `stop` ends that stage; `cleanup` keeps every run with a stage process (or a worker
+that outlived its stage) still alive, and `stop` ends those even in a finished run.
 """
 
 from __future__ import annotations
@@ -340,10 +341,11 @@ class LocalBackend:
         its stage plus REPORT_SECONDS, so a stage that checkpoints in time is never killed)."""
         root = self._root(run)
         status = self._status(root)
-        if status.done:
-            return [f"{run} already finished ({status.phase}); nothing to stop"]
-        (root / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
         state = read_json(root / STATE_FILE) or {}
+        if status.done and not _live_stages(state, every_step=True):
+            return [f"{run} already finished ({status.phase}); nothing to stop"]
+        if not status.done:
+            (root / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
         if grace is None:
             grace = float(state.get("grace_seconds") or DEFAULT_GRACE_SECONDS) + REPORT_SECONDS
         pid = int(state.get("pid") or (read_json(root / SUBMIT_FILE) or {}).get("pid") or 0)
@@ -354,12 +356,12 @@ class LocalBackend:
             runner.signal(signal.SIGTERM)
             said.append(f"sent SIGTERM to the runner (pid {pid}); it forwards it to the running stage")
         else:
-            for entry in _live_stages(state):
+            for entry in _live_stages(state, every_step=True):
                 _signal_stage(entry, signal.SIGTERM)
                 said.append(f"the runner has ended: sent SIGTERM to {_describe([entry])}")
 
         def stages() -> list[dict[str, Any]]:  # re-read: a stage the runner started meanwhile is recorded there
-            return _live_stages(read_json(root / STATE_FILE) or state)
+            return _live_stages(read_json(root / STATE_FILE) or state, every_step=True)
 
         deadline = time.monotonic() + grace
         while (runner.alive() or stages()) and time.monotonic() < deadline:
@@ -409,6 +411,10 @@ class LocalBackend:
                 continue
             if now - ended < older_seconds:
                 continue
+            live = _live_stages(read_json(root / STATE_FILE) or {}, every_step=True)
+            if live:  # a worker that outlived its run: its folder is still written to
+                report.append((root.name, "kept", f"{_describe(live)} still runs"))
+                continue
             releases = sorted(
                 f"{r.parent.parent.name}/{r.name}"
                 for r in root.glob("output/*/releases/*")
@@ -452,9 +458,12 @@ class _Runner:
                 os.kill(self.pid, sig)
 
 
-def _live_stages(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """The step entries of run.json whose stage process still runs (the runner records pid, pgid, start time)."""
-    return [s for s in state.get("steps", []) if s.get("phase") == "Running" and stage_alive(s)]
+def _live_stages(state: dict[str, Any], every_step: bool = False) -> list[dict[str, Any]]:
+    """The step entries of run.json whose stage process still runs (the runner records pid, pgid, start time):
+    of the running steps, or (`every_step`: for stop and cleanup) of every step, as a worker can outlive its
+    stage's main process."""
+    steps = state.get("steps", [])
+    return [s for s in steps if (every_step or s.get("phase") == "Running") and s.get("pid") and stage_alive(s)]
 
 
 def _describe(entries: list[dict[str, Any]]) -> str:
