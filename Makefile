@@ -2,7 +2,8 @@
 #   make demo   - the local pipeline on the embedded tiny model (CPU, about a minute)
 #   make test   - lint, type check and the whole test suite, the drills included (make test-fast: without the tests
 #                 that train a model)
-#   make drills - the fault drills alone: kill -9, SIGTERM, torn checkpoints, full disk, two processes, bad input
+#   make drills - the fault drills alone: kill -9, SIGTERM, torn checkpoints, full disk, two processes, bad input,
+#                 row accounting of every reader, secrets and unknown keys refused by the chart's schema
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -41,9 +42,11 @@ test: lint typecheck
 test-fast: lint typecheck
 	$(BIN)/pytest -n $(TEST_JOBS) -m "not slow and not gpu and not multi_gpu" $(PYTEST_ARGS)
 
-# The fault drills; the disk-full ones mount a small tmpfs and need root (as in CI).
+# The fault drills; the disk-full ones mount a small tmpfs and need root (as in CI). Then the row-accounting tests
+# of the readers (CSV, JSON, hub sources: marker `accounting`; this -m replaces the default one).
 drills: setup
-	$(BIN)/pytest tests/drills tests/test_resume.py tests/test_bad_input.py $(PYTEST_ARGS)
+	$(BIN)/pytest tests/drills tests/test_resume.py tests/test_bad_input.py tests/test_chart_runtime_schema.py $(PYTEST_ARGS)
+	$(BIN)/pytest tests/test_datasets.py -m accounting $(PYTEST_ARGS)
 
 # Regenerate the runtime part of charts/values.schema.json from the pydantic config models (a test checks it).
 schema: setup

@@ -76,6 +76,18 @@ TINY = {"name": "tiny-ko", "config": {"model": {"base_model": "builtin:tiny-ko"}
             {"secrets": {"wandb": {"existingSecret": "0123456789abcdef0123456789abcdef01234567"}}},  # a W&B key
             "at '/secrets/wandb/existingSecret': 'not' failed",
         ),
+        (  # the subchart's Slack webhook Secret: the URL itself pasted, a Slack token, a URL as the key
+            {"monitoring": {"alertmanager": {"existingSecret": "https://hooks.slack.com/services/T0/B0/XXXXXXXX"}}},
+            "monitoring:\n- at '/alertmanager/existingSecret': 'https://hooks.slack.com/",
+        ),
+        (
+            {"monitoring": {"alertmanager": {"existingSecret": "xoxb" + "0123456789abcdef" * 2}}},
+            "monitoring:\n- at '/alertmanager/existingSecret': 'not' failed",
+        ),
+        (
+            {"monitoring": {"alertmanager": {"existingSecret": "slack", "secretKey": "https://hooks.slack.com/x"}}},
+            "monitoring:\n- at '/alertmanager/secretKey'",
+        ),
         (
             {"models": [TINY, {**TINY, "config": {}}]},
             "models[1].name 'tiny-ko' is already the name of another model: model names must be unique",
@@ -88,10 +100,21 @@ def test_helm_template_refuses(tmp_path: Path, values: dict, error: str) -> None
     assert error in result.stderr, result.stderr[-3000:]
 
 
+def test_the_monitoring_subchart_names_secrets_by_the_umbrella_rule() -> None:
+    """helm checks a subchart's values against the subchart's own schema only: it carries a copy of the rule."""
+    import json
+
+    umbrella = json.loads((REPO / "charts" / "values.schema.json").read_text())["definitions"]["secretName"]
+    sub = json.loads((REPO / "charts" / "charts" / "monitoring" / "values.schema.json").read_text())
+    assert sub["definitions"]["secretName"] == umbrella
+    assert sub["properties"]["alertmanager"]["properties"]["existingSecret"] == {"$ref": "#/definitions/secretName"}
+
+
 def test_ordinary_runtime_values_pass(tmp_path: Path) -> None:
     """Real keys that look a little like secrets are not refused: TRL's pad/eos tokens, a revision hash, paths."""
     values = {
         "secrets": {"huggingface": {"existingSecret": "hf-token"}, "wandb": {"existingSecret": "wandb.api-key"}},
+        "monitoring": {"alertmanager": {"existingSecret": "slack-webhook", "secretKey": "webhook_url.v2"}},
         "runtimeDefaults": {
             "tracking": {"mlflow_tracking_uri": "http://mlflow.mlops.svc:5000"},
             "lock": {"wait": True, "stale_seconds": 300},

@@ -46,8 +46,10 @@ def corrupt_row(data: bytes, row: int, newline: bytes = b"\r\n") -> bytes:
 
 
 # -- every row accounted for ---------------------------------------------------------------------------------
+# Marked `accounting` (here and below): `make drills` runs them with the fault drills.
 
 
+@pytest.mark.accounting
 def test_one_bad_byte_in_row_1001_of_a_2000_row_csv_costs_that_row_only(tmp_path: Path) -> None:
     # The reported failure: a text-mode reader decodes 8 KiB blocks, so the block holding the bad byte and all
     # after it were lost (rows_in 984, one reject at "line 0"). Here: 1,999 rows and one reject at its real line.
@@ -64,6 +66,7 @@ def test_one_bad_byte_in_row_1001_of_a_2000_row_csv_costs_that_row_only(tmp_path
     assert rejects.rejected == [{"input": "data", "file": str(path), "line": 1002, "reason": "invalid UTF-8"}]
 
 
+@pytest.mark.accounting
 @pytest.mark.parametrize("fmt", ["jsonl", "json"])
 def test_the_same_bad_byte_in_jsonl_and_a_json_array_costs_one_row_with_its_line(tmp_path: Path, fmt: str) -> None:
     rows = [{"instruction": f"질문 {i}", "output": f"답변 {i}입니다."} for i in range(1, 2001)]
@@ -87,6 +90,7 @@ def test_the_same_bad_byte_in_jsonl_and_a_json_array_costs_one_row_with_its_line
     assert "\ufffd" in replaced[1000].data["output"]
 
 
+@pytest.mark.accounting
 def test_json_array_records_carry_the_line_they_start_on(tmp_path: Path) -> None:
     path = tmp_path / "pretty.json"
     path.write_text(json.dumps([{"a": "하나"}, {"a": "둘\n셋"}, {"a": "넷"}], ensure_ascii=False, indent=2))
@@ -94,6 +98,7 @@ def test_json_array_records_carry_the_line_they_start_on(tmp_path: Path) -> None
     assert [r.line for r in recs] == [2, 5, 8]
 
 
+@pytest.mark.accounting
 def test_csv_records_spanning_lines_keep_their_first_line_and_blank_lines_are_no_rows(tmp_path: Path) -> None:
     path = tmp_path / "multi.csv"
     path.write_bytes(
@@ -107,6 +112,7 @@ def test_csv_records_spanning_lines_keep_their_first_line_and_blank_lines_are_no
     assert log.files[0].lines == 7
 
 
+@pytest.mark.accounting
 def test_csv_structural_errors_are_rejects_with_their_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.csv"
     path.write_text('Q,A\n좋은 행,답\n열이 셋,답,남는 값\n"닫히지 않은 따옴표,답\n다음 행,답\n', encoding="utf-8")
@@ -119,6 +125,7 @@ def test_csv_structural_errors_are_rejects_with_their_line(tmp_path: Path) -> No
     assert len(recs) == log.files[0].records == 3
 
 
+@pytest.mark.accounting
 def test_a_csv_cell_longer_than_the_csv_modules_default_limit_is_read(tmp_path: Path) -> None:
     path = tmp_path / "long.csv"
     long_text = "가나다라마바사아자차카타파하 " * 20_000  # 300,000 characters > csv's default 131,072
@@ -127,6 +134,7 @@ def test_a_csv_cell_longer_than_the_csv_modules_default_limit_is_read(tmp_path: 
     assert recs[0].error is None and recs[0].data == {"text": long_text}
 
 
+@pytest.mark.accounting
 def test_deeply_nested_jsonl_row_is_rejected_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "deep.jsonl"
     path.write_text('{"text": "정상 행"}\n' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "\n")
@@ -381,6 +389,7 @@ def test_the_runners_summary_keeps_task_names_in_gate_failures(tmp_path: Path) -
     assert "min_accuracy[quiz-ko] = 0.1667" in console.export_text()
 
 
+@pytest.mark.accounting
 def test_an_hf_source_that_fails_mid_stream_stops_the_stage_naming_where(tmp_path: Path) -> None:
     # datasets 4.8.5 packaged_modules/csv/csv.py reads with pandas.read_csv(chunksize=10_000,
     # encoding_errors="strict") and re-raises: the bad byte in row 1,001 fails the whole first chunk.
@@ -392,6 +401,7 @@ def test_an_hf_source_that_fails_mid_stream_stops_the_stage_naming_where(tmp_pat
         records(DataSource(path=f"hf:{folder}"))
 
 
+@pytest.mark.accounting
 def test_a_reader_that_loses_a_row_fails_the_stage_as_a_bug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The stage's own check: a reader that counts a record but never yields it (what the block-decoding CSV
     # reader did) must not pass as "fewer rows": rows_in = rows_out + rejected against the readers' counts.
@@ -445,6 +455,7 @@ def test_data_inspect_prints_format_encoding_mapped_rows_lengths_and_rejects(
     assert "unknown dataset 'qna' (datasets: dialogues-ko, qa-ko, quiz-ko)" in capsys.readouterr().err
 
 
+@pytest.mark.accounting
 def test_max_rows_caps_the_rows_and_the_accounting_agrees(tmp_path: Path) -> None:
     path = tmp_path / "qa.csv"
     path.write_bytes(qa_csv(20))
@@ -452,3 +463,71 @@ def test_max_rows_caps_the_rows_and_the_accounting_agrees(tmp_path: Path) -> Non
     rows = collect_rows(DataConfig(sources=[DataSource(path=str(path), max_rows=5)]), sft_row(None), rejects)
     assert len(rows) == 5 and rejects.rows_in == 5
     assert rejects.read.files[0].records == 5 and rejects.read.files[0].note == "max_rows 5"
+
+
+def hub_folder(tmp_path: Path, rows: list[dict[str, Any]]) -> str:
+    """An `hf:` source the `datasets` library loads from a local folder (its json builder), no network needed."""
+    folder = tmp_path / "hub-like"
+    folder.mkdir(parents=True)
+    (folder / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return f"hf:{folder}"
+
+
+@pytest.mark.accounting
+def test_file_and_hf_sources_in_one_config_are_all_accounted_for(tmp_path: Path) -> None:
+    # A hub source is counted like a file (one report), so a config mixing both passes the stage's accounting
+    # check, and max_rows on the hub source caps that source's count, not the file read before it.
+    path = tmp_path / "qa.csv"
+    path.write_bytes(corrupt_row(qa_csv(20), 7))
+    hub = hub_folder(tmp_path, [{"instruction": f"허브 질문 {i}", "output": f"허브 답변 {i}"} for i in range(1, 11)])
+    sources = [DataSource(path=str(path)), DataSource(path=hub, max_rows=4), DataSource(path=hub)]
+    rejects = RejectLog()
+    rows = collect_rows(DataConfig(sources=sources), sft_row(None), rejects)
+    assert rejects.rows_in == 20 + 4 + 10 and len(rows) == 19 + 4 + 10 and rejects.total == 1
+    files = [(f.file, f.format, f.records, f.note) for f in rejects.read.files]
+    assert files == [
+        (str(path), "csv", 20, None),
+        (hub, "hub", 4, "split train; max_rows 4"),
+        (hub, "hub", 10, "split train"),
+    ]
+    assert rows[19]["messages"][0]["content"] == "허브 질문 1"
+
+
+@pytest.mark.accounting
+def test_preprocess_with_a_file_and_an_hf_source_accounts_for_every_row(tmp_path: Path, write_config: Any) -> None:
+    from korean_llm.cli import main
+
+    def doc(i: int) -> dict[str, str]:
+        return {
+            "text": f"{i}번째 문서입니다. 서울의 인구는 약 {900 + i}만 명이고 부산은 항구 도시로 알려져 있다. "
+            f"대구에는 {i + 3}개의 대학이 있으며 광주는 예술의 도시라고 불린다."
+        }
+
+    def chat(i: int, who: str) -> dict[str, str]:
+        return {"instruction": f"{who} 질문 {i}", "output": f"{who} 답변 {i}"}
+
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "docs.jsonl").write_text("".join(json.dumps(doc(i), ensure_ascii=False) + "\n" for i in range(6)))
+    (files / "chats.jsonl").write_text(
+        "".join(json.dumps(chat(i, "파일"), ensure_ascii=False) + "\n" for i in range(8))
+    )
+    (files / "chats.jsonl").write_text((files / "chats.jsonl").read_text() + "{not json\n")
+    hub_docs = hub_folder(tmp_path / "a", [doc(i) for i in range(10, 20)])
+    hub_chats = hub_folder(tmp_path / "b", [chat(i, "허브") for i in range(9)])
+    pre = {
+        "cpt_sources": [{"path": str(files / "docs.jsonl")}, {"path": hub_docs, "max_rows": 3}],
+        "sft_sources": [{"path": str(files / "chats.jsonl")}, {"path": hub_chats, "max_rows": 5}],
+        "eval_fraction": 0.0,
+    }
+    config = write_config("preprocess", {"preprocess": pre})
+    assert main(["preprocess", "--config", str(config)]) == 0
+    stats = json.loads(next((tmp_path / "output").rglob("stats.json")).read_text())["inputs"]
+    for kind, counts in (("cpt", [("jsonl", 6), ("hub", 3)]), ("sft", [("jsonl", 9), ("hub", 5)])):
+        section = stats[kind]
+        assert [(f["format"], f["records"]) for f in section["files"]] == counts, kind
+        removed = sum(section["removed_by_step"].values())
+        assert (
+            section["rows_in"] == sum(n for _, n in counts) == section["rows_out"] + section["invalid_rows"] + removed
+        )
+    assert stats["sft"]["rows_out"] == 13 and stats["sft"]["invalid_rows"] == 1  # the line that is no JSON

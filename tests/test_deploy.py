@@ -101,7 +101,32 @@ def _deploy_base(write_config: Callable[..., Path], run_id: str, **deploy_cfg: o
     return write_config("deploy", overrides, name=f"deploy-{run_id}.yaml")
 
 
-@pytest.mark.parametrize("point", ["publish", "switch"])
+def test_current_json_is_a_symlink_through_current_and_never_rewritten(tmp_path: Path) -> None:
+    """The pointer and its metadata change in one rename: current.json is a fixed link to current/release.json."""
+    from korean_llm.pipeline.release import switch_current
+
+    root = tmp_path / "releases"
+    for version in ("r1", "r2"):
+        (root / version).mkdir(parents=True)
+        (root / version / "release.json").write_text(json.dumps({"version": version}))
+    switch_current(root, "r1")
+    info = root / "current.json"
+    assert info.is_symlink() and os.readlink(info) == "current/release.json"
+    assert os.readlink(root / "current") == "r1" and json.loads(info.read_text())["version"] == "r1"
+    before = os.lstat(info)
+    switch_current(root, "r2")
+    assert os.readlink(root / "current") == "r2" and json.loads(info.read_text())["version"] == "r2"
+    after = os.lstat(info)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # the same link, untouched
+    assert sorted(p.name for p in root.iterdir()) == ["current", "current.json", "r1", "r2"]  # no temporary link
+
+
+# Where `current` points after a crash at each point: before the switch the old release, after it the new one,
+# and current.json always names the same release as `current`.
+CRASH_POINTS = {"publish": "r1", "switch": "r1", "switched": "r2"}
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
 def test_crash_during_publish_keeps_the_previous_current(
     point: str, tmp_path: Path, write_config: Callable[..., Path], cli: Callable[..., object]
 ) -> None:
@@ -111,12 +136,21 @@ def test_crash_during_publish_keeps_the_previous_current(
 
     crashed = cli("deploy", "--config", str(_deploy_base(write_config, "r2")), env={CRASH_ENV: point})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-2000:]
-    assert os.readlink(releases / "current") == "r1"
-    assert json.loads((releases / "current.json").read_text())["version"] == "r1"
-    assert not (tmp_path / "output" / "tiny-ko" / "r2" / "deploy").exists()
+    assert os.readlink(releases / "current") == CRASH_POINTS[point]
+    assert json.loads((releases / "current.json").read_text())["version"] == CRASH_POINTS[point]
+    assert os.readlink(releases / "current.json") == "current/release.json"
+    assert not (tmp_path / "output" / "tiny-ko" / "r2" / "deploy").exists()  # the stage did not finish
 
+    # The next run finishes the job: the finished release r2 (if published) is reused, the stage completes.
     assert cli_main(["deploy", "--config", str(_deploy_base(write_config, "r2"))]) == 0
     assert os.readlink(releases / "current") == "r2"
+    assert json.loads((releases / "current.json").read_text())["version"] == "r2"
+    assert (
+        read_manifest(tmp_path / "output" / "tiny-ko" / "r2" / "deploy", expected_stage="deploy").extra[
+            "release_version"
+        ]
+        == "r2"
+    )
     assert sorted(p.name for p in releases.iterdir()) == ["current", "current.json", "r1", "r2"]
 
     assert cli_main(["deploy", "--config", str(_deploy_base(write_config, "r3"))]) == 0

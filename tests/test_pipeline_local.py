@@ -3,15 +3,20 @@ wait, logs, stop and cleanup of runs of the local runner under runs/<run-id>/.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from korean_llm.local.state import RunState
+from korean_llm.local.state import RunState, stage_alive
 from korean_llm.pipeline_manager.local_backend import LocalBackend, group_alive
 
 from .conftest import REPO, run_cli
@@ -195,3 +200,141 @@ def test_a_runner_that_died_reads_as_failed_and_a_stopped_one_as_stopped(tmp_pat
     assert list(backend.follow(root, "cpt")) == ["cpt step 1/60 loss 7.1\n"]
     (root / "stop-requested").write_text("1")
     assert backend.status("dead").phase == "Stopped"
+
+
+# A stage of a hand-written WorkflowTemplate (`korean-llm run --manifests`), no model: it starts a child (its
+# worker, in its process group), says "ready" once its SIGTERM handler is in place, then sleeps.
+STAGE = """
+import signal, subprocess, sys, time
+HANDLER
+sleeper = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+worker = subprocess.Popen([sys.executable, "-c", sleeper])
+print("ready", worker.pid, flush=True)
+time.sleep(600)
+"""
+IGNORES_SIGTERM = "signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+CHECKPOINTS_ON_SIGTERM = (
+    "def stop(*a):\n    print('SIGTERM: checkpoint saved', flush=True); worker.kill(); sys.exit(143)\n"
+    "signal.signal(signal.SIGTERM, stop)"
+)
+
+
+def stage_worker(root: Path) -> int | None:
+    """The pid of the worker the stage started, once the stage said "ready" (the log's first line is the command)."""
+    log = root / "logs" / "stub-train.log"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return next((int(ln.split()[1]) for ln in lines if ln.startswith("ready ")), None)
+
+
+def start_stub_run(runs: Path, run: str, handler: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start the runner on a one-step pipeline the way `pipeline submit` does (a session of its own); return it and
+    the run.json entry of its step once the stage is ready."""
+    template = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowTemplate",
+        "metadata": {"name": f"korean-llm-{run}", "labels": {"korean-llm/model": "stub"}},
+        "spec": {
+            "entrypoint": "main",
+            "arguments": {"parameters": [{"name": "run-id", "value": run}]},
+            "templates": [
+                {"name": "main", "dag": {"tasks": [{"name": "train", "template": "train"}]}},
+                {"name": "train", "container": {"command": ["python", "-c", STAGE.replace("HANDLER", handler)]}},
+            ],
+        },
+    }
+    runs.mkdir(parents=True, exist_ok=True)
+    manifests = runs / f"{run}.yaml"
+    manifests.write_text(yaml.safe_dump(template))
+    cmd = [sys.executable, "-m", "korean_llm", "run", "--manifests", str(manifests), "--run-id", run]
+    runner = subprocess.Popen(
+        [*cmd, "--runs-dir", str(runs)],
+        env={**os.environ, "PYTHONPATH": str(REPO / "runtime")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for(lambda: stage_worker(runs / run) is not None, 120, "the stage to start")
+    entry = json.loads((runs / run / "run.json").read_text())["steps"][0]
+    assert entry["phase"] == "Running" and entry["pid"] and entry["start_ticks"] is not None
+    assert entry["pgid"] == entry["pid"] != runner.pid  # a session of its own: not in the runner's group
+    return runner, entry
+
+
+def test_stop_kills_a_stage_that_ignores_sigterm_and_leaves_no_process(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runner, entry = start_stub_run(runs, "stubborn", IGNORES_SIGTERM)
+    worker = stage_worker(runs / "stubborn")
+    try:
+        started = time.monotonic()
+        stop = pm(runs, "stop", "stubborn", "--grace", "3", timeout=120)
+        assert stop.returncode == 0, stop.stderr
+        assert "stage stub/train" in stop.stderr and "still running after 3s: sent SIGKILL" in stop.stderr
+        assert time.monotonic() - started < 60
+        # No process of the stage is left, the worker it started included, nor the runner.
+        assert not stage_alive(entry) and not group_alive(entry["pgid"]) and not group_alive(runner.pid)
+        assert worker and not stage_alive({"pid": worker})
+        # The runner saw its stage end, wrote the summary and the report, and exited 143.
+        assert runner.wait(timeout=30) == 143
+        final = json.loads((runs / "stubborn" / "run.json").read_text())
+        assert final["grace_seconds"] == 600 and final["steps"][0]["phase"] == "Stopped"
+        assert (runs / "stubborn" / "report.html").is_file()
+        assert "stubborn: Stopped" in pm(runs, "status", "stubborn").stderr
+    finally:
+        for pgid in (entry["pgid"], runner.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        runner.wait(timeout=30)
+
+
+def test_a_stage_left_by_a_killed_runner_is_running_until_stop_ends_it(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runner, entry = start_stub_run(runs, "orphan", CHECKPOINTS_ON_SIGTERM)
+    try:
+        runner.kill()  # kill -9: the runner cannot forward anything; its stage trains on
+        assert runner.wait(timeout=30) == -signal.SIGKILL
+        assert stage_alive(entry)
+        status = pm(runs, "status", "orphan").stderr
+        assert "orphan: Running" in status and "still runs" in status, status
+        assert "kept: orphan (running)" in pm(runs, "cleanup", "--older", "0s").stdout
+        assert (runs / "orphan" / "logs").is_dir()  # the live stage's folder is kept
+        stop = pm(runs, "stop", "orphan", "--grace", "30", timeout=120)
+        assert stop.returncode == 0, stop.stderr
+        assert "the runner has ended: sent SIGTERM to stage stub/train" in stop.stderr and "SIGKILL" not in stop.stderr
+        assert not stage_alive(entry) and not group_alive(entry["pgid"])
+        assert "SIGTERM: checkpoint saved" in (runs / "orphan" / "logs" / "stub-train.log").read_text()
+        final = json.loads((runs / "orphan" / "run.json").read_text())
+        assert final["phase"] == "Stopped" and final["steps"][0]["phase"] == "Stopped"
+        assert "orphan: Stopped" in pm(runs, "status", "orphan").stderr
+        assert "deleted: orphan" in pm(runs, "cleanup", "--older", "0s").stdout
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(entry["pgid"], signal.SIGKILL)
+
+
+def test_a_worker_that_outlives_its_stage_is_kept_by_cleanup_and_ended_by_stop(tmp_path: Path) -> None:
+    """The stage's main process exits 0 but leaves its worker (its process group) running: the run is finished,
+    yet cleanup keeps its folder and stop ends the worker."""
+    runs = tmp_path / "runs"
+    go = tmp_path / "go"
+    leaves = (
+        "import os, threading\n"
+        f"def leave():\n    while not os.path.exists({str(go)!r}): time.sleep(0.05)\n    os._exit(0)\n"
+        "threading.Thread(target=leave, daemon=True).start()"
+    )
+    runner, entry = start_stub_run(runs, "leftover", leaves)
+    worker = stage_worker(runs / "leftover")
+    try:
+        go.touch()
+        assert runner.wait(timeout=60) == 0
+        assert json.loads((runs / "leftover" / "run.json").read_text())["steps"][0]["phase"] == "Succeeded"
+        assert worker and stage_alive({"pid": worker}) and stage_alive(entry)  # through its group
+        kept = pm(runs, "cleanup", "--older", "0s").stdout
+        assert f"kept: leftover (stage stub/train (pid {entry['pid']}) still runs)" in kept, kept
+        stop = pm(runs, "stop", "leftover", "--grace", "2", timeout=120)
+        assert stop.returncode == 0 and "sent SIGKILL to its process group" in stop.stderr, stop.stderr
+        assert not stage_alive(entry) and not group_alive(entry["pgid"])
+        assert "already finished (Succeeded)" in pm(runs, "stop", "leftover").stderr
+        assert "deleted: leftover" in pm(runs, "cleanup", "--older", "0s").stdout
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(entry["pgid"], signal.SIGKILL)

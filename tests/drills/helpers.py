@@ -62,7 +62,8 @@ def wait_for(pred: Any, what: str, proc: subprocess.Popen[str] | None = None, ti
         if pred():
             return
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process exited ({proc.returncode}) before {what}:\n{proc.stdout.read()[-3000:]}")  # type: ignore[union-attr]
+            output = proc.stdout.read()[-3000:] if proc.stdout is not None else "(output in its log file)"
+            raise AssertionError(f"process exited ({proc.returncode}) before {what}:\n{output}")
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 

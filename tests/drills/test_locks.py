@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from korean_llm.errors import LockHeld
 from korean_llm.pipeline.locking import OWNER, DirLock
 
 from ..conftest import REPO, run_cli
-from .helpers import CPT, manifest_of, run_dir, start_stage, wait_for_step, with_training
+from .helpers import CPT, run_dir, start_stage, wait_for, wait_for_step, with_training
 
 
 def _lock(path: Path, **kw: object) -> DirLock:
@@ -99,57 +100,100 @@ def test_an_owner_that_lost_its_lock_does_not_publish(tmp_path: Path) -> None:
 
 
 RACE = """
-import sys, time
+import pathlib, sys, time
 sys.path.insert(0, {runtime!r})
 from korean_llm.pipeline.locking import DirLock
 from korean_llm.errors import LockHeld
-lock = DirLock(__import__("pathlib").Path({path!r}), what="race", stale_seconds=60, heartbeat_seconds=5)
-while time.time() < {start}:
-    pass
+tmp = pathlib.Path({tmp!r})
+lock = DirLock(tmp / "cpt.lock", what="race", stale_seconds=600, heartbeat_seconds=5)
+(tmp / "ready-{n}").touch()
+while not (tmp / "go").exists():  # the barrier: every process imported and is waiting here
+    time.sleep(0.001)
 try:
     lock.acquire()
 except LockHeld:
-    print("refused")
+    print("refused", flush=True)
 else:
-    print("acquired")
-    time.sleep(1.5)
+    print("acquired", flush=True)
+    while not (tmp / "release").exists():  # held until every other process has tried
+        time.sleep(0.01)
     lock.release()
 """
 
 
 def test_only_one_of_many_simultaneous_processes_gets_the_lock(tmp_path: Path) -> None:
-    code = RACE.format(runtime=str(REPO / "runtime"), path=str(tmp_path / "cpt.lock"), start=time.time() + 2.0)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(6)]
-    outcomes = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
-    assert outcomes == ["acquired"] + ["refused"] * 5
+    """Six processes try at once (a barrier they all reach before any tries); the one that gets the lock holds it
+    until the five others have answered, so no timing of a loaded host changes the outcome."""
+    procs = []
+    for n in range(6):
+        code = RACE.format(runtime=str(REPO / "runtime"), tmp=str(tmp_path), n=n)
+        with open(tmp_path / f"out-{n}", "w") as out:
+            procs.append(subprocess.Popen([sys.executable, "-c", code], stdout=out, text=True))
+    try:
+        outs = [tmp_path / f"out-{n}" for n in range(6)]
+
+        def answers() -> list[str]:
+            return sorted(o.read_text().strip() for o in outs if o.read_text().strip())
+
+        deadline = time.time() + 300  # six interpreters starting on a busy two-core host
+        while len(list(tmp_path.glob("ready-*"))) < 6 and time.time() < deadline:
+            assert all(p.poll() is None for p in procs), [o.read_text() for o in outs]
+            time.sleep(0.05)
+        (tmp_path / "go").touch()
+        while len(answers()) < 6 and time.time() < deadline:
+            time.sleep(0.05)
+        assert answers() == ["acquired"] + ["refused"] * 5
+    finally:
+        (tmp_path / "release").touch()
+        for p in procs:
+            p.wait(timeout=60)
+    assert [p.returncode for p in procs] == [0] * 6
+    assert not (tmp_path / "cpt.lock").exists()
 
 
 @pytest.mark.slow
 def test_two_cpt_processes_of_one_run(tmp_path: Path, write_config) -> None:
-    """The second refuses while the first trains; with --wait-lock it waits and finds the stage complete."""
-    config = write_config("cpt", with_training(max_steps=12, save_steps=4))
+    """The second refuses while the first trains; with --wait-lock it waits for the live owner, then resumes from
+    the first's last checkpoint: no step is trained twice. The first trains until the test stops it (SIGTERM),
+    so both checks run against a process that still holds the lock, however slow the host."""
+    config = write_config("cpt", with_training(max_steps=100000, save_steps=50))
     first = start_stage("cpt", config, tmp_path / "ev1.jsonl")
-    wait_for_step(tmp_path / "ev1.jsonl", 2, first)
-    refused = run_cli("cpt", "--config", str(config))
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    assert f"cpt.lock: the cpt work folder {run_dir(tmp_path) / 'cpt.partial'} is locked by pid {first.pid}" in (
-        refused.stderr
-    )
-    waiter = start_stage("cpt", config, tmp_path / "ev2.jsonl", "--wait-lock")
-    out1, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, out1[-3000:]
-    out2, _ = waiter.communicate(timeout=120)
-    assert waiter.returncode == 0, out2[-3000:]
-    assert "cpt: already complete" in out2
-    assert not any(e.get("type") == "log" for e in _events(tmp_path / "ev2.jsonl"))  # the waiter trained nothing
-    stage = run_dir(tmp_path) / "cpt"
-    assert manifest_of(stage)["metrics"]["global_step"] == 12
-    assert sorted(p.name for p in (stage / "checkpoints").glob("checkpoint-*")) == [
-        "checkpoint-12",
-        "checkpoint-4",
-        "checkpoint-8",
-    ]
-    assert not (run_dir(tmp_path) / "cpt.partial").exists() and not (run_dir(tmp_path) / "cpt.lock").exists()
+    waiter: subprocess.Popen[str] | None = None
+    try:
+        wait_for_step(tmp_path / "ev1.jsonl", 2, first)
+        refused = run_cli("cpt", "--config", str(config))
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert f"cpt.lock: the cpt work folder {run_dir(tmp_path) / 'cpt.partial'} is locked by pid {first.pid}" in (
+            refused.stderr
+        )
+        waiter_log = tmp_path / "waiter.log"
+        env = {**os.environ, "PYTHONPATH": str(REPO / "runtime"), "KOREAN_LLM_EVENTS": str(tmp_path / "ev2.jsonl")}
+        with open(waiter_log, "w") as out:
+            cmd = [sys.executable, "-m", "korean_llm", "cpt", "--config", str(config), "--wait-lock"]
+            waiter = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: f"waiting for pid {first.pid}" in waiter_log.read_text(), "the waiter to wait", waiter)
+        assert first.poll() is None  # the owner still trains: the waiter waits on a live lock
+
+        first.send_signal(signal.SIGTERM)
+        out1, _ = first.communicate(timeout=300)
+        assert first.returncode == 143, out1[-3000:]
+        stopped_at = max(e["step"] for e in _events(tmp_path / "ev1.jsonl") if e.get("type") == "log")
+        partial = run_dir(tmp_path) / "cpt.partial" / "checkpoints"
+        assert (partial / f"checkpoint-{stopped_at}" / ".complete").is_file()
+
+        wait_for_step(tmp_path / "ev2.jsonl", stopped_at + 2, waiter)
+        waiter.send_signal(signal.SIGTERM)
+        assert waiter.wait(timeout=300) == 143, waiter_log.read_text()[-3000:]
+    finally:
+        for proc in (first, waiter):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=60)
+    events = _events(tmp_path / "ev2.jsonl")
+    assert [e["step"] for e in events if e.get("type") == "start"] == [stopped_at]  # resumed where the first stopped
+    steps = [e["step"] for e in events if e.get("type") == "log" and "loss" in e]  # not the end-of-training summary
+    assert steps[0] == stopped_at + 1 and steps == list(range(stopped_at + 1, steps[-1] + 1))
+    assert not (run_dir(tmp_path) / "cpt.lock").exists()  # both released it
 
 
 def _events(path: Path) -> list[dict]:

@@ -4,6 +4,7 @@ command then resumes from that checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -115,3 +116,34 @@ def test_a_stage_that_ignores_sigterm_is_killed_after_the_grace_period() -> None
         stop.tick()
         time.sleep(0.1)
     assert proc.returncode == -signal.SIGKILL and stop.killed
+
+
+def test_the_runner_kills_a_stubborn_stage_with_its_whole_process_group() -> None:
+    """The runner starts a stage in a session of its own; after the grace period the stage's workers die with it."""
+    from korean_llm.local.signals import StopRequest
+    from korean_llm.local.state import group_alive
+
+    stop = StopRequest(grace_seconds=1.0)
+    code = (
+        "import signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "sleeper = 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'\n"
+        "worker = subprocess.Popen([sys.executable, '-c', sleeper])\n"
+        "print('ready', worker.pid, flush=True)\ntime.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("ready ")
+        stop.attach(proc)
+        stop.handle(signal.SIGTERM, None)
+        deadline = time.time() + 20
+        while proc.poll() is None and time.time() < deadline:
+            stop.tick()
+            time.sleep(0.1)
+        assert proc.returncode == -signal.SIGKILL and stop.killed
+        deadline = time.time() + 10
+        while group_alive(proc.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not group_alive(proc.pid)  # the worker went with it
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

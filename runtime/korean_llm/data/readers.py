@@ -464,8 +464,10 @@ def read_parquet(path: Path, report: FileReport) -> Iterator[Record]:
             yield Record(str(path), row, obj, record=row)
 
 
-def read_hub(name: str, split: str) -> Iterator[Record]:
-    """Rows of a hub dataset (streaming); an error mid-stream stops the stage naming the record, never silently."""
+def read_hub(name: str, split: str, report: FileReport | None = None) -> Iterator[Record]:
+    """Rows of a hub dataset (streaming); an error mid-stream stops the stage naming the record, never silently.
+
+    `report` counts the records, as the file readers do, so the stage's accounting covers hub sources too."""
     from datasets import load_dataset
 
     try:
@@ -488,4 +490,6 @@ def read_hub(name: str, split: str) -> Iterator[Record]:
                 f"data source '{name}': reading stopped after record {i}: {type(exc).__name__}: {exc}"
             ) from exc
         i += 1
+        if report is not None:
+            report.records += 1
         yield Record(name, i, dict(obj), record=i)

@@ -91,17 +91,22 @@ def read_source(source: DataSource, invalid_utf8: str = "reject", read_log: Read
     record: a row that lacks a mapped field comes back as a reject with that reason.
     """
     if source.path.startswith("hf:"):
-        it: Iterable[Record] = readers.read_hub(source.path, source.split)
+        # One report for the whole hub dataset (split and streaming decode are the `datasets` library's).
+        hub = readers.FileReport(source.path, "hub", "datasets", note=f"split {source.split}")
+        if read_log is not None:
+            read_log.files.append(hub)
+        it: Iterable[Record] = readers.read_hub(source.path, source.split, hub)
     else:
         it = _iter_files(source, invalid_utf8, read_log)
     checked: set[str] = set()
     for n, rec in enumerate(it, start=1):
         if source.max_rows is not None and n > source.max_rows:
-            if read_log is not None and read_log.files:  # read one record past the cap: it is not part of the input
-                read_log.files[-1].records -= 1
-                read_log.files[-1].note = "; ".join(
-                    filter(None, [read_log.files[-1].note, f"max_rows {source.max_rows}"])
-                )
+            # Read one record past the cap: it is not part of the input. It came from the report appended last,
+            # which is this source's (the hub's, or the file being read): sources are read one after another.
+            if read_log is not None and read_log.files:
+                last = read_log.files[-1]
+                last.records -= 1
+                last.note = "; ".join(filter(None, [last.note, f"max_rows {source.max_rows}"]))
             return
         if source.mapping is None or rec.data is None:
             yield rec

@@ -17,6 +17,7 @@ are reported as skipped with the reason, never silently dropped.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -39,7 +40,7 @@ from korean_llm.command import Command
 from korean_llm.config import yaml_load
 from korean_llm.console import stderr_console
 from korean_llm.errors import ConfigError
-from korean_llm.local.signals import StopRequest, stop_on_signals
+from korean_llm.local.signals import DEFAULT_GRACE_SECONDS, StopRequest, stop_on_signals
 from korean_llm.local.state import RunState
 from korean_llm.local.trainjob import local_trainer_pod, multi_node_refusal
 from korean_llm.observe.events import EVENTS_ENV
@@ -326,7 +327,15 @@ def _follow_events(path: Path, offset: int, progress: Progress, task: Any) -> in
         return fh.tell()
 
 
-def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress, stop: StopRequest | None = None) -> StepResult:
+def run_step(
+    step: Step,
+    pipe: Pipeline,
+    root: Path,
+    progress: Progress,
+    stop: StopRequest | None = None,
+    started: Callable[[int], None] | None = None,
+) -> StepResult:
+    """Run one step as a local process; `started(pid)` is called as soon as the stage process exists."""
     label = f"{pipe.model}/{step.name}"
     if step.skip_reason:
         progress.add_task(label, total=1, completed=1, info=f"skipped: {step.skip_reason}")
@@ -347,7 +356,7 @@ def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress, stop: S
         (root / "mlruns").mkdir(exist_ok=True)
         full_env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     task = progress.add_task(label, total=None, info="starting")
-    started = time.time()
+    started_at = time.time()
     with open(log_path, "w", encoding="utf-8") as log_fh:
         log_fh.write("$ " + " ".join(command) + "\n")
         log_fh.flush()
@@ -355,6 +364,8 @@ def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress, stop: S
         proc = subprocess.Popen(
             command, stdout=log_fh, stderr=subprocess.STDOUT, env=full_env, start_new_session=stop is not None
         )
+        if started is not None:
+            started(proc.pid)
         if stop is not None:
             stop.attach(proc)
         offset = 0
@@ -364,7 +375,7 @@ def run_step(step: Step, pipe: Pipeline, root: Path, progress: Progress, stop: S
                 stop.tick()
             time.sleep(0.2)
         _follow_events(events, offset, progress, task)
-    seconds = time.time() - started
+    seconds = time.time() - started_at
     code = proc.returncode
     skipped = events.exists() and any('"type": "skipped"' in ln for ln in events.read_text().splitlines())
     status = "ok" if code == 0 else "failed"
@@ -457,7 +468,9 @@ def run_command(args: Any) -> int:
     root = Path(args.runs_dir).resolve() / run_id
     root.mkdir(parents=True, exist_ok=True)
     console.print(f"run [bold]{run_id}[/]: {len(pipelines)} pipeline(s), outputs in {root}")
-    state = RunState.begin(root, run_id, [(p.model, s.name, s.skip_reason) for p in pipelines for s in p.steps])
+    state = RunState.begin(
+        root, run_id, [(p.model, s.name, s.skip_reason) for p in pipelines for s in p.steps], DEFAULT_GRACE_SECONDS
+    )
     console.print(
         f"paths: /data -> {root / 'data'}, /output -> {root / 'output'}; any other path in the configs is read "
         f"where it is (relative ones from {Path.cwd()})"
@@ -488,7 +501,8 @@ def run_command(args: Any) -> int:
                         state.step_finished(pipe.model, step.name, "not run", None, None, "an earlier step failed")
                         continue
                     state.step_started(pipe.model, step.name)
-                    result = run_step(step, pipe, root, progress, stop)
+                    record = functools.partial(state.step_process, pipe.model, step.name)
+                    result = run_step(step, pipe, root, progress, stop, record)
                     results.append(result)
                     state.step_finished(
                         pipe.model, step.name, result.status, result.exit_code, result.log, result.detail

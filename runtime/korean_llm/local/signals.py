@@ -4,13 +4,15 @@ The runner starts each stage in a session of its own, so a Ctrl-C typed in the t
 only (not the stage, which would die of KeyboardInterrupt without a checkpoint). On SIGTERM or SIGINT the
 runner forwards SIGTERM to the stage, which saves a checkpoint at the end of its current step and exits 143
 (korean_llm.training); the runner waits for that, marks the remaining steps as not run, writes the summary
-and the report, and exits 143. A stage that has not stopped `grace_seconds` after the signal is killed.
+and the report, and exits 143. A stage that has not stopped `grace_seconds` after the signal is killed with its
+process group (the workers it started).
 A second signal while waiting only says what is happening.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -72,7 +74,10 @@ class StopRequest:
         if time.time() - self.forwarded_at > self.grace_seconds:
             console.print(f"[red]the stage did not stop within {self.grace_seconds:.0f}s of SIGTERM: killing it")
             with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
+                if os.getpgid(self.proc.pid) == self.proc.pid:  # a session of its own: its workers go with it
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                else:
+                    self.proc.kill()
             self.killed = True
 
     @property

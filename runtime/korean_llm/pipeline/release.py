@@ -34,7 +34,8 @@ RELEASES = "releases"
 CURRENT = "current"
 CURRENT_INFO = "current.json"
 RELEASE_INFO = "release.json"
-# Test hook: the process kills itself (SIGKILL, no clean-up) at the named point: publish or switch.
+# Test hook: the process kills itself (SIGKILL, no clean-up) at the named point: publish, switch (just before the
+# rename of `current`) or switched (just after it).
 CRASH_ENV = "KOREAN_LLM_TEST_CRASH_AT"
 # Set by the chart for the deploy container: the released version is written to <dir>/version (Argo output).
 RESULT_DIR_ENV = "KOREAN_LLM_RESULT_DIR"
@@ -149,6 +150,7 @@ def switch_current(root: Path, version: str) -> None:
     os.symlink(version, tmp)  # relative: the volume may be mounted at another path by the server
     crash_point("switch")
     os.replace(tmp, link)
+    crash_point("switched")  # switched, not yet synced nor pruned, the stage not finished: a rerun completes it
     fsync_dir(root)
 
 

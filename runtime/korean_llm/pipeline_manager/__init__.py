@@ -8,7 +8,8 @@ Two backends with the same commands and output:
   `kubernetes` client (kubeconfig or in-cluster service account); `stop` also deletes the run's
   PyTorchJobs / TrainJobs so no GPU stays held.
 
-Exit codes: 0 ok; 1 (`wait`) the run failed or was stopped; 2 bad input (unknown template, run or parameter,
-bad duration); 3 (`wait`) the evaluate gate stopped the run; 4 no permission on the cluster (RBAC);
+Exit codes (korean_llm.errors, the README's `pipeline` table): 0 ok; 1 (`wait`) the run failed or was stopped,
+(`stop`, local) a process outlived SIGKILL; 2 bad input (unknown template, run or parameter, bad duration);
+3 (`wait`) the evaluate gate stopped the run; 5 no permission on the cluster (RBAC; 4 is the stages' disk full);
 124 (`wait`) timed out; 129 the cluster cannot be reached.
 """

@@ -442,7 +442,7 @@ class ClusterBackend:
         resp.release_conn()
 
     # ---- stop and cleanup ---------------------------------------------------------------------------
-    def stop(self, run: str, grace: float = 0.0) -> list[str]:
+    def stop(self, run: str, grace: float | None = None) -> list[str]:
         wf = self._workflow(run)
         name = wf["metadata"]["name"]
         said = []

@@ -39,7 +39,7 @@ class Backend(Protocol):
     def status(self, run: str) -> RunStatus: ...
     def wait(self, run: str, timeout: float | None) -> RunStatus | None: ...
     def logs(self, run: str, stage: str | None, follow: bool, out: TextIO) -> None: ...
-    def stop(self, run: str, grace: float = ...) -> list[str]: ...
+    def stop(self, run: str, grace: float | None = ...) -> list[str]: ...
     def cleanup(self, older_seconds: float, dry_run: bool) -> list[tuple[str, str, str]]: ...
 
 
@@ -80,7 +80,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing until the run ends")
     sp = cmds.add_parser("stop", help="stop a run and the training jobs it started")
     sp.add_argument("run_name", metavar="RUN", help="run id or Workflow name")
-    sp.add_argument("--grace", type=float, default=120.0, help="local: seconds before SIGKILL (default: 120)")
+    sp.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        help="local: seconds before SIGKILL (default: the runner's wait for its stage, 600, plus 60 for the report)",
+    )
     c = cmds.add_parser("cleanup", help="delete finished runs older than --older (never running runs or releases)")
     c.add_argument("--older", required=True, help="age, e.g. 7d, 12h, 30m")
     c.add_argument("--dry-run", action="store_true", help="only list what would be deleted")

@@ -10,12 +10,20 @@ output in `runs/<run-id>/runner.log`. What the other commands read:
 - `output/<model>/<run>/<step>/manifest.json` (final loss of a finished stage),
 - `logs/<model>-<step>.log` (the stage's output).
 
-`stop` sends SIGTERM to the run's process group (training stages checkpoint, then exit 143), waits for
-every process of the group to end (SIGKILL after the grace period), and records the run as `Stopped`.
+`stop` sends SIGTERM to the runner's process group; the runner forwards it to the running stage (training
+stages checkpoint, then exit 143), which runs in a session of its own and so is not in that group: `stop` also
+watches the stage process the runner recorded in `run.json` (its pid, group and start time), and SIGTERMs it
+itself when the runner is gone. It waits for the runner and every stage process to end: by default as long as the
+runner waits for its stage (its `grace_seconds`, 600) plus `REPORT_SECONDS` for the runner's report; after that
+(or after `--grace` seconds) it SIGKILLs the stage's group, gives the runner `REPORT_SECONDS` to write the report,
+then SIGKILLs the runner's group, and records the run as `Stopped`. A run whose runner died while a stage still
+runs reads as `Running` until `stop` ends that stage; `cleanup` keeps every run with a stage process (or a worker
+that outlived its stage) still alive, and `stop` ends those even in a finished run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,13 +37,17 @@ from typing import Any, TextIO
 
 import yaml
 
-from korean_llm.errors import EXIT_GATE, ConfigError
+from korean_llm.errors import EXIT_GATE, ConfigError, KoreanLLMError
+from korean_llm.local.signals import DEFAULT_GRACE_SECONDS
 from korean_llm.local.state import (
     RUNNER_LOG,
     STATE_FILE,
     STOP_FILE,
     SUBMIT_FILE,
+    group_alive,
+    proc_stat,
     read_json,
+    stage_alive,
     write_json,
 )
 from korean_llm.pipeline_manager.common import (
@@ -47,6 +59,8 @@ from korean_llm.pipeline_manager.common import (
 )
 
 POLL_SECONDS = 0.5
+# What `stop` gives the runner, after its stage has ended, to write the summary and the report.
+REPORT_SECONDS = 60.0
 
 
 def process_alive(pid: int | None) -> bool:
@@ -60,18 +74,6 @@ def process_alive(pid: int | None) -> bool:
         return False
     state = stat.rsplit(")", 1)[-1].split()[0]
     return state not in ("Z", "X") and b"korean" in cmdline
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any live (non-zombie) process belongs to process group `pgid`."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
 
 
 def _last_event(path: Path) -> dict[str, Any]:
@@ -212,12 +214,19 @@ class LocalBackend:
             )
         phase = state.get("phase", "Running")
         message = ""
-        runner_gone = phase == "Running" and not process_alive(state.get("pid"))
-        if runner_gone:
+        runner_alive = process_alive(state.get("pid"))
+        orphans = [] if runner_alive else _live_stages(state)
+        if phase == "Running" and not runner_alive:
             phase = "Failed"
             message = f"runner process {state.get('pid')} ended without a final status"
         if stop_requested and phase != "Succeeded":
             phase, message = "Stopped", "stopped by `korean-llm pipeline stop`"
+        if orphans:  # not finished while a stage still trains, whatever the runner managed to write
+            phase = "Running"
+            message = (
+                f"the runner (pid {state.get('pid')}) has ended but {_describe(orphans)} still runs: "
+                f"`korean-llm pipeline stop {root.name}` ends it"
+            )
         models = {s["model"] for s in state.get("steps", [])}
         stages: list[StageStatus] = []
         gate = False
@@ -327,29 +336,64 @@ class LocalBackend:
             time.sleep(POLL_SECONDS)
 
     # ---- stop and cleanup ---------------------------------------------------------------------------
-    def stop(self, run: str, grace: float = 120.0) -> list[str]:
+    def stop(self, run: str, grace: float | None = None) -> list[str]:
+        """Stop the runner and its stage; `grace`: seconds before SIGKILL (default: the runner's own grace for
+        its stage plus REPORT_SECONDS, so a stage that checkpoints in time is never killed)."""
         root = self._root(run)
         status = self._status(root)
-        if status.done:
-            return [f"{run} already finished ({status.phase}); nothing to stop"]
-        (root / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
         state = read_json(root / STATE_FILE) or {}
+        if status.done and not _live_stages(state, every_step=True):
+            return [f"{run} already finished ({status.phase}); nothing to stop"]
+        if not status.done:
+            (root / STOP_FILE).write_text(str(time.time()), encoding="utf-8")
+        if grace is None:
+            grace = float(state.get("grace_seconds") or DEFAULT_GRACE_SECONDS) + REPORT_SECONDS
         pid = int(state.get("pid") or (read_json(root / SUBMIT_FILE) or {}).get("pid") or 0)
         said: list[str] = []
-        if process_alive(pid):
-            pgid = os.getpgid(pid)
-            own_group = pgid == pid  # started by `submit` in its own session; else signal the runner only
-            _signal(pid, pgid if own_group else None, signal.SIGTERM)
-            said.append(f"sent SIGTERM to the runner (pid {pid}) and its stage processes")
-            deadline = time.monotonic() + grace
-            while (group_alive(pgid) if own_group else process_alive(pid)) and time.monotonic() < deadline:
+        runner = _Runner(pid)
+        if runner.alive():
+            # The runner forwards SIGTERM to its stage (korean_llm.local.signals) and waits for its checkpoint.
+            runner.signal(signal.SIGTERM)
+            said.append(f"sent SIGTERM to the runner (pid {pid}); it forwards it to the running stage")
+        else:
+            for entry in _live_stages(state, every_step=True):
+                _signal_stage(entry, signal.SIGTERM)
+                said.append(f"the runner has ended: sent SIGTERM to {_describe([entry])}")
+
+        def stages() -> list[dict[str, Any]]:  # re-read: a stage the runner started meanwhile is recorded there
+            return _live_stages(read_json(root / STATE_FILE) or state, every_step=True)
+
+        deadline = time.monotonic() + grace
+        while (runner.alive() or stages()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = stages()
+        if left:
+            for entry in left:
+                _signal_stage(entry, signal.SIGKILL)
+            said.append(f"{_describe(left)} still running after {grace:.0f}s: sent SIGKILL to its process group")
+            deadline = time.monotonic() + REPORT_SECONDS  # the runner sees its stage end and writes the report
+            while runner.alive() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if group_alive(pgid) if own_group else process_alive(pid):
-                _signal(pid, pgid if own_group else None, signal.SIGKILL)
-                said.append(f"still running after {grace:.0f}s: sent SIGKILL")
+        if runner.alive():
+            runner.signal(signal.SIGKILL)
+            said.append(f"the runner (pid {pid}) still running: sent SIGKILL")
+        deadline = time.monotonic() + 10.0  # SIGKILL is not instant: the kernel still has to tear them down
+        while (runner.alive() or stages()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        survivors = [f"the runner (pid {pid})"] if runner.alive() else []
+        survivors += [_describe([e]) for e in stages()]
+        if survivors:  # exit 1: nothing the user's input could change
+            raise KoreanLLMError(f"{run}: {', '.join(survivors)} still there 10s after SIGKILL (stuck in the kernel?)")
         final = read_json(root / STATE_FILE)
-        if final is not None and final.get("phase") == "Running":
-            final.update(phase="Stopped", finished_at=time.time())
+        if final is not None and (
+            final.get("phase") == "Running" or any(s.get("phase") == "Running" for s in final.get("steps", []))
+        ):
+            now = time.time()
+            for entry in final.get("steps", []):
+                if entry.get("phase") == "Running":
+                    entry.update(phase="Stopped", finished_at=now, detail="killed by `korean-llm pipeline stop`")
+            if final.get("phase") == "Running":
+                final.update(phase="Stopped", finished_at=now)
             write_json(root / STATE_FILE, final)
         said.append(f"{run} stopped")
         return said
@@ -366,6 +410,10 @@ class LocalBackend:
                     report.append((root.name, "kept", f"{status.phase.lower()}"))
                 continue
             if now - ended < older_seconds:
+                continue
+            live = _live_stages(read_json(root / STATE_FILE) or {}, every_step=True)
+            if live:  # a worker that outlived its run: its folder is still written to
+                report.append((root.name, "kept", f"{_describe(live)} still runs"))
                 continue
             releases = sorted(
                 f"{r.parent.parent.name}/{r.name}"
@@ -389,14 +437,49 @@ def _resolve_run_id(run_id: str | None, params: dict[str, str]) -> str:
     return check_run_id(run_id or params.get("run-id") or new_run_id())
 
 
-def _signal(pid: int, pgid: int | None, sig: signal.Signals) -> None:
-    try:
-        if pgid is not None:
-            os.killpg(pgid, sig)
+class _Runner:
+    """The runner process: its own process group when `submit` started it (a session of its own), else itself."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.pgid: int | None = None
+        if process_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                self.pgid = pid if os.getpgid(pid) == pid else None
+
+    def alive(self) -> bool:
+        return group_alive(self.pgid) if self.pgid is not None else process_alive(self.pid)
+
+    def signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            if self.pgid is not None:
+                os.killpg(self.pgid, sig)
+            elif self.pid:
+                os.kill(self.pid, sig)
+
+
+def _live_stages(state: dict[str, Any], every_step: bool = False) -> list[dict[str, Any]]:
+    """The step entries of run.json whose stage process still runs (the runner records pid, pgid, start time):
+    of the running steps, or (`every_step`: for stop and cleanup) of every step, as a worker can outlive its
+    stage's main process."""
+    steps = state.get("steps", [])
+    return [s for s in steps if (every_step or s.get("phase") == "Running") and s.get("pid") and stage_alive(s)]
+
+
+def _describe(entries: list[dict[str, Any]]) -> str:
+    return ", ".join(f"stage {e['model']}/{e['step']} (pid {e['pid']})" for e in entries)
+
+
+def _signal_stage(entry: dict[str, Any], sig: signal.Signals) -> None:
+    """SIGTERM to the stage's leader (it checkpoints and stops its workers); SIGKILL to its whole group."""
+    with contextlib.suppress(ProcessLookupError):
+        leader = proc_stat(int(entry["pid"]))
+        if sig == signal.SIGTERM and leader is not None and leader[0] not in ("Z", "X"):
+            os.kill(int(entry["pid"]), sig)
+        elif entry.get("pgid"):
+            os.killpg(int(entry["pgid"]), sig)
         else:
-            os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
+            os.kill(int(entry["pid"]), sig)
 
 
 def _read(path: Path) -> str:
