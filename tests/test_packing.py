@@ -298,6 +298,47 @@ def test_padding_free_without_packing_exits_2_before_loading(cli, write_config, 
     assert not (tmp_path / "output").exists() or not any((tmp_path / "output").rglob("adapter"))
 
 
+@pytest.mark.parametrize(
+    ("stage", "training", "message"),
+    [
+        ("cpt", {"padding_free": True}, "training.padding_free is not supported by the cpt stage: its blocks are"),
+        ("cpt", {"packing": True}, "training.packing is set by the stage"),
+        ("rlhf", {"padding_free": True}, "training.padding_free is not supported by the rlhf stage: TRL 1.14.2's"),
+    ],
+)
+def test_cpt_and_rlhf_refuse_padding_options_with_exit_2_before_loading(
+    stage: str,
+    training: dict[str, Any],
+    message: str,
+    write_config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The refusal comes at the start of the stage: the model loader is never called (it fails the test if it is)."""
+    import importlib
+
+    from korean_llm.cli import main
+    from korean_llm.train import models
+
+    def no_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{stage}: the model was loaded before the packing options were checked")
+
+    monkeypatch.setattr(importlib.import_module(f"korean_llm.stages.{stage}"), "load_for_training", no_load)
+    monkeypatch.setattr(models, "load_for_training", no_load)
+    if stage == "cpt":
+        corpus = tmp_path / "corpus.jsonl"
+        corpus.write_text(json.dumps({"text": "대한민국은 민주공화국이다. " * 20}, ensure_ascii=False) + "\n")
+        data = str(corpus)
+    else:
+        data = "builtin:preference-ko"
+    path = write_config(stage, {"training": training, "data": {"sources": [{"path": data}]}})
+    assert main([stage, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+    assert not list((tmp_path / "output").rglob("manifest.json"))
+
+
 @pytest.mark.slow
 def test_sft_stage_records_packing_and_token_shares(cli, write_config, tmp_path: Path) -> None:
     data = tmp_path / "chats.jsonl"
