@@ -445,6 +445,76 @@ def test_data_inspect_prints_format_encoding_mapped_rows_lengths_and_rejects(
     assert "unknown dataset 'qna' (datasets: dialogues-ko, qa-ko, quiz-ko)" in capsys.readouterr().err
 
 
+def test_data_inspect_reads_rows_with_the_stages_system_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chats as the SFT stage reads them (`sft.system_prompt`, its default included), preference rows as the RLHF
+    stage does (`rlhf.system_prompt`): the printed rows and the token lengths hold the prompt the stage adds."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    from korean_llm.builtin import resolve_model
+    from korean_llm.cli import build_parser, main
+    from korean_llm.config import DEFAULT_SYSTEM_PROMPT
+    from korean_llm.data.inspect import inspect, resolve_target
+    from korean_llm.stages import rlhf, sft
+
+    values = str(Path(__file__).resolve().parents[1] / "values" / "local-csv.yaml")
+    datasets = yaml.safe_load(Path(values).read_text(encoding="utf-8"))["datasets"]
+    tok = AutoTokenizer.from_pretrained(resolve_model("builtin:tiny-ko"))
+
+    def stage_rows(stage: str, name: str, block: dict[str, Any]) -> list[dict[str, Any]]:
+        data = {"stage": stage, "datasets": datasets, "data": {"sources": [name]}, **block}
+        cfg = build_config(data, source=f"{stage}.yaml", env={})
+        return (sft if stage == "sft" else rlhf).training_rows(cfg, RejectLog())
+
+    def chat_lengths(rows: list[dict[str, Any]]) -> list[int]:
+        return [len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=False)) for r in rows]
+
+    def report(*argv: str) -> dict[str, Any]:
+        args = build_parser().parse_args(["data", "inspect", *argv])
+        source, model, stages = resolve_target(args)
+        return inspect(source, None, model or "builtin:tiny-ko", 100, 0, stages)
+
+    # The values file sets no system prompt: the stage's default, as SFT trains on it.
+    expected = stage_rows("sft", "dialogues-ko", {})
+    assert expected[0]["messages"][0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+    got = report("dialogues-ko", "-f", values)
+    assert got["first_rows"] == expected and got["system_prompt"] == DEFAULT_SYSTEM_PROMPT
+    lengths = sorted(chat_lengths(expected))
+    assert got["token_lengths"]["min"] == lengths[0] and got["token_lengths"]["max"] == lengths[-1]
+
+    # A values file that overrides the SFT stage's prompt, and a stage config that turns it off.
+    override = tmp_path / "prompt.yaml"
+    override.write_text(
+        yaml.safe_dump({"stageDefaults": {"sft": {"config": {"sft": {"system_prompt": "짧게 답하세요."}}}}}),
+        encoding="utf-8",
+    )
+    own = stage_rows("sft", "dialogues-ko", {"sft": {"system_prompt": "짧게 답하세요."}})
+    assert report("dialogues-ko", "-f", values, "-f", str(override))["first_rows"] == own
+    off = tmp_path / "sft.yaml"
+    off.write_text(yaml.safe_dump({"stage": "sft", "sft": {"system_prompt": None}}), encoding="utf-8")
+    bare = stage_rows("sft", "dialogues-ko", {"sft": {"system_prompt": None}})
+    assert bare[0]["messages"][0]["role"] == "user"
+    without = report("dialogues-ko", "-f", values, "--config", str(off))
+    assert without["first_rows"] == bare and without["system_prompt"] is None
+    assert without["token_lengths"]["max"] < got["token_lengths"]["max"]  # the prompt's tokens are gone
+
+    # Preference pairs get the RLHF stage's prompt, as its training_rows adds it.
+    mapping = {"prompt": "질문", "chosen": "좋은 답변", "rejected": "나쁜 답변"}
+    datasets["pairs"] = {"path": str(BYOD / "preference_ko.csv"), "mapping": mapping}
+    registry = tmp_path / "pairs.yaml"
+    registry.write_text(yaml.safe_dump({"datasets": datasets}, allow_unicode=True), encoding="utf-8")
+    assert report("pairs", "-f", str(registry))["first_rows"] == stage_rows("rlhf", "pairs", {})
+
+    assert main(["data", "inspect", "dialogues-ko", "-f", values, "--rows", "1"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f'sft.system_prompt: "{DEFAULT_SYSTEM_PROMPT}", added to rows without a system turn' in out
+    assert f'"content": "{DEFAULT_SYSTEM_PROMPT}"' in out
+    assert main(["data", "inspect", "dialogues-ko", "-f", values, "--config", str(off)]) == 0
+    assert "sft.system_prompt: none (null)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_max_rows_caps_the_rows_and_the_accounting_agrees(tmp_path: Path) -> None:
     path = tmp_path / "qa.csv"
     path.write_bytes(qa_csv(20))
