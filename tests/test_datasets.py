@@ -351,6 +351,43 @@ def test_stages_refer_to_registry_entries_by_name_with_overrides() -> None:
     assert cfg.preprocess.preference_sources[0].mapping.chosen == "좋은 답변"  # type: ignore[union-attr]
 
 
+def test_every_source_list_of_the_config_resolves_registry_names() -> None:
+    """SOURCE_LISTS names every list of data sources the stage config has (found from the models themselves), so a
+    registry name resolves wherever a source list is read."""
+    import typing
+
+    from korean_llm.config import StageConfig
+    from korean_llm.config.stage import SOURCE_LISTS
+
+    found = set()
+    for section, field in StageConfig.model_fields.items():
+        if field.annotation == list[DataSource]:
+            found.add(("", section))
+        model = field.annotation if isinstance(field.annotation, type) else None
+        for key, sub in getattr(model, "model_fields", {}).items():
+            if typing.get_origin(sub.annotation) is list and typing.get_args(sub.annotation) == (DataSource,):
+                found.add((section, key))
+    assert found == set(SOURCE_LISTS) and ("vocab", "fertility_sources") in found
+
+
+def test_vocab_fertility_sources_take_registry_names() -> None:
+    from korean_llm.data import text_row
+
+    articles = {"path": str(BYOD / "articles_ko.jsonl"), "mapping": {"text": "doc.body"}, "max_rows": 3}
+    data = {"stage": "vocab", "datasets": {"articles": articles}, "vocab": {"fertility_sources": ["articles"]}}
+    cfg = build_config(data, source="vocab.yaml", env={})
+    [source] = cfg.vocab.fertility_sources
+    assert source.dataset == "articles" and source.path == articles["path"] and source.max_rows == 3
+    assert source.mapping is not None and source.mapping.text == "doc.body"
+    texts = collect_rows(DataConfig(sources=[source]), text_row, RejectLog())
+    assert len(texts) == 3 and all(t["text"].strip() for t in texts)
+    with pytest.raises(ConfigError, match=r"vocab.fertility_sources.0: unknown dataset 'news'"):
+        build_config({**data, "vocab": {"fertility_sources": ["news"]}}, source="vocab.yaml", env={})
+    with pytest.raises(ConfigError, match=r"mapping key 'user' is not read from text rows"):
+        qa = {"path": "qa.csv", "mapping": {"user": "Q", "assistant": "A"}}
+        build_config({**data, "datasets": {"articles": qa}}, source="vocab.yaml", env={})
+
+
 def test_unknown_dataset_name_is_a_config_error_listing_the_registry() -> None:
     with pytest.raises(ConfigError, match=r"data.sources.0: unknown dataset 'qna' \(datasets: pairs, qa\)"):
         build_config(registry_config("sft", {"data": {"sources": ["qna"]}}), source="sft.yaml", env={})
