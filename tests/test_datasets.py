@@ -182,6 +182,33 @@ def test_ascii_lines_before_the_first_korean_line_do_not_decide_the_encoding(tmp
     assert recs[3].data == {"Q": "안녕", "A": "하세요"}
 
 
+def test_the_cp949_fallback_is_logged_with_the_file_and_the_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "korean_llm" and r.levelno == logging.WARNING]
+
+    csv_path, json_path, utf8 = tmp_path / "qa.csv", tmp_path / "rows.json", tmp_path / "utf8.csv"
+    csv_path.write_bytes(b"Q,A\r\nhi,there\r\n" + "안녕,하세요\r\n".encode("cp949"))
+    json_path.write_bytes(json.dumps([{"text": "한국어"}], ensure_ascii=False).encode("cp949"))
+    utf8.write_bytes("Q,A\r\n안녕,하세요\r\n".encode())
+    with caplog.at_level(logging.INFO, logger="korean_llm"):
+        records(DataSource(path=str(csv_path)))  # read line by line: the first non-UTF-8 line decides
+        records(DataSource(path=str(json_path)))  # a JSON array is decoded whole
+        assert warnings() == [
+            f"{csv_path}: auto: line 3 is not valid UTF-8 but is valid CP949: file read as cp949",
+            f"{json_path}: auto: not valid UTF-8 but valid CP949: file read as cp949",
+        ]
+        caplog.clear()
+        # A declared encoding is no fallback, and UTF-8 needs none: nothing to say.
+        records(DataSource(path=str(csv_path), encoding="cp949"))
+        records(DataSource(path=str(json_path), encoding="euc-kr"))
+        records(DataSource(path=str(utf8)))
+        assert warnings() == []
+
+
 def test_utf16_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     path = tmp_path / "u16.csv"
     path.write_bytes("Q,A\r\n안녕,하세요\r\n".encode("utf-16"))
@@ -221,6 +248,65 @@ def test_single_turn_qa_columns_with_a_constant_system_prompt() -> None:
         {"role": "user", "content": "서울의 인구는 대략 몇 명인가요?"},
         {"role": "assistant", "content": "2024년 기준 서울의 인구는 약 940만 명입니다."},
     ]
+
+
+def test_a_system_column_is_each_rows_system_prompt_and_the_stage_default_fills_empty_cells(tmp_path: Path) -> None:
+    from korean_llm.config import DEFAULT_SYSTEM_PROMPT
+
+    path = tmp_path / "qa_system.csv"
+    path.write_bytes(
+        "지시,질문,답변\r\n"
+        "공손하게 답하세요.,대한민국의 수도는?,서울입니다.\r\n"
+        ",서울의 인구는?,약 940만 명입니다.\r\n"
+        "  ,한글은 누가 만들었나요?,세종대왕입니다.\r\n".encode()
+    )
+    source = mapped(path, {"user": "질문", "assistant": "답변", "system": "지시"})
+    for stage_prompt in (None, DEFAULT_SYSTEM_PROMPT):
+        rows = collect_rows(DataConfig(sources=[source]), sft_row(stage_prompt), RejectLog())
+        assert rows[0]["messages"] == [
+            {"role": "system", "content": "공손하게 답하세요."},
+            {"role": "user", "content": "대한민국의 수도는?"},
+            {"role": "assistant", "content": "서울입니다."},
+        ]
+        # An empty (or blank) cell is no system prompt: the row gets the stage's, or none.
+        firsts = [r["messages"][0] for r in rows[1:]]
+        if stage_prompt:
+            assert firsts == [{"role": "system", "content": stage_prompt}] * 2
+        else:
+            assert firsts == [
+                {"role": "user", "content": "서울의 인구는?"},
+                {"role": "user", "content": "한글은 누가 만들었나요?"},
+            ]
+
+    # Multi-turn rows with a nested system field: a row's own system turn is kept; a row without the field is
+    # rejected with the mapped path (the first row is checked up front, a missing column there is a DataError).
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(
+        "".join(
+            json.dumps(r, ensure_ascii=False) + "\n"
+            for r in [
+                {"meta": {"sys": "간결하게."}, "turns": [{"r": "user", "t": "안녕?"}, {"r": "assistant", "t": "네."}]},
+                {
+                    "meta": {"sys": "무시됨"},
+                    "turns": [
+                        {"r": "system", "t": "원래 지시"},
+                        {"r": "user", "t": "질문"},
+                        {"r": "assistant", "t": "답"},
+                    ],
+                },
+                {"turns": [{"r": "user", "t": "질문"}, {"r": "assistant", "t": "답"}]},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    source = mapped(chats, {"messages": "turns", "role": "r", "content": "t", "system": "meta.sys"})
+    rejects = RejectLog()
+    rows = collect_rows(DataConfig(sources=[source], max_rejected_fraction=0.5), sft_row(None), rejects)
+    assert [r["messages"][0]["content"] for r in rows] == ["간결하게.", "원래 지시"]
+    assert [(r["line"], r["reason"]) for r in rejects.rejected] == [(3, "missing field 'meta.sys' (mapped to system)")]
+    wrong = mapped(path, {"user": "질문", "assistant": "답변", "system": "지침"})
+    with pytest.raises(DataError, match=r"mapped column '지침' \(for system\) does not exist in .*columns found: 지시"):
+        collect_rows(DataConfig(sources=[wrong]), sft_row(None), RejectLog())
 
 
 def test_multi_turn_lists_with_korean_keys_and_role_names() -> None:
