@@ -568,6 +568,49 @@ def test_data_inspect_prints_format_encoding_mapped_rows_lengths_and_rejects(
     assert "unknown dataset 'qna' (datasets: dialogues-ko, qa-ko, quiz-ko)" in capsys.readouterr().err
 
 
+def test_data_inspect_of_a_path_with_map_encoding_and_format_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """`data inspect PATH --map FIELD=COLUMN ...`: no registry, the mapping from the command line (a YAML
+    constant or list after `=`), the row kind guessed from the mapped fields."""
+    from korean_llm.cli import main
+    from korean_llm.config import DEFAULT_SYSTEM_PROMPT
+
+    qa = str(BYOD / "qa_cp949.csv")
+
+    def out_of(*argv: str) -> str:
+        assert main(["data", "inspect", *argv]) == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    out = out_of(qa, "--map", "user=Q", "--map", "assistant=A", "--rows", "1")
+    assert "qa_cp949.csv: chat rows" in out and 'mapping: {"user": "Q", "assistant": "A"}' in out
+    assert "auto: line 2 is not valid UTF-8 but is valid CP949: file read as cp949" in out
+    assert "rows read 12, kept 11, would be rejected 1" in out
+    assert f'"content": "{DEFAULT_SYSTEM_PROMPT}"' in out and '"content": "서울의 인구는 대략 몇 명인가요?"' in out
+    assert "token lengths (builtin:tiny-ko): min " in out and "qa_cp949.csv:10: empty content in messages[1]" in out
+
+    # A declared encoding and format, and a constant system prompt in YAML flow form.
+    out = out_of(
+        qa, "--map", "user=Q", "--map", "assistant=A", "--map", "system={value: 짧게 답하세요.}",
+        "--encoding", "cp949", "--format", "csv", "--rows", "1",
+    )  # fmt: skip
+    assert "line 2 is not valid UTF-8" not in out and '"content": "짧게 답하세요."' in out
+    assert DEFAULT_SYSTEM_PROMPT not in out.split("row 1 as the stage reads it:")[1]
+
+    # Choice columns as a YAML list: evaluation task rows.
+    out = out_of(
+        str(BYOD / "tasks_ko.csv"), "--map", "question=질문", "--map", "choices=[보기1, 보기2, 보기3, 보기4]",
+        "--map", "answer=정답", "--map", "context=지문", "--rows", "1",
+    )  # fmt: skip
+    assert "tasks_ko.csv: task rows" in out and '"choices": [ "부산", "대구", "서울", "광주" ], "answer": 2' in out
+    assert "rows read 8, kept 6, would be rejected 2" in out and "answer 7 is outside choices (0..3)" in out
+
+    # Bad options: exit 2 with the reason.
+    assert main(["data", "inspect", qa, "--map", "user"]) == 2
+    assert "--map 'user': expected FIELD=COLUMN" in capsys.readouterr().err
+    assert main(["data", "inspect", qa, "--map", "user=Question", "--map", "assistant=A"]) == 2
+    err = capsys.readouterr().err
+    assert "mapped column 'Question' (for user) does not exist in" in err and "columns found: Q, A, label" in err
+
+
 def test_data_inspect_reads_rows_with_the_stages_system_prompt(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
