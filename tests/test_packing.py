@@ -339,6 +339,36 @@ def test_cpt_and_rlhf_refuse_padding_options_with_exit_2_before_loading(
     assert not list((tmp_path / "output").rglob("manifest.json"))
 
 
+def test_rlhf_manifest_says_preference_pairs_are_padded_and_the_trainer_pads(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest's `padding_free` reason is what the trainer does: TRL 1.14.2's DPOTrainer keeps
+    `padding_free` False (trl/trainer/dpo_trainer.py: set back to False with a warning when asked for)."""
+    from korean_llm.config import load_config
+    from korean_llm.stages import rlhf
+
+    built: list[Any] = []
+    real = rlhf.build_trainer
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(rlhf, "build_trainer", keep)
+    overrides = {
+        "lora": {"r": 4},
+        "data": {"sources": [{"path": "builtin:preference-ko", "max_rows": 4}]},
+        "training": {"max_steps": 1, "per_device_train_batch_size": 4, "gradient_checkpointing": False},
+    }
+    manifest = rlhf.main(load_config(write_config("rlhf", overrides), env={}))
+    assert manifest.extra["padding_free"] == packing.PREFERENCE_PADDING
+    assert manifest.extra["padding_free"].startswith("padded: TRL 1.14.2's DPOTrainer turns padding_free off")
+    [trainer] = built
+    assert any(c.__name__ == "DPOTrainer" for c in type(trainer).__mro__)
+    assert trainer.padding_free is False and trainer.args.padding_free is False
+    assert manifest.metrics["global_step"] == 1
+
+
 @pytest.mark.slow
 def test_sft_stage_records_packing_and_token_shares(cli, write_config, tmp_path: Path) -> None:
     data = tmp_path / "chats.jsonl"
