@@ -444,3 +444,61 @@ def test_bench_measures_the_users_own_rows(cli, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "missing.jsonl" in proc.stderr
     proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "sft", "--max-rows", "5")
     assert proc.returncode == 2 and "--max-rows needs --data" in proc.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+@pytest.mark.slow
+def test_bench_data_takes_the_source_forms_the_stages_read(cli, tmp_path: Path) -> None:
+    """`bench --data` on a CP949 Q/A CSV with CRLF line ends: mapped on the command line (`--map`, `--encoding`,
+    `--format`), and by its name in the `datasets:` registry of a values file (`-f`)."""
+    qa = EXAMPLES / "qa_cp949.csv"
+    common = ("--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "sft", "--steps", "1", "--warmup", "0")
+    common += (
+        "--seq-len",
+        "256",
+        "--batch-size",
+        "4",
+        "--peak-tflops",
+        "0.1",
+        "--set",
+        "data.max_rejected_fraction=0.2",
+    )
+    mapped_out, named_out = tmp_path / "mapped.json", tmp_path / "named.json"
+    proc = cli(
+        "bench", *common, "--data", str(qa), "--map", "user=Q", "--map", "assistant=A", "--encoding", "auto",
+        "--format", "csv", "--json-out", str(mapped_out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "line 2 is not valid UTF-8 but is valid CP949: file read as cp949" in proc.stderr
+    assert "bench --data: 1 of 12 rows rejected" in proc.stderr  # the row with an empty answer
+    [mapped] = json.loads(mapped_out.read_text())
+    assert mapped["data"] == str(qa) and mapped["lengths"]["rows"] == 11
+    assert mapped["nonpad_tokens_per_second"] > 0 and 0 < mapped["loss_share"] < 1
+    assert mapped["system_prompt_share"] > 0.2  # short Q/A rows: the stage's default prompt is a large share
+
+    values = Path(__file__).resolve().parents[1] / "values" / "local-csv.yaml"
+    proc = cli("bench", *common, "--data", "qa-ko", "-f", str(values), "--max-rows", "6", "--json-out", str(named_out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [named] = json.loads(named_out.read_text())
+    assert named["data"] == "qa-ko" and named["lengths"]["rows"] == 6  # --max-rows over the registry entry
+    # The registry entry maps its own system prompt (a shorter one than the default): a smaller share.
+    assert 0 < named["system_prompt_share"] < mapped["system_prompt_share"]
+
+
+def test_bench_data_options_are_checked_before_loading(cli) -> None:
+    qa = str(EXAMPLES / "qa_cp949.csv")
+    bench = ("bench", "--model", "builtin:tiny-ko", "--mode", "sft")
+    cases = [
+        (("--data", qa, "--map", "user=Question", "--map", "assistant=A"), "mapped column 'Question' (for user)"),
+        (("--data", qa, "--map", "user=Q", "--map", "assistant=A", "--mode", "cpt"), "not read from text rows"),
+        (("--data", qa, "--map", "user"), "--map 'user': expected FIELD=COLUMN"),
+        (("--data", qa, "--encoding", "latin1"), "key 'encoding': Input should be 'auto'"),
+        (("--data", "qb-ko", "-f", "values/local-csv.yaml"), "unknown dataset 'qb-ko' (datasets: dialogues-ko, qa-ko"),
+        (("--map", "user=Q", "--encoding", "cp949"), "--encoding, --map needs --data"),
+    ]
+    for extra, message in cases:
+        proc = cli(*bench, *extra)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, (extra, proc.stderr)
+        assert "bench result" not in proc.stderr  # refused before a worker started

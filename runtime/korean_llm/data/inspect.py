@@ -24,11 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import ValidationError
 
 from korean_llm.command import Command
 from korean_llm.config import DataSource, RlhfConfig, SftConfig, read_yaml
-from korean_llm.config.mapping import KIND_FIELDS, check_kind
+from korean_llm.config.loading import format_validation_error
+from korean_llm.config.mapping import KIND_FIELDS, check_kind, parse_map_options
 from korean_llm.data.readers import ReadLog
 from korean_llm.data.rows import kto_row, mc_item, preference_row, prompt_row, sft_row, text_row, with_system_prompt
 from korean_llm.data.sources import read_source
@@ -115,36 +116,48 @@ def system_prompt_of(stages: dict[str, dict[str, Any]], kind: str) -> str | None
         raise ConfigError(f"{stage}: {exc}") from None
 
 
-def resolve_target(args: argparse.Namespace) -> tuple[DataSource, str | None, dict[str, dict[str, Any]]]:
-    """The data source to inspect (a registry entry by name, or a path with the options given), the model, and
-    the SFT / RLHF stage configs."""
+def resolve_source(
+    target: str,
+    *,
+    values: list[str] | None = None,
+    config: str | None = None,
+    fmt: str | None = None,
+    encoding: str | None = None,
+    maps: list[str] | None = None,
+) -> tuple[DataSource, str | None, dict[str, dict[str, Any]]]:
+    """A data source as the command line names it: a `datasets:` entry of the values files (`-f`) or stage config
+    (`--config`) by name, or a file, folder, glob or hf: id; `--format`, `--encoding` and `--map FIELD=COLUMN`
+    (config/mapping.py parse_map_options) over it. Also the model and the SFT / RLHF stage configs found there.
+    Shared by `data inspect` and `bench --data`; ConfigError (exit 2) for an unknown name or a bad option."""
+    args = argparse.Namespace(values=list(values or []), config=config)
     datasets, model, stages = _registry(args)
-    if args.target in datasets:
-        spec = dict(datasets[args.target])
-        origin = " ".join(args.values + ([args.config] if args.config else []))
-        where = f"datasets.{args.target} in {origin}"
+    if target in datasets:
+        spec = dict(datasets[target])
+        origin = " ".join(args.values + ([config] if config else []))
+        where = f"datasets.{target} in {origin}"
     else:
-        if datasets and not any(ch in args.target for ch in "/.:*"):
-            raise ConfigError(f"unknown dataset '{args.target}' (datasets: {', '.join(sorted(datasets))})")
-        spec = {"path": args.target}
-        where = args.target
-    if args.format:
-        spec["format"] = args.format
-    if args.encoding:
-        spec["encoding"] = args.encoding
-    if args.map:
-        mapping = dict(spec.get("mapping") or {})
-        for item in args.map:
-            if "=" not in item:
-                raise ConfigError(f"--map {item!r}: expected FIELD=COLUMN")
-            key, value = item.split("=", 1)
-            mapping[key.strip()] = yaml.safe_load(value) if value.strip().startswith(("{", "[")) else value
-        spec["mapping"] = mapping
+        if datasets and not any(ch in target for ch in "/.:*"):
+            raise ConfigError(f"unknown dataset '{target}' (datasets: {', '.join(sorted(datasets))})")
+        spec = {"path": target}
+        where = target
+    if fmt:
+        spec["format"] = fmt
+    if encoding:
+        spec["encoding"] = encoding
+    if maps:
+        spec["mapping"] = parse_map_options(maps, spec.get("mapping"))
     try:
-        source = DataSource.model_validate({**spec, "dataset": args.target if args.target in datasets else None})
-    except Exception as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        source = DataSource.model_validate({**spec, "dataset": target if target in datasets else None})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
     return source, model, stages
+
+
+def resolve_target(args: argparse.Namespace) -> tuple[DataSource, str | None, dict[str, dict[str, Any]]]:
+    """`data inspect`'s target: see resolve_source."""
+    return resolve_source(
+        args.target, values=args.values, config=args.config, fmt=args.format, encoding=args.encoding, maps=args.map
+    )
 
 
 def guess_kind(source: DataSource, first: dict[str, Any] | None) -> str:
@@ -329,4 +342,4 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["commands", "inspect", "run_command"]
+__all__ = ["commands", "inspect", "resolve_source", "run_command"]
