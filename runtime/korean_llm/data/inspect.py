@@ -10,9 +10,9 @@ model's tokenizer (chat template for chats), and what would be rejected, counted
 the first lines. Reads the data exactly as the stages do (korean_llm.data.read_source and the
 stage's row validator), so what it reports is what a run would do: chats get the SFT stage's
 `sft.system_prompt` when they have no system turn, preference, KTO and GRPO rows the RLHF stage's
-`rlhf.system_prompt` (the configured value from `--config` or the values files' SFT / RLHF stage
-config, else the default Korean prompt; null adds none). Exit 0, or 2 with the message for a bad
-name, path or mapping.
+`rlhf.system_prompt` (the configured value from `--config`, or from the SFT / RLHF stage config the
+chart renders for the first model of the values files, else the default Korean prompt; null adds
+none). Exit 0, or 2 with the message for a bad name, path or mapping.
 """
 
 from __future__ import annotations
