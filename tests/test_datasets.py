@@ -681,6 +681,39 @@ def test_data_inspect_reads_rows_with_the_stages_system_prompt(
     assert "sft.system_prompt: none (null)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_data_inspect_merges_values_files_as_the_chart_renders_the_stage_configs(tmp_path: Path) -> None:
+    """values_stage_config (what `data inspect -f` reads the system prompts from) against `helm template`: the
+    SFT and RLHF blocks of the rendered stage configs of the first model, over several values files."""
+    import yaml
+
+    from korean_llm.data.inspect import _deep_merge, values_stage_config
+    from korean_llm.local.runner import REPO_ROOT, render
+
+    base = REPO_ROOT / "values" / "local-csv.yaml"
+    override = {
+        "runtimeDefaults": {"sft": {"system_prompt": "전역 지시"}, "rlhf": {"system_prompt": "전역 지시"}},
+        "stageDefaults": {"rlhf": {"enabled": True, "config": {"rlhf": {"system_prompt": None}}}},
+        "models": [
+            {
+                "name": "tiny-ko",
+                "config": {"model": {"base_model": "builtin:tiny-ko"}, "sft": {"system_prompt": "모델 지시"}},
+                "stages": {"sft": {"config": {"sft": {"packing": False}}}},
+            }
+        ],
+    }
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump(override, allow_unicode=True), encoding="utf-8")
+    docs = render(REPO_ROOT / "charts", [str(base), str(over)], [])
+    [configmap] = [d for d in docs if d["kind"] == "ConfigMap" and "sft.yaml" in d.get("data", {})]
+    values = _deep_merge(yaml.safe_load(base.read_text(encoding="utf-8")), override)
+    for stage in ("sft", "rlhf"):
+        rendered = yaml.safe_load(configmap["data"][f"{stage}.yaml"])
+        ours = values_stage_config(values, stage)
+        assert ours.get(stage) == rendered.get(stage) and ours["model"] == rendered["model"], stage
+    assert yaml.safe_load(configmap["data"]["sft.yaml"])["sft"] == {"system_prompt": "모델 지시", "packing": False}
+    assert yaml.safe_load(configmap["data"]["rlhf.yaml"])["rlhf"] == {"system_prompt": None}
+
+
 def test_max_rows_caps_the_rows_and_the_accounting_agrees(tmp_path: Path) -> None:
     path = tmp_path / "qa.csv"
     path.write_bytes(qa_csv(20))
