@@ -190,6 +190,33 @@ def test_ascii_lines_before_the_first_korean_line_do_not_decide_the_encoding(tmp
     assert recs[3].data == {"Q": "안녕", "A": "하세요"}
 
 
+def test_the_cp949_fallback_is_logged_with_the_file_and_the_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "korean_llm" and r.levelno == logging.WARNING]
+
+    csv_path, json_path, utf8 = tmp_path / "qa.csv", tmp_path / "rows.json", tmp_path / "utf8.csv"
+    csv_path.write_bytes(b"Q,A\r\nhi,there\r\n" + "안녕,하세요\r\n".encode("cp949"))
+    json_path.write_bytes(json.dumps([{"text": "한국어"}], ensure_ascii=False).encode("cp949"))
+    utf8.write_bytes("Q,A\r\n안녕,하세요\r\n".encode())
+    with caplog.at_level(logging.INFO, logger="korean_llm"):
+        records(DataSource(path=str(csv_path)))  # read line by line: the first non-UTF-8 line decides
+        records(DataSource(path=str(json_path)))  # a JSON array is decoded whole
+        assert warnings() == [
+            f"{csv_path}: auto: line 3 is not valid UTF-8 but is valid CP949: file read as cp949",
+            f"{json_path}: auto: not valid UTF-8 but valid CP949: file read as cp949",
+        ]
+        caplog.clear()
+        # A declared encoding is no fallback, and UTF-8 needs none: nothing to say.
+        records(DataSource(path=str(csv_path), encoding="cp949"))
+        records(DataSource(path=str(json_path), encoding="euc-kr"))
+        records(DataSource(path=str(utf8)))
+        assert warnings() == []
+
+
 def test_utf16_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     path = tmp_path / "u16.csv"
     path.write_bytes("Q,A\r\n안녕,하세요\r\n".encode("utf-16"))
@@ -229,6 +256,65 @@ def test_single_turn_qa_columns_with_a_constant_system_prompt() -> None:
         {"role": "user", "content": "서울의 인구는 대략 몇 명인가요?"},
         {"role": "assistant", "content": "2024년 기준 서울의 인구는 약 940만 명입니다."},
     ]
+
+
+def test_a_system_column_is_each_rows_system_prompt_and_the_stage_default_fills_empty_cells(tmp_path: Path) -> None:
+    from korean_llm.config import DEFAULT_SYSTEM_PROMPT
+
+    path = tmp_path / "qa_system.csv"
+    path.write_bytes(
+        "지시,질문,답변\r\n"
+        "공손하게 답하세요.,대한민국의 수도는?,서울입니다.\r\n"
+        ",서울의 인구는?,약 940만 명입니다.\r\n"
+        "  ,한글은 누가 만들었나요?,세종대왕입니다.\r\n".encode()
+    )
+    source = mapped(path, {"user": "질문", "assistant": "답변", "system": "지시"})
+    for stage_prompt in (None, DEFAULT_SYSTEM_PROMPT):
+        rows = collect_rows(DataConfig(sources=[source]), sft_row(stage_prompt), RejectLog())
+        assert rows[0]["messages"] == [
+            {"role": "system", "content": "공손하게 답하세요."},
+            {"role": "user", "content": "대한민국의 수도는?"},
+            {"role": "assistant", "content": "서울입니다."},
+        ]
+        # An empty (or blank) cell is no system prompt: the row gets the stage's, or none.
+        firsts = [r["messages"][0] for r in rows[1:]]
+        if stage_prompt:
+            assert firsts == [{"role": "system", "content": stage_prompt}] * 2
+        else:
+            assert firsts == [
+                {"role": "user", "content": "서울의 인구는?"},
+                {"role": "user", "content": "한글은 누가 만들었나요?"},
+            ]
+
+    # Multi-turn rows with a nested system field: a row's own system turn is kept; a row without the field is
+    # rejected with the mapped path (the first row is checked up front, a missing column there is a DataError).
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text(
+        "".join(
+            json.dumps(r, ensure_ascii=False) + "\n"
+            for r in [
+                {"meta": {"sys": "간결하게."}, "turns": [{"r": "user", "t": "안녕?"}, {"r": "assistant", "t": "네."}]},
+                {
+                    "meta": {"sys": "무시됨"},
+                    "turns": [
+                        {"r": "system", "t": "원래 지시"},
+                        {"r": "user", "t": "질문"},
+                        {"r": "assistant", "t": "답"},
+                    ],
+                },
+                {"turns": [{"r": "user", "t": "질문"}, {"r": "assistant", "t": "답"}]},
+            ]
+        ),
+        encoding="utf-8",
+    )
+    source = mapped(chats, {"messages": "turns", "role": "r", "content": "t", "system": "meta.sys"})
+    rejects = RejectLog()
+    rows = collect_rows(DataConfig(sources=[source], max_rejected_fraction=0.5), sft_row(None), rejects)
+    assert [r["messages"][0]["content"] for r in rows] == ["간결하게.", "원래 지시"]
+    assert [(r["line"], r["reason"]) for r in rejects.rejected] == [(3, "missing field 'meta.sys' (mapped to system)")]
+    wrong = mapped(path, {"user": "질문", "assistant": "답변", "system": "지침"})
+    with pytest.raises(DataError, match=r"mapped column '지침' \(for system\) does not exist in .*columns found: 지시"):
+        collect_rows(DataConfig(sources=[wrong]), sft_row(None), RejectLog())
 
 
 def test_multi_turn_lists_with_korean_keys_and_role_names() -> None:
@@ -359,6 +445,43 @@ def test_stages_refer_to_registry_entries_by_name_with_overrides() -> None:
     assert cfg.preprocess.preference_sources[0].mapping.chosen == "좋은 답변"  # type: ignore[union-attr]
 
 
+def test_every_source_list_of_the_config_resolves_registry_names() -> None:
+    """SOURCE_LISTS names every list of data sources the stage config has (found from the models themselves), so a
+    registry name resolves wherever a source list is read."""
+    import typing
+
+    from korean_llm.config import StageConfig
+    from korean_llm.config.stage import SOURCE_LISTS
+
+    found = set()
+    for section, field in StageConfig.model_fields.items():
+        if field.annotation == list[DataSource]:
+            found.add(("", section))
+        model = field.annotation if isinstance(field.annotation, type) else None
+        for key, sub in getattr(model, "model_fields", {}).items():
+            if typing.get_origin(sub.annotation) is list and typing.get_args(sub.annotation) == (DataSource,):
+                found.add((section, key))
+    assert found == set(SOURCE_LISTS) and ("vocab", "fertility_sources") in found
+
+
+def test_vocab_fertility_sources_take_registry_names() -> None:
+    from korean_llm.data import text_row
+
+    articles = {"path": str(BYOD / "articles_ko.jsonl"), "mapping": {"text": "doc.body"}, "max_rows": 3}
+    data = {"stage": "vocab", "datasets": {"articles": articles}, "vocab": {"fertility_sources": ["articles"]}}
+    cfg = build_config(data, source="vocab.yaml", env={})
+    [source] = cfg.vocab.fertility_sources
+    assert source.dataset == "articles" and source.path == articles["path"] and source.max_rows == 3
+    assert source.mapping is not None and source.mapping.text == "doc.body"
+    texts = collect_rows(DataConfig(sources=[source]), text_row, RejectLog())
+    assert len(texts) == 3 and all(t["text"].strip() for t in texts)
+    with pytest.raises(ConfigError, match=r"vocab.fertility_sources.0: unknown dataset 'news'"):
+        build_config({**data, "vocab": {"fertility_sources": ["news"]}}, source="vocab.yaml", env={})
+    with pytest.raises(ConfigError, match=r"mapping key 'user' is not read from text rows"):
+        qa = {"path": "qa.csv", "mapping": {"user": "Q", "assistant": "A"}}
+        build_config({**data, "datasets": {"articles": qa}}, source="vocab.yaml", env={})
+
+
 def test_unknown_dataset_name_is_a_config_error_listing_the_registry() -> None:
     with pytest.raises(ConfigError, match=r"data.sources.0: unknown dataset 'qna' \(datasets: pairs, qa\)"):
         build_config(registry_config("sft", {"data": {"sources": ["qna"]}}), source="sft.yaml", env={})
@@ -453,6 +576,152 @@ def test_data_inspect_prints_format_encoding_mapped_rows_lengths_and_rejects(
     assert "qa_cp949.csv:10: empty content in messages[1]" in out
     assert main(["data", "inspect", "qna", "-f", values]) == 2
     assert "unknown dataset 'qna' (datasets: dialogues-ko, qa-ko, quiz-ko)" in capsys.readouterr().err
+
+
+def test_data_inspect_of_a_path_with_map_encoding_and_format_options(capsys: pytest.CaptureFixture[str]) -> None:
+    """`data inspect PATH --map FIELD=COLUMN ...`: no registry, the mapping from the command line (a YAML
+    constant or list after `=`), the row kind guessed from the mapped fields."""
+    from korean_llm.cli import main
+    from korean_llm.config import DEFAULT_SYSTEM_PROMPT
+
+    qa = str(BYOD / "qa_cp949.csv")
+
+    def out_of(*argv: str) -> str:
+        assert main(["data", "inspect", *argv]) == 0
+        return " ".join(capsys.readouterr().out.split())
+
+    out = out_of(qa, "--map", "user=Q", "--map", "assistant=A", "--rows", "1")
+    assert "qa_cp949.csv: chat rows" in out and 'mapping: {"user": "Q", "assistant": "A"}' in out
+    assert "auto: line 2 is not valid UTF-8 but is valid CP949: file read as cp949" in out
+    assert "rows read 12, kept 11, would be rejected 1" in out
+    assert f'"content": "{DEFAULT_SYSTEM_PROMPT}"' in out and '"content": "서울의 인구는 대략 몇 명인가요?"' in out
+    assert "token lengths (builtin:tiny-ko): min " in out and "qa_cp949.csv:10: empty content in messages[1]" in out
+
+    # A declared encoding and format, and a constant system prompt in YAML flow form.
+    out = out_of(
+        qa, "--map", "user=Q", "--map", "assistant=A", "--map", "system={value: 짧게 답하세요.}",
+        "--encoding", "cp949", "--format", "csv", "--rows", "1",
+    )  # fmt: skip
+    assert "line 2 is not valid UTF-8" not in out and '"content": "짧게 답하세요."' in out
+    assert DEFAULT_SYSTEM_PROMPT not in out.split("row 1 as the stage reads it:")[1]
+
+    # Choice columns as a YAML list: evaluation task rows.
+    out = out_of(
+        str(BYOD / "tasks_ko.csv"), "--map", "question=질문", "--map", "choices=[보기1, 보기2, 보기3, 보기4]",
+        "--map", "answer=정답", "--map", "context=지문", "--rows", "1",
+    )  # fmt: skip
+    assert "tasks_ko.csv: task rows" in out and '"choices": [ "부산", "대구", "서울", "광주" ], "answer": 2' in out
+    assert "rows read 8, kept 6, would be rejected 2" in out and "answer 7 is outside choices (0..3)" in out
+
+    # Bad options: exit 2 with the reason.
+    assert main(["data", "inspect", qa, "--map", "user"]) == 2
+    assert "--map 'user': expected FIELD=COLUMN" in capsys.readouterr().err
+    assert main(["data", "inspect", qa, "--map", "user=Question", "--map", "assistant=A"]) == 2
+    err = capsys.readouterr().err
+    assert "mapped column 'Question' (for user) does not exist in" in err and "columns found: Q, A, label" in err
+
+
+def test_data_inspect_reads_rows_with_the_stages_system_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chats as the SFT stage reads them (`sft.system_prompt`, its default included), preference rows as the RLHF
+    stage does (`rlhf.system_prompt`): the printed rows and the token lengths hold the prompt the stage adds."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    from korean_llm.builtin import resolve_model
+    from korean_llm.cli import build_parser, main
+    from korean_llm.config import DEFAULT_SYSTEM_PROMPT
+    from korean_llm.data.inspect import inspect, resolve_target
+    from korean_llm.stages import rlhf, sft
+
+    values = str(Path(__file__).resolve().parents[1] / "values" / "local-csv.yaml")
+    datasets = yaml.safe_load(Path(values).read_text(encoding="utf-8"))["datasets"]
+    tok = AutoTokenizer.from_pretrained(resolve_model("builtin:tiny-ko"))
+
+    def stage_rows(stage: str, name: str, block: dict[str, Any]) -> list[dict[str, Any]]:
+        data = {"stage": stage, "datasets": datasets, "data": {"sources": [name]}, **block}
+        cfg = build_config(data, source=f"{stage}.yaml", env={})
+        return (sft if stage == "sft" else rlhf).training_rows(cfg, RejectLog())
+
+    def chat_lengths(rows: list[dict[str, Any]]) -> list[int]:
+        return [len(tok.apply_chat_template(r["messages"], tokenize=True, return_dict=False)) for r in rows]
+
+    def report(*argv: str) -> dict[str, Any]:
+        args = build_parser().parse_args(["data", "inspect", *argv])
+        source, model, stages = resolve_target(args)
+        return inspect(source, None, model or "builtin:tiny-ko", 100, 0, stages)
+
+    # The values file sets no system prompt: the stage's default, as SFT trains on it.
+    expected = stage_rows("sft", "dialogues-ko", {})
+    assert expected[0]["messages"][0] == {"role": "system", "content": DEFAULT_SYSTEM_PROMPT}
+    got = report("dialogues-ko", "-f", values)
+    assert got["first_rows"] == expected and got["system_prompt"] == DEFAULT_SYSTEM_PROMPT
+    lengths = sorted(chat_lengths(expected))
+    assert got["token_lengths"]["min"] == lengths[0] and got["token_lengths"]["max"] == lengths[-1]
+
+    # A values file that overrides the SFT stage's prompt, and a stage config that turns it off.
+    override = tmp_path / "prompt.yaml"
+    override.write_text(
+        yaml.safe_dump({"stageDefaults": {"sft": {"config": {"sft": {"system_prompt": "짧게 답하세요."}}}}}),
+        encoding="utf-8",
+    )
+    own = stage_rows("sft", "dialogues-ko", {"sft": {"system_prompt": "짧게 답하세요."}})
+    assert report("dialogues-ko", "-f", values, "-f", str(override))["first_rows"] == own
+    off = tmp_path / "sft.yaml"
+    off.write_text(yaml.safe_dump({"stage": "sft", "sft": {"system_prompt": None}}), encoding="utf-8")
+    bare = stage_rows("sft", "dialogues-ko", {"sft": {"system_prompt": None}})
+    assert bare[0]["messages"][0]["role"] == "user"
+    without = report("dialogues-ko", "-f", values, "--config", str(off))
+    assert without["first_rows"] == bare and without["system_prompt"] is None
+    assert without["token_lengths"]["max"] < got["token_lengths"]["max"]  # the prompt's tokens are gone
+
+    # Preference pairs get the RLHF stage's prompt, as its training_rows adds it.
+    mapping = {"prompt": "질문", "chosen": "좋은 답변", "rejected": "나쁜 답변"}
+    datasets["pairs"] = {"path": str(BYOD / "preference_ko.csv"), "mapping": mapping}
+    registry = tmp_path / "pairs.yaml"
+    registry.write_text(yaml.safe_dump({"datasets": datasets}, allow_unicode=True), encoding="utf-8")
+    assert report("pairs", "-f", str(registry))["first_rows"] == stage_rows("rlhf", "pairs", {})
+
+    assert main(["data", "inspect", "dialogues-ko", "-f", values, "--rows", "1"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f'sft.system_prompt: "{DEFAULT_SYSTEM_PROMPT}", added to rows without a system turn' in out
+    assert f'"content": "{DEFAULT_SYSTEM_PROMPT}"' in out
+    assert main(["data", "inspect", "dialogues-ko", "-f", values, "--config", str(off)]) == 0
+    assert "sft.system_prompt: none (null)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_data_inspect_merges_values_files_as_the_chart_renders_the_stage_configs(tmp_path: Path) -> None:
+    """values_stage_config (what `data inspect -f` reads the system prompts from) against `helm template`: the
+    SFT and RLHF blocks of the rendered stage configs of the first model, over several values files."""
+    import yaml
+
+    from korean_llm.data.inspect import _deep_merge, values_stage_config
+    from korean_llm.local.runner import REPO_ROOT, render
+
+    base = REPO_ROOT / "values" / "local-csv.yaml"
+    override = {
+        "runtimeDefaults": {"sft": {"system_prompt": "전역 지시"}, "rlhf": {"system_prompt": "전역 지시"}},
+        "stageDefaults": {"rlhf": {"enabled": True, "config": {"rlhf": {"system_prompt": None}}}},
+        "models": [
+            {
+                "name": "tiny-ko",
+                "config": {"model": {"base_model": "builtin:tiny-ko"}, "sft": {"system_prompt": "모델 지시"}},
+                "stages": {"sft": {"config": {"sft": {"packing": False}}}},
+            }
+        ],
+    }
+    over = tmp_path / "over.yaml"
+    over.write_text(yaml.safe_dump(override, allow_unicode=True), encoding="utf-8")
+    docs = render(REPO_ROOT / "charts", [str(base), str(over)], [])
+    [configmap] = [d for d in docs if d["kind"] == "ConfigMap" and "sft.yaml" in d.get("data", {})]
+    values = _deep_merge(yaml.safe_load(base.read_text(encoding="utf-8")), override)
+    for stage in ("sft", "rlhf"):
+        rendered = yaml.safe_load(configmap["data"][f"{stage}.yaml"])
+        ours = values_stage_config(values, stage)
+        assert ours.get(stage) == rendered.get(stage) and ours["model"] == rendered["model"], stage
+    assert yaml.safe_load(configmap["data"]["sft.yaml"])["sft"] == {"system_prompt": "모델 지시", "packing": False}
+    assert yaml.safe_load(configmap["data"]["rlhf.yaml"])["rlhf"] == {"system_prompt": None}
 
 
 @pytest.mark.accounting

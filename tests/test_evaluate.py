@@ -85,6 +85,90 @@ def test_multiple_choice_matches_direct_log_likelihoods(tiny: tuple[object, obje
     assert scores.accuracy == (1.0 if best == 1 else 0.0)
 
 
+# Four two-choice items and log-likelihoods chosen so that the raw, per-character and per-byte argmax differ
+# (scoring.multiple_choice). Per item: lls, lls / characters, UTF-8 bytes and lls / bytes, the pick of each rule:
+#   A 서울 | Seoul, answer 0:    [-6.0, -5.5]; /chars [-3.0, -1.1]; bytes (6, 5) [-1.0, -1.1]    raw 1, norm 1, bytes 0
+#   B 한국어 | KR, answer 1:     [-9.9, -2.4]; /chars [-3.3, -1.2]; bytes (9, 2) [-1.1, -1.2]    raw 1, norm 1, bytes 0
+#   C 둘째 | 1번, answer 0:      [-6.0, -4.4]; /chars [-3.0, -2.2]; bytes (6, 4) [-1.0, -1.1]    raw 1, norm 1, bytes 0
+#   D 가나다라 | A, answer 0:    [-4.0, -2.0]; /chars [-1.0, -2.0]; bytes (12, 1) [-0.33, -2.0]  raw 1, norm 0, bytes 0
+# accuracy 1/4 (B), accuracy_norm 2/4 (B, D), accuracy_bytes 3/4 (A, C, D); the raw pick is choice 1 every time.
+HAND_ITEMS = [
+    {"question": "한국의 수도는?", "choices": ["서울", "Seoul"], "answer": 0},
+    {"question": "한국의 언어를 두 글자 영문 약어로?", "choices": ["한국어", "KR"], "answer": 1},
+    {"question": "두 번째를 뜻하는 말은?", "choices": ["둘째", "1번"], "answer": 0},
+    {"question": "한글 네 글자는?", "choices": ["가나다라", "A"], "answer": 0},
+]
+HAND_LLS = {
+    "서울": -6.0,
+    "Seoul": -5.5,
+    "한국어": -9.9,
+    "KR": -2.4,
+    "둘째": -6.0,
+    "1번": -4.4,
+    "가나다라": -4.0,
+    "A": -2.0,
+}
+
+
+def hand_logprobs(decode: Callable[[list[int]], str]) -> Callable[..., list[tuple[float, int]]]:
+    """A stand-in for scoring.continuation_logprobs giving each choice its HAND_LLS value."""
+
+    def logprobs(model: object, pairs: list[tuple[list[int], list[int]]], **_: object) -> list[tuple[float, int]]:
+        return [(HAND_LLS[decode(cont).strip()], len(cont)) for _, cont in pairs]
+
+    return logprobs
+
+
+def test_accuracy_bytes_is_the_per_byte_argmax_computed_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    class CodePoints:  # a tokenizer of one id per character
+        pad_token_id = 0
+
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+            return {"input_ids": [ord(c) for c in text]}
+
+    monkeypatch.setattr(scoring, "continuation_logprobs", hand_logprobs(lambda ids: "".join(map(chr, ids))))
+    mc = scoring.multiple_choice(None, CodePoints(), HAND_ITEMS, max_length=64, batch_size=8)
+    assert (mc.accuracy, mc.accuracy_norm, mc.accuracy_bytes) == (0.25, 0.5, 0.75)
+    assert mc.predictions == [1, 1, 1, 1] and mc.predictions_norm == [1, 1, 1, 0]
+    assert mc.predictions_bytes == [0, 0, 0, 0]
+
+
+def test_a_model_that_always_picks_the_same_choice_is_warned_about(
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through the stage: eval.json's scores hold the hand-computed accuracy_bytes and the warning names the task."""
+    from transformers import AutoTokenizer
+
+    from korean_llm.builtin import resolve_model
+    from korean_llm.stages.evaluate import input_warnings
+
+    tok = AutoTokenizer.from_pretrained(resolve_model("builtin:tiny-ko"))
+    monkeypatch.setattr(scoring, "continuation_logprobs", hand_logprobs(tok.decode))
+    tasks = tmp_path / "hand.jsonl"
+    tasks.write_text("".join(json.dumps(it, ensure_ascii=False) + "\n" for it in HAND_ITEMS), encoding="utf-8")
+    path = write_config("evaluate", {"evaluate": {"tasks": [{"path": str(tasks)}], "baseline": "none"}})
+    assert cli_main(["evaluate", "--config", str(path)]) == 0
+    report = json.loads((tmp_path / "output" / "tiny-ko" / "t" / "evaluate" / "eval.json").read_text())
+    scores = report["candidate"]["scores"]
+    assert (scores["accuracy/hand"], scores["accuracy_norm/hand"], scores["accuracy_bytes/hand"]) == (0.25, 0.5, 0.75)
+    assert [it["candidate"]["prediction_bytes"] for it in report["items"]["hand"]] == [0, 0, 0, 0]
+    line = "task hand: the candidate picked choice 1 for all 4 items"
+    assert line in report["warnings"] and f"evaluate: {line}" in capsys.readouterr().err
+
+    # Not said for fewer than 4 items (too few to tell), nor when the picks differ.
+    cfg = load_config(path, env={})
+
+    def said(predictions: list[int]) -> list[str]:
+        n = len(predictions)
+        return input_warnings(cfg, {"tasks": {"t": scoring.ChoiceScores(0.0, 0.0, n, predictions)}})
+
+    assert said([2, 2, 2]) == [] and said([2, 2, 2, 0]) == []
+    assert said([2, 2, 2, 2]) == ["task t: the candidate picked choice 2 for all 4 items"]
+
+
 def test_bad_task_rows_are_reported_with_file_and_line(tmp_path: Path, write_config: Callable[..., Path]) -> None:
     tasks = tmp_path / "tasks"
     tasks.mkdir()

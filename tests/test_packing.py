@@ -298,6 +298,77 @@ def test_padding_free_without_packing_exits_2_before_loading(cli, write_config, 
     assert not (tmp_path / "output").exists() or not any((tmp_path / "output").rglob("adapter"))
 
 
+@pytest.mark.parametrize(
+    ("stage", "training", "message"),
+    [
+        ("cpt", {"padding_free": True}, "training.padding_free is not supported by the cpt stage: its blocks are"),
+        ("cpt", {"packing": True}, "training.packing is set by the stage"),
+        ("rlhf", {"padding_free": True}, "training.padding_free is not supported by the rlhf stage: TRL 1.14.2's"),
+    ],
+)
+def test_cpt_and_rlhf_refuse_padding_options_with_exit_2_before_loading(
+    stage: str,
+    training: dict[str, Any],
+    message: str,
+    write_config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The refusal comes at the start of the stage: the model loader is never called (it fails the test if it is)."""
+    import importlib
+
+    from korean_llm.cli import main
+    from korean_llm.train import models
+
+    def no_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{stage}: the model was loaded before the packing options were checked")
+
+    monkeypatch.setattr(importlib.import_module(f"korean_llm.stages.{stage}"), "load_for_training", no_load)
+    monkeypatch.setattr(models, "load_for_training", no_load)
+    if stage == "cpt":
+        corpus = tmp_path / "corpus.jsonl"
+        corpus.write_text(json.dumps({"text": "대한민국은 민주공화국이다. " * 20}, ensure_ascii=False) + "\n")
+        data = str(corpus)
+    else:
+        data = "builtin:preference-ko"
+    path = write_config(stage, {"training": training, "data": {"sources": [{"path": data}]}})
+    assert main([stage, "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+    assert not list((tmp_path / "output").rglob("manifest.json"))
+
+
+def test_rlhf_manifest_says_preference_pairs_are_padded_and_the_trainer_pads(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest's `padding_free` reason is what the trainer does: TRL 1.14.2's DPOTrainer keeps
+    `padding_free` False (trl/trainer/dpo_trainer.py: set back to False with a warning when asked for)."""
+    from korean_llm.config import load_config
+    from korean_llm.stages import rlhf
+
+    built: list[Any] = []
+    real = rlhf.build_trainer
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(rlhf, "build_trainer", keep)
+    overrides = {
+        "lora": {"r": 4},
+        "data": {"sources": [{"path": "builtin:preference-ko", "max_rows": 4}]},
+        "training": {"max_steps": 1, "per_device_train_batch_size": 4, "gradient_checkpointing": False},
+    }
+    manifest = rlhf.main(load_config(write_config("rlhf", overrides), env={}))
+    assert manifest.extra["padding_free"] == packing.PREFERENCE_PADDING
+    assert manifest.extra["padding_free"].startswith("padded: TRL 1.14.2's DPOTrainer turns padding_free off")
+    [trainer] = built
+    assert any(c.__name__ == "DPOTrainer" for c in type(trainer).__mro__)
+    assert trainer.padding_free is False and trainer.args.padding_free is False
+    assert manifest.metrics["global_step"] == 1
+
+
 @pytest.mark.slow
 def test_sft_stage_records_packing_and_token_shares(cli, write_config, tmp_path: Path) -> None:
     data = tmp_path / "chats.jsonl"
@@ -373,3 +444,61 @@ def test_bench_measures_the_users_own_rows(cli, tmp_path: Path) -> None:
     assert proc.returncode == 2 and "missing.jsonl" in proc.stderr
     proc = cli("bench", "--model", "builtin:tiny-ko", "--mode", "sft", "--max-rows", "5")
     assert proc.returncode == 2 and "--max-rows needs --data" in proc.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+@pytest.mark.slow
+def test_bench_data_takes_the_source_forms_the_stages_read(cli, tmp_path: Path) -> None:
+    """`bench --data` on a CP949 Q/A CSV with CRLF line ends: mapped on the command line (`--map`, `--encoding`,
+    `--format`), and by its name in the `datasets:` registry of a values file (`-f`)."""
+    qa = EXAMPLES / "qa_cp949.csv"
+    common = ("--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "sft", "--steps", "1", "--warmup", "0")
+    common += (
+        "--seq-len",
+        "256",
+        "--batch-size",
+        "4",
+        "--peak-tflops",
+        "0.1",
+        "--set",
+        "data.max_rejected_fraction=0.2",
+    )
+    mapped_out, named_out = tmp_path / "mapped.json", tmp_path / "named.json"
+    proc = cli(
+        "bench", *common, "--data", str(qa), "--map", "user=Q", "--map", "assistant=A", "--encoding", "auto",
+        "--format", "csv", "--json-out", str(mapped_out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "line 2 is not valid UTF-8 but is valid CP949: file read as cp949" in proc.stderr
+    assert "bench --data: 1 of 12 rows rejected" in proc.stderr  # the row with an empty answer
+    [mapped] = json.loads(mapped_out.read_text())
+    assert mapped["data"] == str(qa) and mapped["lengths"]["rows"] == 11
+    assert mapped["nonpad_tokens_per_second"] > 0 and 0 < mapped["loss_share"] < 1
+    assert mapped["system_prompt_share"] > 0.2  # short Q/A rows: the stage's default prompt is a large share
+
+    values = Path(__file__).resolve().parents[1] / "values" / "local-csv.yaml"
+    proc = cli("bench", *common, "--data", "qa-ko", "-f", str(values), "--max-rows", "6", "--json-out", str(named_out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [named] = json.loads(named_out.read_text())
+    assert named["data"] == "qa-ko" and named["lengths"]["rows"] == 6  # --max-rows over the registry entry
+    # The registry entry maps its own system prompt (a shorter one than the default): a smaller share.
+    assert 0 < named["system_prompt_share"] < mapped["system_prompt_share"]
+
+
+def test_bench_data_options_are_checked_before_loading(cli) -> None:
+    qa = str(EXAMPLES / "qa_cp949.csv")
+    bench = ("bench", "--model", "builtin:tiny-ko", "--mode", "sft")
+    cases = [
+        (("--data", qa, "--map", "user=Question", "--map", "assistant=A"), "mapped column 'Question' (for user)"),
+        (("--data", qa, "--map", "user=Q", "--map", "assistant=A", "--mode", "cpt"), "not read from text rows"),
+        (("--data", qa, "--map", "user"), "--map 'user': expected FIELD=COLUMN"),
+        (("--data", qa, "--encoding", "latin1"), "key 'encoding': Input should be 'auto'"),
+        (("--data", "qb-ko", "-f", "values/local-csv.yaml"), "unknown dataset 'qb-ko' (datasets: dialogues-ko, qa-ko"),
+        (("--map", "user=Q", "--encoding", "cp949"), "--encoding, --map needs --data"),
+    ]
+    for extra, message in cases:
+        proc = cli(*bench, *extra)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, (extra, proc.stderr)
+        assert "bench result" not in proc.stderr  # refused before a worker started

@@ -2,10 +2,15 @@
 
     korean-llm bench --model qwen2.5-7b --compare unsloth,hf --mode cpt,sft,bare --batch-size 4,16
     korean-llm bench --model builtin:tiny-ko --backend hf --steps 3          # runs on a CPU too
+    korean-llm bench --mode sft --data qa.csv --map user=Q --map assistant=A --encoding cp949   # the user's rows
+    korean-llm bench --mode sft --data qa-ko -f values/local-csv.yaml       # a `datasets:` entry by name
 
 `--model` is a named shape (`qwen2.5-0.5b`, `qwen2.5-1.5b`, `qwen2.5-7b`: random weights built
 once from the Qwen2.5 config, with the builtin tokenizer, cached under `$KOREAN_LLM_CACHE/shapes`),
-`builtin:tiny-ko`, or a local model folder. Modes:
+`builtin:tiny-ko`, or a local model folder. `--data` measures on the user's rows instead of synthetic ones,
+named as the stages name a source (a file, folder, glob, `hf:` id, or a `datasets:` entry of `-f VALUES`, with
+`--format`, `--encoding` and `--map FIELD=COLUMN` as in `korean-llm data inspect`), checked before any model
+loads. Modes:
 
 - `cpt`: synthetic documents through `stages.cpt.pack_blocks` and `stages.cpt.build_trainer`;
 - `sft`: synthetic chats (half to full `--seq-len` tokens) through `stages.sft.build_trainer`
@@ -55,6 +60,7 @@ from korean_llm import dist
 from korean_llm.builtin import TINY_MODEL, cache_root, tiny_model_path
 from korean_llm.command import Command, add_overrides
 from korean_llm.config import build_config
+from korean_llm.config.mapping import check_kind
 from korean_llm.console import setup_logging, stderr_console
 from korean_llm.errors import EXIT_BUG, ConfigError, KoreanLLMError
 from korean_llm.pipeline.artifacts import StageDir, atomic_write_json
@@ -515,6 +521,14 @@ def _run_bare(cfg: Any, loaded: Any, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def user_source(spec: dict[str, Any]) -> dict[str, Any]:
+    """The `--data` source of the stage config: as resolved by run_command, `--max-rows` over its own max_rows."""
+    source = dict(spec["source"])
+    if spec.get("max_rows") is not None:
+        source["max_rows"] = spec["max_rows"]
+    return source
+
+
 def _stage_config(spec: dict[str, Any], mode: str, batch: int, workdir: Path) -> Any:
     training = {
         "max_steps": spec["warmup"] + spec["steps"],
@@ -527,11 +541,7 @@ def _stage_config(spec: dict[str, Any], mode: str, batch: int, workdir: Path) ->
         "model": {"base_model": spec["model_path"], "backend": spec["backend"], "max_seq_length": spec["seq_len"]},
         "lora": {"method": spec["lora"]},
         "training": training,
-        **(
-            {"data": {"sources": [{"path": spec["data"], "max_rows": spec.get("max_rows")}]}}
-            if spec.get("data")
-            else {}
-        ),
+        **({"data": {"sources": [user_source(spec)]}} if spec.get("source") else {}),
         "metrics": {"port": 0, "host": "127.0.0.1"},
     }
     return build_config(data, source="korean-llm bench", overrides=spec["overrides"], env={})
@@ -746,9 +756,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--data",
         default=None,
         help="measure on these rows instead of synthetic ones (any source the stages read: file, folder, glob, "
-        "hf:<id>, builtin:<name>); chats for --mode sft, documents for cpt",
+        "hf:<id>, builtin:<name>, or a name in the `datasets:` registry of -f VALUES); chats for --mode sft, "
+        "documents for cpt",
     )
     p.add_argument("--max-rows", type=int, default=None, help="with --data: read at most this many rows")
+    p.add_argument(
+        "-f", "--values", action="append", default=[], help="with --data NAME: values file with a `datasets:` block"
+    )
+    p.add_argument("--format", default=None, help="with --data: format of the rows (default: from the extension)")
+    p.add_argument("--encoding", default=None, help="with --data: auto | utf-8 | utf-8-sig | cp949 | euc-kr")
+    p.add_argument(
+        "--map", action="append", default=[], metavar="FIELD=COLUMN", help="with --data: field mapping (repeatable)"
+    )
     p.add_argument(
         "--packing",
         default=None,
@@ -770,6 +789,36 @@ def _csv(value: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
     return items
 
 
+# The rows each mode reads from --data (config/mapping.py KIND_FIELDS).
+DATA_KINDS = {"sft": "chat", "cpt": "text"}
+
+
+def resolve_data(args: argparse.Namespace, modes: list[str]) -> dict[str, Any]:
+    """The `--data` source, resolved as the stages resolve theirs and checked before any model loads: a registry
+    name of `-f VALUES` or a path, with `--format`, `--encoding` and `--map` (korean_llm.data.inspect
+    resolve_source, config/mapping.py); its mapping against the rows of each mode (chats for sft, text for cpt);
+    a local file's first record against the mapped columns. ConfigError / DataError (exit 2) otherwise."""
+    from korean_llm.data import ReadLog, read_source
+    from korean_llm.data.inspect import resolve_source
+
+    resolved, _, _ = resolve_source(
+        args.data, values=args.values, fmt=args.format, encoding=args.encoding, maps=args.map
+    )
+    local = not resolved.path.startswith(("hf:", "builtin:"))
+    if local and not Path(resolved.path).exists() and not glob.glob(resolved.path):
+        named = f"--data {args.data}" + (f" (path {resolved.path})" if resolved.dataset else "")
+        raise ConfigError(f"{named}: no such file, folder or glob")
+    source = resolved.model_dump(mode="json", exclude_defaults=True)
+    if local:  # the worker runs elsewhere: a relative path is read from here
+        source["path"] = str(Path(resolved.path).resolve())
+    for mode in modes:  # the mapping against the rows the mode reads, as the stage config checks it
+        if mode in DATA_KINDS:
+            check_kind(resolved.mapping, DATA_KINDS[mode], f"--data {args.data} (--mode {mode})")
+    if local and resolved.mapping is not None:
+        next(iter(read_source(resolved, "reject", ReadLog())), None)  # a missing mapped column: DataError
+    return source
+
+
 def run_command(args: argparse.Namespace) -> int:
     """korean-llm bench ...: spawn one worker per backend, print the table and the JSON."""
     backends = _csv(args.compare, BACKENDS, "--compare") if args.compare else [args.backend]
@@ -784,16 +833,18 @@ def run_command(args: argparse.Namespace) -> int:
         raise ConfigError("--steps and --batch-size must be at least 1, --warmup at least 0")
     if dist.world_size() > 1 and "bare" in modes:
         raise ConfigError("--mode bare is a single-process loop: leave it out under torchrun (WORLD_SIZE > 1)")
+    source: dict[str, Any] | None = None
     if args.data is not None:
         if "dpo" in modes:
             raise ConfigError("--data measures --mode sft (chats) and cpt (documents); leave dpo out")
-        local = not args.data.startswith(("hf:", "builtin:"))
-        if local and not Path(args.data).exists() and not glob.glob(args.data):
-            raise ConfigError(f"--data {args.data}: no such file, folder or glob")
         if args.max_rows is not None and args.max_rows < 1:
             raise ConfigError("--max-rows must be at least 1")
-    elif args.max_rows is not None:
-        raise ConfigError("--max-rows needs --data")
+        source = resolve_data(args, modes)
+    else:
+        given = [f"--{name.replace('_', '-')}" for name in ("max_rows", "format", "encoding") if getattr(args, name)]
+        given += ["--map"] * bool(args.map) + ["-f"] * bool(args.values)
+        if given:
+            raise ConfigError(f"{', '.join(given)} needs --data")
     packings = _csv(args.packing, ("auto", "true", "false"), "--packing") if args.packing else None
     for expr in args.overrides:  # a typo must fail here, not after minutes of model loading
         build_config({"stage": "sft", "model": {"base_model": "x"}}, source="--set", overrides=[expr], env={})
@@ -808,9 +859,9 @@ def run_command(args: argparse.Namespace) -> int:
         "lora": args.lora,
         "peak_tflops": args.peak_tflops,
         "overrides": args.overrides,
-        "data": str(Path(args.data).resolve())
-        if args.data and not args.data.startswith(("hf:", "builtin:"))
-        else args.data,
+        # what the result rows name: the registry name, or the path (absolute for a local one)
+        "data": (source.get("dataset") or source["path"]) if source else None,
+        "source": source,
         "max_rows": args.max_rows,
         "packings": packings,
     }

@@ -60,7 +60,8 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """One line per error: the source, the key, what was expected and what was found."""
     lines = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"]) or "<root>"
@@ -131,7 +132,7 @@ def build_config(
     try:
         cfg = StageConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(format_validation_error(exc, source)) from None
     cfg.source = source
     return cfg
 

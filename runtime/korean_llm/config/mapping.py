@@ -105,6 +105,25 @@ KIND_FIELDS: dict[str, set[str]] = {
 TURN_LISTS = ("messages", "prompt", "completion", "chosen", "rejected")
 
 
+def parse_map_options(items: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A mapping from command-line `--map FIELD=COLUMN` options, over `base` (e.g. a registry entry's mapping).
+
+    The value is a column or dotted path; one that starts with `{` or `[` is YAML (`system={value: ...}`,
+    `choices=[A, B, C, D]`). ConfigError for an option without `=`."""
+    import yaml
+
+    mapping = dict(base or {})
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--map {item!r}: expected FIELD=COLUMN")
+        key, value = item.split("=", 1)
+        try:
+            mapping[key.strip()] = yaml.safe_load(value) if value.strip().startswith(("{", "[")) else value
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--map {item!r}: the value is not valid YAML: {exc}") from None
+    return mapping
+
+
 def check_kind(mapping: FieldMapping | None, kind: str, where: str) -> None:
     """ConfigError when `mapping` sets a key the `kind` of rows does not read."""
     if mapping is None:

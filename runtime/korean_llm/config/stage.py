@@ -30,6 +30,7 @@ SOURCE_LISTS = (
     ("evaluate", "perplexity"),
     ("evaluate", "tasks"),
     ("evaluate", "prompts"),
+    ("vocab", "fertility_sources"),
 )
 
 
@@ -132,8 +133,9 @@ class StageConfig(Strict):
             ("evaluate.perplexity", "text", self.evaluate.perplexity),
             ("evaluate.tasks", "task", self.evaluate.tasks),
             ("evaluate.prompts", "prompt", self.evaluate.prompts),
+            ("vocab.fertility_sources", "text", self.vocab.fertility_sources),
         ]
-        data_kind = {"cpt": "text", "sft": "chat"}.get(self.stage)
+        data_kind = {"vocab": "text", "cpt": "text", "sft": "chat"}.get(self.stage)
         if self.stage == "rlhf":
             data_kind = {"dpo": "preference", "orpo": "preference", "kto": "kto", "grpo": "prompt"}[self.rlhf.method]
         if data_kind is not None:

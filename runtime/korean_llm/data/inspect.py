@@ -1,6 +1,6 @@
 """`korean-llm data inspect NAME|PATH`: what the stages would make of a data set, before any run.
 
-    korean-llm data inspect qa -f values/local-byod.yaml        # a `datasets:` entry of values files
+    korean-llm data inspect qa-ko -f values/local-csv.yaml      # a `datasets:` entry of values files
     korean-llm data inspect sft_qa --config sft.yaml            # ... or of a stage config
     korean-llm data inspect data/qa.csv --map user=Q --map assistant=A --kind chat
 
@@ -8,8 +8,11 @@ Prints, for each file: the detected format and encoding (and why, for `auto`), t
 stage reads them after the mapping (the first `--rows`), the token length distribution with the
 model's tokenizer (chat template for chats), and what would be rejected, counted by reason with
 the first lines. Reads the data exactly as the stages do (korean_llm.data.read_source and the
-stage's row validator), so what it reports is what a run would do. Exit 0, or 2 with the message
-for a bad name, path or mapping.
+stage's row validator), so what it reports is what a run would do: chats get the SFT stage's
+`sft.system_prompt` when they have no system turn, preference, KTO and GRPO rows the RLHF stage's
+`rlhf.system_prompt` (the configured value from `--config`, or from the SFT / RLHF stage config the
+chart renders for the first model of the values files, else the default Korean prompt; null adds
+none). Exit 0, or 2 with the message for a bad name, path or mapping.
 """
 
 from __future__ import annotations
@@ -21,17 +24,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import ValidationError
 
 from korean_llm.command import Command
-from korean_llm.config import DataSource, read_yaml
-from korean_llm.config.mapping import KIND_FIELDS, check_kind
+from korean_llm.config import DataSource, RlhfConfig, SftConfig, read_yaml
+from korean_llm.config.loading import format_validation_error
+from korean_llm.config.mapping import KIND_FIELDS, check_kind, parse_map_options
 from korean_llm.data.readers import ReadLog
-from korean_llm.data.rows import kto_row, mc_item, preference_row, prompt_row, sft_row, text_row
+from korean_llm.data.rows import kto_row, mc_item, preference_row, prompt_row, sft_row, text_row, with_system_prompt
 from korean_llm.data.sources import read_source
 from korean_llm.errors import ConfigError
 
 KINDS = tuple(KIND_FIELDS)
+# The stage whose `<stage>.system_prompt` a row kind gets (stages/sft.py, stages/rlhf training_rows).
+SYSTEM_PROMPT_STAGE = {"chat": "sft", "preference": "rlhf", "kto": "rlhf", "prompt": "rlhf"}
 
 
 def commands() -> list[Command]:
@@ -54,50 +60,104 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--model", default=None, help="tokenizer for token lengths (default: the config's model)")
 
 
-def _registry(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
-    datasets: dict[str, Any] = {}
-    model = None
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Maps merged key by key, anything else replaced: helm's merge of values files and the chart's mergeOverwrite."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _deep_merge(out[key], value) if both else value
+    return out
+
+
+def values_stage_config(values: dict[str, Any], stage: str) -> dict[str, Any]:
+    """The runtime config the chart renders for `stage` of the first model (charts/templates/_stage.tpl
+    `korean-llm.stageConfig`): runtimeDefaults < models[].config < stageDefaults.<stage>.config <
+    models[].stages.<stage>.config."""
+    models = values.get("models") or [{}]
+    model = models[0] or {}
+    cfg: dict[str, Any] = {}
+    for layer in (
+        values.get("runtimeDefaults"),
+        model.get("config"),
+        ((values.get("stageDefaults") or {}).get(stage) or {}).get("config"),
+        ((model.get("stages") or {}).get(stage) or {}).get("config"),
+    ):
+        cfg = _deep_merge(cfg, layer or {})
+    return cfg
+
+
+def _registry(args: argparse.Namespace) -> tuple[dict[str, Any], str | None, dict[str, dict[str, Any]]]:
+    """The `datasets:` registry, the model, and the runtime config of the SFT and RLHF stages (for their system
+    prompts), from the values files (merged in order, as helm does) and the stage config (which wins)."""
+    values: dict[str, Any] = {}
     for path in args.values:
-        data = read_yaml(Path(path))
-        datasets.update(data.get("datasets") or {})
-        for m in data.get("models") or []:
-            model = model or ((m.get("config") or {}).get("model") or {}).get("base_model")
+        values = _deep_merge(values, read_yaml(Path(path)))
+    datasets: dict[str, Any] = dict(values.get("datasets") or {})
+    stages = {stage: values_stage_config(values, stage) for stage in ("sft", "rlhf")}
+    model = ((stages["sft"].get("model") or {}).get("base_model")) if args.values else None
     if args.config:
         data = read_yaml(Path(args.config))
         datasets.update(data.get("datasets") or {})
         model = ((data.get("model") or {}).get("base_model")) or model
-    return datasets, model
+        for stage in stages:
+            stages[stage] = _deep_merge(stages[stage], data)
+    return datasets, model, stages
 
 
-def resolve_target(args: argparse.Namespace) -> tuple[DataSource, str | None]:
-    """The data source to inspect: a registry entry by name, or a path with the options given."""
-    datasets, model = _registry(args)
-    if args.target in datasets:
-        spec = dict(datasets[args.target])
-        origin = " ".join(args.values + ([args.config] if args.config else []))
-        where = f"datasets.{args.target} in {origin}"
+def system_prompt_of(stages: dict[str, dict[str, Any]], kind: str) -> str | None:
+    """The system prompt the stage reading `kind` rows adds to rows without one (None: the kind gets none)."""
+    stage = SYSTEM_PROMPT_STAGE.get(kind)
+    if stage is None:
+        return None
+    block = stages.get(stage, {}).get(stage) or {}
+    try:  # validated as the stage validates its block, defaults included
+        return (SftConfig if stage == "sft" else RlhfConfig).model_validate(block).system_prompt
+    except ValueError as exc:
+        raise ConfigError(f"{stage}: {exc}") from None
+
+
+def resolve_source(
+    target: str,
+    *,
+    values: list[str] | None = None,
+    config: str | None = None,
+    fmt: str | None = None,
+    encoding: str | None = None,
+    maps: list[str] | None = None,
+) -> tuple[DataSource, str | None, dict[str, dict[str, Any]]]:
+    """A data source as the command line names it: a `datasets:` entry of the values files (`-f`) or stage config
+    (`--config`) by name, or a file, folder, glob or hf: id; `--format`, `--encoding` and `--map FIELD=COLUMN`
+    (config/mapping.py parse_map_options) over it. Also the model and the SFT / RLHF stage configs found there.
+    Shared by `data inspect` and `bench --data`; ConfigError (exit 2) for an unknown name or a bad option."""
+    args = argparse.Namespace(values=list(values or []), config=config)
+    datasets, model, stages = _registry(args)
+    if target in datasets:
+        spec = dict(datasets[target])
+        origin = " ".join(args.values + ([config] if config else []))
+        where = f"datasets.{target} in {origin}"
     else:
-        if datasets and not any(ch in args.target for ch in "/.:*"):
-            raise ConfigError(f"unknown dataset '{args.target}' (datasets: {', '.join(sorted(datasets))})")
-        spec = {"path": args.target}
-        where = args.target
-    if args.format:
-        spec["format"] = args.format
-    if args.encoding:
-        spec["encoding"] = args.encoding
-    if args.map:
-        mapping = dict(spec.get("mapping") or {})
-        for item in args.map:
-            if "=" not in item:
-                raise ConfigError(f"--map {item!r}: expected FIELD=COLUMN")
-            key, value = item.split("=", 1)
-            mapping[key.strip()] = yaml.safe_load(value) if value.strip().startswith(("{", "[")) else value
-        spec["mapping"] = mapping
+        if datasets and not any(ch in target for ch in "/.:*"):
+            raise ConfigError(f"unknown dataset '{target}' (datasets: {', '.join(sorted(datasets))})")
+        spec = {"path": target}
+        where = target
+    if fmt:
+        spec["format"] = fmt
+    if encoding:
+        spec["encoding"] = encoding
+    if maps:
+        spec["mapping"] = parse_map_options(maps, spec.get("mapping"))
     try:
-        source = DataSource.model_validate({**spec, "dataset": args.target if args.target in datasets else None})
-    except Exception as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    return source, model
+        source = DataSource.model_validate({**spec, "dataset": target if target in datasets else None})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
+    return source, model, stages
+
+
+def resolve_target(args: argparse.Namespace) -> tuple[DataSource, str | None, dict[str, dict[str, Any]]]:
+    """`data inspect`'s target: see resolve_source."""
+    return resolve_source(
+        args.target, values=args.values, config=args.config, fmt=args.format, encoding=args.encoding, maps=args.map
+    )
 
 
 def guess_kind(source: DataSource, first: dict[str, Any] | None) -> str:
@@ -117,13 +177,22 @@ def guess_kind(source: DataSource, first: dict[str, Any] | None) -> str:
     return "text"
 
 
-def validator(kind: str) -> Callable[[DataSource, dict[str, Any]], dict[str, Any]]:
+def validator(kind: str, system_prompt: str | None) -> Callable[[DataSource, dict[str, Any]], dict[str, Any]]:
+    """The row validator of the stage that reads `kind` rows, with that stage's system prompt."""
+
+    def with_prompt(validate: Callable[[DataSource, dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
+        def read(source: DataSource, obj: dict[str, Any]) -> dict[str, Any]:
+            row = validate(source, obj)
+            return {**row, "prompt": with_system_prompt(row["prompt"], system_prompt)}
+
+        return read
+
     return {
         "text": text_row,
-        "chat": sft_row(None),
-        "preference": preference_row,
-        "kto": kto_row,
-        "prompt": prompt_row,
+        "chat": sft_row(system_prompt),
+        "preference": with_prompt(preference_row),
+        "kto": with_prompt(kto_row),
+        "prompt": with_prompt(prompt_row),
         "task": lambda _s, obj: mc_item(obj),
     }[kind]
 
@@ -161,8 +230,17 @@ def percentiles(values: list[int]) -> dict[str, int]:
     return {"min": v[0], "p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": v[-1]}
 
 
-def inspect(source: DataSource, kind: str | None, model: str | None, rows: int, scan: int) -> dict[str, Any]:
-    """Read `source` as a stage would; returns the report `korean-llm data inspect` prints."""
+def inspect(
+    source: DataSource,
+    kind: str | None,
+    model: str | None,
+    rows: int,
+    scan: int,
+    stages: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Read `source` as a stage would; returns the report `korean-llm data inspect` prints.
+
+    `stages`: the runtime config of the SFT and RLHF stages (their `system_prompt`); none given, their defaults."""
     read_log = ReadLog()
     kept: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
@@ -176,7 +254,8 @@ def inspect(source: DataSource, kind: str | None, model: str | None, rows: int, 
             first = rec.data
     kind = kind or guess_kind(source, first)
     check_kind(source.mapping, kind, "mapping")
-    validate = validator(kind)
+    system_prompt = system_prompt_of(stages or {}, kind)
+    validate = validator(kind, system_prompt)
     for rec in records:
         if rec.error is not None or rec.data is None:
             rejects.append({"file": rec.file, "line": rec.line, "reason": rec.error or "unreadable row"})
@@ -199,6 +278,8 @@ def inspect(source: DataSource, kind: str | None, model: str | None, rows: int, 
         "source": source.dataset or source.path,
         "kind": kind,
         "mapping": source.mapping.model_dump(mode="json", exclude_defaults=True) if source.mapping else None,
+        "system_prompt_setting": f"{SYSTEM_PROMPT_STAGE[kind]}.system_prompt" if kind in SYSTEM_PROMPT_STAGE else None,
+        "system_prompt": system_prompt,
         "files": read_log.as_dict(),
         "rows_read": len(records),
         "rows_kept": len(kept),
@@ -220,6 +301,10 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(f"[bold]{escape(report['source'])}[/]: {report['kind']} rows")
     if report.get("mapping"):
         console.print(f"mapping: {escape(json.dumps(report['mapping'], ensure_ascii=False))}")
+    if report.get("system_prompt_setting"):
+        prompt = report["system_prompt"]
+        said = json.dumps(prompt, ensure_ascii=False) if prompt else "none (null)"
+        console.print(escape(f"{report['system_prompt_setting']}: {said}, added to rows without a system turn"))
     files = Table("file", "format", "encoding", "records", "lines", "undecodable")
     for f in report["files"]:
         files.add_row(
@@ -251,10 +336,10 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    source, model = resolve_target(args)
-    report = inspect(source, args.kind, args.model or model or "builtin:tiny-ko", args.rows, args.scan)
+    source, model, stages = resolve_target(args)
+    report = inspect(source, args.kind, args.model or model or "builtin:tiny-ko", args.rows, args.scan, stages)
     print_report(report)
     return 0
 
 
-__all__ = ["commands", "inspect", "run_command"]
+__all__ = ["commands", "inspect", "resolve_source", "run_command"]

@@ -74,6 +74,7 @@ def _run(ctx: StageContext) -> Manifest:
     from datasets import Dataset
 
     cfg = ctx.cfg
+    packing.check_options(cfg)  # before the data is read and any model loads (build_trainer checks again for bench)
     rejects = RejectLog()
     rows = collect_rows(cfg.data, text_row, rejects)
     ctx.record_rejects(rejects, "cpt data")

@@ -32,6 +32,11 @@ from korean_llm.train.trainer import stage_trainer
 log = logging.getLogger("korean_llm")
 
 
+def training_rows(cfg: StageConfig, rejects: RejectLog) -> list[dict[str, Any]]:
+    """The chats as the stage trains on them: validated, `sft.system_prompt` added to those without a system turn."""
+    return collect_rows(cfg.data, sft_row(cfg.sft.system_prompt), rejects)
+
+
 def choose_packing(cfg: StageConfig, loaded: Loaded, rows: list[dict[str, Any]]) -> packing.PackingChoice:
     """What `sft.packing` resolves to for these rows on this backend (lengths tokenized only for auto)."""
     lengths = packing.conversation_lengths(loaded.tokenizer, rows) if cfg.sft.packing == "auto" else []
@@ -73,7 +78,7 @@ def _run(ctx: StageContext) -> Manifest:
     cfg = ctx.cfg
     packing.check_options(cfg)
     rejects = RejectLog()
-    rows = collect_rows(cfg.data, sft_row(cfg.sft.system_prompt), rejects)
+    rows = training_rows(cfg, rejects)
     ctx.record_rejects(rejects, "sft data")
     init = init_point(cfg)
     loaded = load_for_training(cfg, init)

@@ -180,6 +180,7 @@ def build_trainer(
 
 def _run(ctx: StageContext) -> Manifest:
     cfg = ctx.cfg
+    packing.check_options(cfg)  # before the data is read and any model loads (build_trainer checks again for bench)
     method = cfg.rlhf.method
     rejects = RejectLog()
     rows = training_rows(cfg, rejects)
