@@ -246,9 +246,8 @@ def test_a_trainjob_naming_a_missing_runtime_is_refused_clearly() -> None:
     docs = rendered("7b", "trainjob")
     job = copy.deepcopy(training_steps(docs)[0][3])
     job["spec"]["runtimeRef"]["name"] = "korean-llm-qwen8b"
-    with pytest.raises(
-        ConfigError, match=r"TrainJob cpt-0-\{\{workflow\.uid\}\}: runtime TrainingRuntime/korean-llm-qwen8b is not among"
-    ):
+    missing = r"TrainJob cpt-0-\{\{workflow\.uid\}\}: runtime TrainingRuntime/korean-llm-qwen8b is not among"
+    with pytest.raises(ConfigError, match=missing):
         trainer_pod(job, docs)
 
 
