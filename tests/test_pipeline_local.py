@@ -52,6 +52,15 @@ LONG_RUN = sets(
     cpt__config__training__save_steps=2,
 )
 
+# preprocess only: a run that succeeds in seconds.
+QUICK_RUN = sets(
+    cpt__enabled="false",
+    sft__enabled="false",
+    rlhf__enabled="false",
+    evaluate__enabled="false",
+    deploy__enabled="false",
+)
+
 
 def pm(runs: Path, *args: str, timeout: float = 2400) -> Any:
     return run_cli("pipeline", "--runs-dir", str(runs), *args, timeout=timeout)
@@ -163,8 +172,14 @@ def test_local_submit_and_run_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "declares no parameter 'epochs' (it declares: run-id)" in bad.stderr
     bad = pm(runs, "submit", "-f", LOCAL, "--run-id", "a", "-p", "run-id=b")
     assert bad.returncode == 2 and "disagree" in bad.stderr
+    bad = pm(runs, "submit")
+    assert bad.returncode == 2 and "pass -f VALUES (the chart is rendered here) or --template NAME" in bad.stderr
+    # Without -f the chart renders with its defaults (charts/values.yaml: the qwen7b pipeline), as on a cluster.
     bad = pm(runs, "submit", "--template", "korean-llm-tiny-ko")
-    assert bad.returncode == 2 and "pass -f VALUES" in bad.stderr
+    assert bad.returncode == 2, bad.stderr
+    assert "rendered with its default values" in bad.stderr and "(it has: korean-llm-qwen7b)" in bad.stderr
+    bad = pm(runs, "submit", "--template", "korean-llm-qwen7b", "-p", "epochs=3")
+    assert bad.returncode == 2 and "declares no parameter 'epochs' (it declares: run-id)" in bad.stderr
     assert not runs.exists()  # nothing half-written
     bad = pm(runs, "status", "nope")
     assert bad.returncode == 2 and "run 'nope': no such run" in bad.stderr
@@ -338,3 +353,21 @@ def test_a_worker_that_outlives_its_stage_is_kept_by_cleanup_and_ended_by_stop(t
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(entry["pgid"], signal.SIGKILL)
+
+
+def test_submit_by_template_runs_only_that_template_and_wait_exits_0(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    sub = pm(runs, "submit", "-f", LOCAL, "--template", "korean-llm-tiny-ko", "-p", "run-id=quick", *QUICK_RUN)
+    assert sub.returncode == 0 and sub.stdout.strip() == "quick", sub.stderr[-2000:]
+    submitted = json.loads((runs / "quick" / "submit.json").read_text())
+    assert submitted["templates"] == ["korean-llm-tiny-ko"] and submitted["parameters"] == {"run-id": "quick"}
+    manifests = list(yaml.safe_load_all((runs / "quick" / "manifests.yaml").read_text()))
+    templates = [d["metadata"]["name"] for d in manifests if d and d.get("kind") == "WorkflowTemplate"]
+    assert templates == ["korean-llm-tiny-ko"]
+    waited = pm(runs, "wait", "quick", "--timeout", "600")
+    assert waited.returncode == 0, waited.stderr[-3000:]
+    assert waited.stdout.strip() == "Succeeded"
+    state = json.loads((runs / "quick" / "run.json").read_text())
+    assert [(s["step"], s["phase"]) for s in state["steps"] if s["phase"] != "Skipped"] == [
+        ("preprocess", "Succeeded")
+    ], state["steps"]

@@ -1,9 +1,9 @@
 """Local backend: runs of `korean-llm run` under `runs/<run-id>/`.
 
-`submit` renders the chart here (`helm template`), applies `-p` to the selected WorkflowTemplate's
-declared parameters, saves the result as `runs/<run-id>/manifests.yaml` and starts
-`python -m korean_llm run --manifests … --run-id …` in its own session (process group), detached, its
-output in `runs/<run-id>/runner.log`. What the other commands read:
+`submit` renders the chart here (`helm template`, with the `-f` values or else the chart's defaults), applies
+`-p` to the selected WorkflowTemplate's declared parameters (only that template's DAG runs), saves the result as
+`runs/<run-id>/manifests.yaml` and starts `python -m korean_llm run --manifests … --run-id …` in its own session
+(process group), detached, its output in `runs/<run-id>/runner.log`. What the other commands read:
 
 - `run.json` (written by the runner: pid, steps, phases, times, exit codes; see local/state.py),
 - `logs/<model>-<step>.events.jsonl` (the stage's event feed: step, max_steps, loss, tokens/s, ETA),
@@ -114,18 +114,18 @@ class LocalBackend:
     ) -> str:
         from korean_llm.local import runner as local
 
-        if not values:
-            raise ConfigError(
-                "local submit: pass -f VALUES (the chart is rendered here); --template picks one of its pipelines"
-            )
+        if not values and template is None:
+            raise ConfigError("local submit: pass -f VALUES (the chart is rendered here) or --template NAME")
         run_id = _resolve_run_id(run_id, params)
         chart = Path(self.chart) if self.chart else local.REPO_ROOT / "charts"
+        # Without -f the chart renders with its own defaults (values.yaml), as `helm install` would have done.
         docs = local.render(chart, values, [*helm_set, f"runId={run_id}"])
         pipelines = {p.template: p for p in local.parse_pipelines(docs)}
         if template is not None and template not in pipelines:
+            rendered = f"with {', '.join(values)}" if values else f"with its default values ({chart / 'values.yaml'})"
             raise ConfigError(
-                f"--template {template}: the chart rendered with {', '.join(values)} has no such WorkflowTemplate "
-                f"(it has: {', '.join(pipelines)})"
+                f"--template {template}: the chart rendered {rendered} has no such WorkflowTemplate "
+                f"(it has: {', '.join(pipelines) or 'none'})"
             )
         selected = [template] if template else list(pipelines)
         for name in selected:
