@@ -60,6 +60,15 @@ QUICK_RUN = sets(
     evaluate__enabled="false",
     deploy__enabled="false",
 )
+# preprocess -> a short CPT that logs every step: long enough to be followed while it runs.
+FOLLOWED_RUN = sets(
+    sft__enabled="false",
+    rlhf__enabled="false",
+    evaluate__enabled="false",
+    deploy__enabled="false",
+    cpt__config__training__max_steps=30,
+    cpt__config__training__logging_steps=1,
+)
 
 
 def pm(runs: Path, *args: str, timeout: float = 2400) -> Any:
@@ -371,3 +380,40 @@ def test_submit_by_template_runs_only_that_template_and_wait_exits_0(tmp_path: P
     assert [(s["step"], s["phase"]) for s in state["steps"] if s["phase"] != "Skipped"] == [
         ("preprocess", "Succeeded")
     ], state["steps"]
+
+
+def test_wait_times_out_with_124_and_logs_follow_a_running_run_until_it_ends(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    sub = pm(runs, "submit", "-f", LOCAL, "--run-id", "followed", *FOLLOWED_RUN)
+    assert sub.returncode == 0, sub.stderr[-2000:]
+    backend = LocalBackend(runs)
+    try:
+        started = time.monotonic()
+        waited = pm(runs, "wait", "followed", "--timeout", "1")
+        assert waited.returncode == 124 and "followed: still running after 1s" in waited.stderr, waited.stderr
+        assert time.monotonic() - started < 60 and not backend.status("followed").done
+
+        command = ["pipeline", "--runs-dir", str(runs), "logs", "followed", "--stage", "cpt", "--follow"]
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "korean_llm", *command],
+            env={**os.environ, "PYTHONPATH": str(REPO / "runtime")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        seen: list[tuple[float, str]] = []  # (time read, line)
+        assert follow.stdout is not None
+        for line in follow.stdout:  # ends when `logs --follow` exits
+            seen.append((time.time(), line))
+            assert time.monotonic() - started < 900, "logs --follow did not end with the run"
+        assert follow.wait(timeout=60) == 0, follow.stderr.read() if follow.stderr else ""
+        final = backend.status("followed")
+        assert final.phase == "Succeeded" and final.finished_at is not None
+        losses = [(t, ln) for t, ln in seen if "loss" in ln]
+        assert losses, "".join(ln for _, ln in seen)[-2000:]
+        # Lines were printed while the run was still running, not only once it had ended.
+        assert losses[0][0] < final.finished_at, (losses[0], final.finished_at)
+        assert "".join(ln for _, ln in seen) == (runs / "followed" / "logs" / "tiny-ko-cpt.log").read_text()
+    finally:
+        if not backend.status("followed").done:
+            pm(runs, "stop", "followed", "--grace", "30", timeout=300)
