@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -58,9 +60,23 @@ def selector_matches(labels: dict[str, str], selector: str | None) -> bool:
     return True
 
 
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1, its own CA (what a pod's ca.crt is to the apiserver's), and its key."""
+    cert, key = folder / "ca.crt", folder / "server.key"
+    cmd = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    subprocess.run(
+        [*cmd, "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 class FakeKube:
-    def __init__(self, namespace: str = "ml") -> None:
+    def __init__(self, namespace: str = "ml", tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (certificate, key) to serve HTTPS, as the in-cluster address is `https://` only."""
         self.namespace = namespace
+        self.tls = tls
         self.objects: dict[str, dict[str, dict[str, Any]]] = {
             "workflows": {},
             "workflowtemplates": {},
@@ -94,11 +110,15 @@ class FakeKube:
                 fake.handle(self, "DELETE")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> FakeKube:
         self.thread.start()

@@ -19,9 +19,10 @@ from korean_llm.cli import main
 from korean_llm.config import load_config
 from korean_llm.local.runner import REPO_ROOT, render
 from korean_llm.observe.metrics import StageMetrics
+from korean_llm.pipeline_manager import cluster_backend
 
 from . import k8s_shapes as shapes
-from .fake_kube import FakeKube
+from .fake_kube import FakeKube, self_signed_cert
 
 TEMPLATE = "korean-llm-qwen7b"
 WF = f"{TEMPLATE}-r7"
@@ -95,6 +96,58 @@ def test_submit_creates_a_workflow_from_the_installed_template(kube: FakeKube, p
     # The same run id again: the Workflow exists (409 AlreadyExists) -> exit 2, named.
     code, _, err = pipeline("submit", "--template", TEMPLATE, "--run-id", "r7")
     assert code == 2 and f"Workflow {WF} already exists" in err
+
+
+def test_namespace_option_overrides_the_contexts_namespace(kube: FakeKube, pipeline: Any) -> None:
+    code, out, err = pipeline("--namespace", "other", "submit", "--template", TEMPLATE, "--run-id", "r9")
+    assert code == 0, err
+    assert out.strip() == f"{TEMPLATE}-r9"
+    paths = [r["path"] for r in kube.requests]
+    assert paths == [
+        f"/apis/argoproj.io/v1alpha1/namespaces/other/workflowtemplates/{TEMPLATE}",
+        "/apis/argoproj.io/v1alpha1/namespaces/other/workflows",
+    ]
+    assert kube.requests[-1]["body"]["metadata"]["namespace"] == "other"
+    kube.requests.clear()
+    code, _, err = pipeline("-n", "other", "list")
+    assert code == 0, err
+    assert [r["path"] for r in kube.requests] == ["/apis/argoproj.io/v1alpha1/namespaces/other/workflows"]
+
+
+def test_in_cluster_service_account_reaches_the_api_with_its_token_and_namespace(
+    tmp_path: Path, template_7b: dict[str, Any], monkeypatch: Any, capsys: Any
+) -> None:
+    """No kubeconfig: the pod's service account, read the way kubernetes 35.0.0's
+    `kubernetes/config/incluster_config.py` reads it (`InClusterConfigLoader`: https://$KUBERNETES_SERVICE_HOST:
+    $KUBERNETES_SERVICE_PORT, `bearer <token file>`, the CA file as the only trusted CA) from a service account
+    folder laid out like the mounted one (token, ca.crt, namespace)."""
+    sa = tmp_path / "serviceaccount"
+    sa.mkdir()
+    cert, key = self_signed_cert(sa)
+    (sa / "token").write_text("sa-token")
+    (sa / "namespace").write_text("training\n")
+    monkeypatch.setattr(cluster_backend, "SERVICE_ACCOUNT_DIR", sa)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    with FakeKube(namespace="training", tls=(cert, key)) as fake:
+        fake.add("workflowtemplates", template_7b)
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(fake.server.server_address[1]))
+        assert main(["pipeline", "--backend", "cluster", "submit", "--template", TEMPLATE, "--run-id", "r5"]) == 0
+        assert capsys.readouterr().out.strip() == f"{TEMPLATE}-r5"
+        assert [(r["method"], r["path"], r["auth"]) for r in fake.requests] == [
+            ("GET", f"/apis/argoproj.io/v1alpha1/namespaces/training/workflowtemplates/{TEMPLATE}", "bearer sa-token"),
+            ("POST", "/apis/argoproj.io/v1alpha1/namespaces/training/workflows", "bearer sa-token"),
+        ]
+        # The CA file is what the client trusts: another CA's certificate is refused (exit 129, named).
+        other, _ = self_signed_cert(tmp_path)
+        (sa / "ca.crt").write_bytes(other.read_bytes())
+        assert main(["pipeline", "--backend", "cluster", "list"]) == 129
+        assert f"cannot reach the Kubernetes API at {fake.url}" in capsys.readouterr().err
+    # Outside a pod (no KUBERNETES_SERVICE_HOST): exit 129 naming both ways that were tried.
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert main(["pipeline", "--backend", "cluster", "list"]) == 129
+    err = capsys.readouterr().err
+    assert f"no usable kubeconfig {tmp_path / 'no-kubeconfig'}" in err and "Service host/port is not set" in err
 
 
 def test_submit_from_values_renders_the_template_name(kube: FakeKube, pipeline: Any) -> None:

@@ -63,6 +63,8 @@ STAGE_NODE_TYPES = ("Pod", "Retry", "Skipped", "Suspend", "HTTP", "Container")
 EXIT_CODE = re.compile(r"\(exit code (\d+)\)")
 METRICS_PORT = 9400
 TIMEOUT = 30  # seconds per request (connect and read)
+# Where Kubernetes mounts a pod's service account (token, ca.crt, namespace).
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class ClusterBackend:
@@ -615,10 +617,23 @@ def _hours(seconds: float) -> str:
 
 
 def _connect(context: str | None, kubeconfig: str | None) -> tuple[Any, str, str]:
-    """An ApiClient from the kubeconfig (file, context) or, inside a pod, the service account; its namespace."""
+    """An ApiClient from the kubeconfig (file, context) or, inside a pod, the service account; its namespace.
+
+    The kubeconfig is `--kubeconfig`, else `$KUBECONFIG` read now (the client reads it once, when
+    `kubernetes.config.kube_config` is imported: `KUBE_CONFIG_DEFAULT_LOCATION`, kubernetes 35.0.0), else
+    `~/.kube/config`. Without a usable one (and no --kubeconfig / --context), the pod's service account:
+    `KUBERNETES_SERVICE_HOST` / `KUBERNETES_SERVICE_PORT` and the token, ca.crt and namespace files under
+    `SERVICE_ACCOUNT_DIR`, read by the client's `InClusterConfigLoader` (kubernetes 35.0.0,
+    `kubernetes/config/incluster_config.py`: what `load_incluster_config()` does with those fixed paths).
+    """
+    import os
+
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
+    from kubernetes.config.incluster_config import InClusterConfigLoader
 
+    explicit = kubeconfig
+    kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
     cfg = client.Configuration()
     try:
         config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
@@ -627,19 +642,21 @@ def _connect(context: str | None, kubeconfig: str | None) -> tuple[Any, str, str
             active = next((c for c in contexts if c["name"] == context), active)
         namespace = (active or {}).get("context", {}).get("namespace") or "default"
     except (ConfigException, OSError) as exc:
-        if kubeconfig or context:
+        if explicit or context:
             raise ClusterUnreachable(
                 f"kubeconfig {kubeconfig or '(default)'}, context {context or '(current)'}: {exc}"
             ) from None
         try:
             cfg = client.Configuration()
-            config.load_incluster_config(client_configuration=cfg)
+            InClusterConfigLoader(
+                token_filename=str(SERVICE_ACCOUNT_DIR / "token"), cert_filename=str(SERVICE_ACCOUNT_DIR / "ca.crt")
+            ).load_and_set(cfg)
         except ConfigException as exc2:
             raise ClusterUnreachable(
-                f"no cluster configured: no usable kubeconfig ({exc}) and not inside a pod ({exc2}); "
-                "pass --kubeconfig / --context or set KUBECONFIG"
+                f"no cluster configured: no usable kubeconfig {kubeconfig or '(default)'} ({exc}) and not inside a "
+                f"pod ({exc2}); pass --kubeconfig / --context or set KUBECONFIG"
             ) from None
-        ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        ns_file = SERVICE_ACCOUNT_DIR / "namespace"
         namespace = ns_file.read_text().strip() if ns_file.is_file() else "default"
     cfg.retries = 1  # an unreachable server fails in seconds, not after urllib3's default retries
     return client.ApiClient(cfg), namespace, str(cfg.host)
