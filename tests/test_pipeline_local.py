@@ -417,3 +417,20 @@ def test_wait_times_out_with_124_and_logs_follow_a_running_run_until_it_ends(tmp
     finally:
         if not backend.status("followed").done:
             pm(runs, "stop", "followed", "--grace", "30", timeout=300)
+
+
+def test_submit_by_template_without_values_runs_the_charts_defaults(tmp_path: Path) -> None:
+    """No -f: the chart renders with charts/values.yaml (the qwen7b pipeline) and that template's DAG runs; its
+    preprocess has no inputs set there, so the run stops at once with the step's exit 2, named."""
+    runs = tmp_path / "runs"
+    sub = pm(runs, "submit", "--template", "korean-llm-qwen7b", "--run-id", "dflt")
+    assert sub.returncode == 0 and sub.stdout.strip() == "dflt", sub.stderr[-2000:]
+    manifests = list(yaml.safe_load_all((runs / "dflt" / "manifests.yaml").read_text()))
+    templates = [d["metadata"]["name"] for d in manifests if d and d.get("kind") == "WorkflowTemplate"]
+    assert templates == ["korean-llm-qwen7b"]
+    waited = pm(runs, "wait", "dflt", "--timeout", "600")
+    assert waited.returncode == 1 and waited.stdout.strip() == "Failed", waited.stderr[-3000:]
+    assert "dflt: Failed (preprocess failed (exit 2))" in waited.stderr
+    assert "key 'preprocess': no inputs" in (runs / "dflt" / "logs" / "qwen7b-preprocess.log").read_text()
+    bad = pm(runs, "submit", "--template", "korean-llm-qwen7b", "--set", "models[0].stages.cpt.enabled=false")
+    assert bad.returncode == 2 and "helm template failed for the chart's default values" in bad.stderr

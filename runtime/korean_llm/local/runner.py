@@ -114,7 +114,8 @@ def render_text(
         cmd += ["--set-json", j]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        raise ConfigError(f"helm template failed for {', '.join(values)}:\n{out.stderr.strip()}")
+        given = ", ".join(values) or f"the chart's default values ({chart / 'values.yaml'})"
+        raise ConfigError(f"helm template failed for {given}:\n{out.stderr.strip()}")
     return out.stdout
 
 
