@@ -249,3 +249,69 @@ def test_wait_lock_gives_up_after_its_timeout(tmp_path: Path, write_config) -> N
     finally:
         live.release()
     assert not (run_dir(tmp_path) / "cpt.partial").exists()
+
+
+def _take_over(lock_dir: Path) -> dict:
+    """What a second process does once it judged `lock_dir` stale: the lock is now its own (another host's)."""
+    record = {"host": "node-7", "pid": 1, "token": "new-owner", "started_at": time.time(), "heartbeat_at": time.time()}
+    (lock_dir / OWNER).write_text(json.dumps(record))
+    return record
+
+
+def test_preprocess_that_lost_its_lock_leaves_the_new_owners_processed_folder_alone(
+    tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is taken over after the work is done and before `processed/` is replaced: exit 2, and the new
+    owner's `processed/` is neither deleted nor renamed over."""
+    from korean_llm.cli import main as cli_main
+    from korean_llm.stages import preprocess
+
+    processed = tmp_path / "data" / "tiny-ko" / "t" / "processed"
+    summary = preprocess._summary
+
+    def stall_and_lose(*args: object) -> None:
+        summary(*args)  # type: ignore[arg-type]
+        _take_over(run_dir(tmp_path) / "preprocess.lock")
+        processed.mkdir(parents=True)
+        (processed / "stats.json").write_text('{"owner": "new"}')  # what the new owner published meanwhile
+
+    monkeypatch.setattr(preprocess, "_summary", stall_and_lose)
+    cfg = write_config("preprocess", {"preprocess": {"cpt_sources": [{"path": "builtin:korean-corpus"}]}})
+    assert cli_main(["preprocess", "--config", str(cfg)]) == 2
+    assert sorted(p.name for p in processed.iterdir()) == ["stats.json"]
+    assert (processed / "stats.json").read_text() == '{"owner": "new"}'
+    assert json.loads((run_dir(tmp_path) / "preprocess.lock" / OWNER).read_text())["token"] == "new-owner"
+    assert not (run_dir(tmp_path) / "preprocess").exists()  # no manifest published either
+
+
+@pytest.mark.parametrize("lost_before", ["publish", "switch"])
+def test_deploy_that_lost_its_lock_publishes_nothing_and_leaves_current(
+    lost_before: str, tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The releases lock is taken over while the deploy merges (before `release.publish`) or right after it
+    published (before the switch): exit 2, `current` still names the earlier release, nothing pruned."""
+    from korean_llm.cli import main as cli_main
+    from korean_llm.pipeline import release
+    from korean_llm.stages import deploy
+
+    releases = tmp_path / "output" / "tiny-ko" / "releases"
+
+    def cfg(run_id: str) -> Path:
+        return write_config("deploy", {"run": {"run_id": run_id}, "deploy": {"keep_releases": 1}}, f"{run_id}.yaml")
+
+    assert cli_main(["deploy", "--config", str(cfg("r1"))]) == 0
+    assert os.readlink(releases / "current") == "r1"
+    lock_dir = releases.with_name("releases.lock")
+    if lost_before == "publish":
+        export = deploy.export_gguf
+        monkeypatch.setattr(deploy, "export_gguf", lambda *a: (_take_over(lock_dir), export(*a))[1])
+    else:
+        publish = release.publish
+        monkeypatch.setattr(release, "publish", lambda *a: (publish(*a), _take_over(lock_dir))[0])
+    assert cli_main(["deploy", "--config", str(cfg("r2"))]) == 2
+    assert os.readlink(releases / "current") == "r1"
+    assert json.loads((releases / "current.json").read_text())["version"] == "r1"
+    assert (releases / "r1" / "release.json").is_file()  # keep_releases 1: a prune would have removed it
+    assert (releases / "r2").exists() == (lost_before == "switch")
+    assert json.loads((lock_dir / OWNER).read_text())["token"] == "new-owner"
+    assert not (tmp_path / "output" / "tiny-ko" / "r2" / "deploy").exists()
