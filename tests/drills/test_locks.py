@@ -1,5 +1,6 @@
 """Drill: two processes on one stage folder or one releases folder. One works, the other refuses (exit 2,
-naming the owner) or waits; a crashed owner's lock is taken over; nothing is trained, published or deleted twice."""
+naming the owner) or waits; a crashed owner's lock is taken over; nothing is trained, published or deleted twice.
+An owner that stalled and lost its lock writes nothing more: no deleted `processed/`, no release, no checkpoint."""
 
 from __future__ import annotations
 
@@ -315,3 +316,40 @@ def test_deploy_that_lost_its_lock_publishes_nothing_and_leaves_current(
     assert (releases / "r2").exists() == (lost_before == "switch")
     assert json.loads((lock_dir / OWNER).read_text())["token"] == "new-owner"
     assert not (tmp_path / "output" / "tiny-ko" / "r2" / "deploy").exists()
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.mark.slow
+def test_a_training_stage_that_lost_its_lock_stops_without_another_checkpoint(
+    tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is taken over right after checkpoint-2 is complete (as when this process stalled there and another
+    one broke its lock): training stops at the end of step 3, before checkpoint-4, exit 2, and nothing in the shared
+    `cpt.partial/` changes after the loss; the new owner's lock is left alone."""
+    from korean_llm.cli import main as cli_main
+    from korean_llm.train import callbacks
+
+    partial = run_dir(tmp_path) / "cpt.partial"
+    lock_dir = run_dir(tmp_path) / "cpt.lock"
+    seen: dict[str, dict[str, tuple[int, int]]] = {}
+    mark = callbacks.write_checkpoint_marker
+
+    def mark_then_lose(ckpt: Path, step: int, **kw: object) -> None:
+        mark(ckpt, step, **kw)  # type: ignore[arg-type]
+        if step == 2:
+            _take_over(lock_dir)
+            seen["at_loss"] = _files(partial)
+
+    monkeypatch.setattr(callbacks, "write_checkpoint_marker", mark_then_lose)
+    monkeypatch.setenv("KOREAN_LLM_EVENTS", str(tmp_path / "events.jsonl"))
+    config = write_config("cpt", with_training(max_steps=8, save_steps=2))
+    assert cli_main(["cpt", "--config", str(config)]) == 2
+    assert sorted(p.name for p in (partial / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2"]
+    assert _files(partial) == seen["at_loss"]  # no file written, replaced or removed after the loss
+    steps = [e["step"] for e in _events(tmp_path / "events.jsonl") if e.get("type") == "log" and "loss" in e]
+    assert steps == [1, 2, 3]  # stopped at the first step boundary after the loss
+    assert json.loads((lock_dir / OWNER).read_text())["token"] == "new-owner"
+    assert not (run_dir(tmp_path) / "cpt").exists()

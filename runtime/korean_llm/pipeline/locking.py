@@ -245,9 +245,9 @@ class DirLock:
         if not self.held():
             self.lost = True
             raise LockHeld(
-                f"{self.path}: the lock on {self.what} was taken over by {describe(_read_owner(self.path))} "
-                "while this process worked (it stalled past lock.stale_seconds); this process stopped before "
-                f"{doing} and left the new owner's files alone"
+                f"{self.path}: the lock on {self.what} was taken over by {describe(_read_owner(self.path))}: this "
+                f"process stalled past lock.stale_seconds ({self.stale_seconds:.0f}s) while it worked, and stopped "
+                f"before {doing}, leaving the new owner's files alone"
             )
 
     def release(self) -> None:

@@ -17,7 +17,7 @@ from korean_llm import dist
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
-from korean_llm.errors import Terminated
+from korean_llm.errors import LockHeld, Terminated
 from korean_llm.observe.metrics import StageMetrics
 from korean_llm.pipeline.artifacts import (
     Manifest,
@@ -27,7 +27,8 @@ from korean_llm.pipeline.artifacts import (
     latest_checkpoint,
     tokenizer_fingerprint,
 )
-from korean_llm.train.callbacks import LOSS_STATE, FinishedAtCheckpoint, SigtermFlag, make_callbacks
+from korean_llm.pipeline.locking import DirLock
+from korean_llm.train.callbacks import LOSS_STATE, FinishedAtCheckpoint, LockLost, SigtermFlag, make_callbacks
 from korean_llm.train.models import Loaded, trainable_parameters
 
 if TYPE_CHECKING:
@@ -45,17 +46,21 @@ def _resumed_loss_sum(ckpt: Path) -> float | None:
         return None
 
 
-def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics) -> dict[str, Any]:
+def train(
+    trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics, lock: DirLock | None = None
+) -> dict[str, Any]:
     """Run `trainer` with resume and SIGTERM handling; return a summary for the manifest.
 
     A resume from the checkpoint taken at max_steps trains nothing: the model is that checkpoint's, as an
     uninterrupted run's final model is. `train_loss` is the mean step loss over all steps, resumed ones included.
+    When `lock` (the work folder's, on rank 0) is taken over by another process, training stops at the end of that
+    step without a checkpoint and this raises LockHeld (exit 2), writing nothing more into the work folder.
     """
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our callback logs; the printer would dump raw dicts to stdout
     flag = SigtermFlag()
-    for cb in make_callbacks(metrics, flag, cfg.stage, cfg.checkpoint.checksums):
+    for cb in make_callbacks(metrics, flag, cfg.stage, cfg.checkpoint.checksums, lock):
         trainer.add_callback(cb)
     resume = latest_checkpoint(stage_dir.checkpoints, log=log.warning) if cfg.checkpoint.resume else None
     prior_sum: float | None = 0.0
@@ -74,6 +79,14 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     except FinishedAtCheckpoint:
         result = None
         log.info("%s: %s is at max_steps %d: nothing left to train", cfg.stage, resume, trainer.state.max_steps)
+    except LockLost as lost:
+        doing = f"saving a checkpoint after step {lost.step} into {stage_dir.checkpoints}"
+        if lock is not None:
+            lock.ensure_held(doing)  # raises: the lock is lost
+        raise LockHeld(  # the other ranks: rank 0 saw its lock taken over
+            f"{cfg.stage}: rank 0 lost the lock on {stage_dir.work} at step {lost.step}; this rank stopped before "
+            f"{doing}"
+        ) from None
     finally:
         flag.restore()
     if flag.raised:
