@@ -323,12 +323,14 @@ def _files(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("lost_at", [2, 4])
 def test_a_training_stage_that_lost_its_lock_stops_without_another_checkpoint(
-    tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
+    lost_at: int, tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The lock is taken over right after checkpoint-2 is complete (as when this process stalled there and another
-    one broke its lock): training stops at the end of step 3, before checkpoint-4, exit 2, and nothing in the shared
-    `cpt.partial/` changes after the loss; the new owner's lock is left alone."""
+    """The lock is taken over right after checkpoint-<lost_at> is complete (as when this process stalled there and
+    another one broke its lock). At step 2 of 4: training stops at the end of step 3, before checkpoint-4; at the last
+    step: no training log, weights or manifest follow. Either way exit 2, nothing in the shared `cpt.partial/`
+    changes after the loss, and the new owner's lock is left alone."""
     from korean_llm.cli import main as cli_main
     from korean_llm.train import callbacks
 
@@ -339,17 +341,19 @@ def test_a_training_stage_that_lost_its_lock_stops_without_another_checkpoint(
 
     def mark_then_lose(ckpt: Path, step: int, **kw: object) -> None:
         mark(ckpt, step, **kw)  # type: ignore[arg-type]
-        if step == 2:
+        if step == lost_at:
             _take_over(lock_dir)
             seen["at_loss"] = _files(partial)
 
     monkeypatch.setattr(callbacks, "write_checkpoint_marker", mark_then_lose)
     monkeypatch.setenv("KOREAN_LLM_EVENTS", str(tmp_path / "events.jsonl"))
-    config = write_config("cpt", with_training(max_steps=8, save_steps=2))
+    config = write_config("cpt", with_training(max_steps=4, save_steps=2))
     assert cli_main(["cpt", "--config", str(config)]) == 2
-    assert sorted(p.name for p in (partial / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2"]
+    saved = sorted(p.name for p in (partial / "checkpoints").glob("checkpoint-*"))
+    assert saved == [f"checkpoint-{n}" for n in range(2, lost_at + 1, 2)]
     assert _files(partial) == seen["at_loss"]  # no file written, replaced or removed after the loss
+    assert not (partial / "log_history.json").exists() and not (partial / "adapter").exists()
     steps = [e["step"] for e in _events(tmp_path / "events.jsonl") if e.get("type") == "log" and "loss" in e]
-    assert steps == [1, 2, 3]  # stopped at the first step boundary after the loss
+    assert steps == list(range(1, min(lost_at + 1, 4) + 1))  # stopped at the first step boundary after the loss
     assert json.loads((lock_dir / OWNER).read_text())["token"] == "new-owner"
     assert not (run_dir(tmp_path) / "cpt").exists()

@@ -92,6 +92,8 @@ def train(
     if flag.raised:
         raise Terminated(f"{cfg.stage}: stopped by SIGTERM at step {trainer.state.global_step} after a checkpoint")
     history = trainer.state.log_history
+    if lock is not None:
+        lock.ensure_held(f"writing the training log into {stage_dir.work}")
     if dist.is_main():
         atomic_write_json(stage_dir.work / "log_history.json", history)
     losses = [h["loss"] for h in history if "loss" in h]
@@ -158,6 +160,7 @@ def training_manifest(
     extra: dict[str, Any],
 ) -> Manifest:
     """Save the trained weights and describe them: the manifest every training stage publishes."""
+    ctx.ensure_held(f"saving the trained weights into {ctx.dir.work}")
     paths = save_trained(trainer, loaded.tokenizer, ctx.cfg, ctx.dir)
     trainable, total = trainable_parameters(trainer.model)
     if paths["adapter_path"] and loaded.weights and loaded.weights != resolve_model(ctx.cfg.model.base_model or ""):

@@ -135,6 +135,8 @@ def run_warmup(
 
         tmp = sub.work / f".{ROWS}.tmp-{os.getpid()}"
         save_file(rows, str(tmp))
+        if lock is not None:  # the rows replace, and the checkpoints are deleted, in the shared work folder
+            lock.ensure_held(f"publishing the embedding warm-up into {sub.final}")
         os.replace(tmp, sub.work / ROWS)
         shutil.rmtree(sub.checkpoints, ignore_errors=True)
         shutil.rmtree(sub.final, ignore_errors=True)  # a folder left by a crash between these two lines
