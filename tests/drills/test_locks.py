@@ -1,5 +1,6 @@
 """Drill: two processes on one stage folder or one releases folder. One works, the other refuses (exit 2,
-naming the owner) or waits; a crashed owner's lock is taken over; nothing is trained, published or deleted twice."""
+naming the owner) or waits; a crashed owner's lock is taken over; nothing is trained, published or deleted twice.
+An owner that stalled and lost its lock writes nothing more: no deleted `processed/`, no release, no checkpoint."""
 
 from __future__ import annotations
 
@@ -249,3 +250,110 @@ def test_wait_lock_gives_up_after_its_timeout(tmp_path: Path, write_config) -> N
     finally:
         live.release()
     assert not (run_dir(tmp_path) / "cpt.partial").exists()
+
+
+def _take_over(lock_dir: Path) -> dict:
+    """What a second process does once it judged `lock_dir` stale: the lock is now its own (another host's)."""
+    record = {"host": "node-7", "pid": 1, "token": "new-owner", "started_at": time.time(), "heartbeat_at": time.time()}
+    (lock_dir / OWNER).write_text(json.dumps(record))
+    return record
+
+
+def test_preprocess_that_lost_its_lock_leaves_the_new_owners_processed_folder_alone(
+    tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is taken over after the work is done and before `processed/` is replaced: exit 2, and the new
+    owner's `processed/` is neither deleted nor renamed over."""
+    from korean_llm.cli import main as cli_main
+    from korean_llm.stages import preprocess
+
+    processed = tmp_path / "data" / "tiny-ko" / "t" / "processed"
+    summary = preprocess._summary
+
+    def stall_and_lose(*args: object) -> None:
+        summary(*args)  # type: ignore[arg-type]
+        _take_over(run_dir(tmp_path) / "preprocess.lock")
+        processed.mkdir(parents=True)
+        (processed / "stats.json").write_text('{"owner": "new"}')  # what the new owner published meanwhile
+
+    monkeypatch.setattr(preprocess, "_summary", stall_and_lose)
+    cfg = write_config("preprocess", {"preprocess": {"cpt_sources": [{"path": "builtin:korean-corpus"}]}})
+    assert cli_main(["preprocess", "--config", str(cfg)]) == 2
+    assert sorted(p.name for p in processed.iterdir()) == ["stats.json"]
+    assert (processed / "stats.json").read_text() == '{"owner": "new"}'
+    assert json.loads((run_dir(tmp_path) / "preprocess.lock" / OWNER).read_text())["token"] == "new-owner"
+    assert not (run_dir(tmp_path) / "preprocess").exists()  # no manifest published either
+
+
+@pytest.mark.parametrize("lost_before", ["publish", "switch"])
+def test_deploy_that_lost_its_lock_publishes_nothing_and_leaves_current(
+    lost_before: str, tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The releases lock is taken over while the deploy merges (before `release.publish`) or right after it
+    published (before the switch): exit 2, `current` still names the earlier release, nothing pruned."""
+    from korean_llm.cli import main as cli_main
+    from korean_llm.pipeline import release
+    from korean_llm.stages import deploy
+
+    releases = tmp_path / "output" / "tiny-ko" / "releases"
+
+    def cfg(run_id: str) -> Path:
+        return write_config("deploy", {"run": {"run_id": run_id}, "deploy": {"keep_releases": 1}}, f"{run_id}.yaml")
+
+    assert cli_main(["deploy", "--config", str(cfg("r1"))]) == 0
+    assert os.readlink(releases / "current") == "r1"
+    lock_dir = releases.with_name("releases.lock")
+    if lost_before == "publish":
+        export = deploy.export_gguf
+        monkeypatch.setattr(deploy, "export_gguf", lambda *a: (_take_over(lock_dir), export(*a))[1])
+    else:
+        publish = release.publish
+        monkeypatch.setattr(release, "publish", lambda *a: (publish(*a), _take_over(lock_dir))[0])
+    assert cli_main(["deploy", "--config", str(cfg("r2"))]) == 2
+    assert os.readlink(releases / "current") == "r1"
+    assert json.loads((releases / "current.json").read_text())["version"] == "r1"
+    assert (releases / "r1" / "release.json").is_file()  # keep_releases 1: a prune would have removed it
+    assert (releases / "r2").exists() == (lost_before == "switch")
+    assert json.loads((lock_dir / OWNER).read_text())["token"] == "new-owner"
+    assert not (tmp_path / "output" / "tiny-ko" / "r2" / "deploy").exists()
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lost_at", [2, 4])
+def test_a_training_stage_that_lost_its_lock_stops_without_another_checkpoint(
+    lost_at: int, tmp_path: Path, write_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock is taken over right after checkpoint-<lost_at> is complete (as when this process stalled there and
+    another one broke its lock). At step 2 of 4: training stops at the end of step 3, before checkpoint-4; at the last
+    step: no training log, weights or manifest follow. Either way exit 2, nothing in the shared `cpt.partial/`
+    changes after the loss, and the new owner's lock is left alone."""
+    from korean_llm.cli import main as cli_main
+    from korean_llm.train import callbacks
+
+    partial = run_dir(tmp_path) / "cpt.partial"
+    lock_dir = run_dir(tmp_path) / "cpt.lock"
+    seen: dict[str, dict[str, tuple[int, int]]] = {}
+    mark = callbacks.write_checkpoint_marker
+
+    def mark_then_lose(ckpt: Path, step: int, **kw: object) -> None:
+        mark(ckpt, step, **kw)  # type: ignore[arg-type]
+        if step == lost_at:
+            _take_over(lock_dir)
+            seen["at_loss"] = _files(partial)
+
+    monkeypatch.setattr(callbacks, "write_checkpoint_marker", mark_then_lose)
+    monkeypatch.setenv("KOREAN_LLM_EVENTS", str(tmp_path / "events.jsonl"))
+    config = write_config("cpt", with_training(max_steps=4, save_steps=2))
+    assert cli_main(["cpt", "--config", str(config)]) == 2
+    saved = sorted(p.name for p in (partial / "checkpoints").glob("checkpoint-*"))
+    assert saved == [f"checkpoint-{n}" for n in range(2, lost_at + 1, 2)]
+    assert _files(partial) == seen["at_loss"]  # no file written, replaced or removed after the loss
+    assert not (partial / "log_history.json").exists() and not (partial / "adapter").exists()
+    steps = [e["step"] for e in _events(tmp_path / "events.jsonl") if e.get("type") == "log" and "loss" in e]
+    assert steps == list(range(1, min(lost_at + 1, 4) + 1))  # stopped at the first step boundary after the loss
+    assert json.loads((lock_dir / OWNER).read_text())["token"] == "new-owner"
+    assert not (run_dir(tmp_path) / "cpt").exists()

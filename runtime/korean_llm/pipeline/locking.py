@@ -14,8 +14,10 @@ under a second lock (`<name>.lock.break`, same protocol) so that two processes c
 both take it. A process that finds a live owner refuses at once (`LockHeld`, exit 2, naming the owner), or
 waits for it with `lock.wait: true` (`--wait-lock`).
 
-The owner checks, before it publishes, that the lock is still its own (`ensure_held`): a process that
-stalled past `stale_seconds` and lost its lock to another one must not publish over it.
+The owner checks that the lock is still its own (`ensure_held`, exit 2) right before every write that deletes,
+replaces or publishes shared files: a process that stalled past `stale_seconds` and lost its lock to another one
+must not write over the new owner's work. A training stage looks at every step's end (`taken_over`) and stops
+there without saving a checkpoint.
 """
 
 from __future__ import annotations
@@ -211,21 +213,41 @@ class DirLock:
                 continue  # unreadable this once (a cache on NFS): judge at the next beat
             if owner is None or owner.get("token") != self.token:
                 self.lost = True
-                log.error("%s: lock lost (now held by %s); this process will not publish", self.path, describe(owner))
+                log.error("%s: lock lost (now held by %s); this process stops writing", self.path, describe(owner))
                 return
             with contextlib.suppress(OSError):  # a full disk must not kill the heartbeat thread silently
                 self._write_owner()
+
+    def taken_over(self) -> bool:
+        """True once another process is known to hold the lock: the heartbeat saw it, or the owner record names
+        another token, or the lock folder is gone. Cheap (one small read): a training stage asks at every step.
+
+        An owner record unreadable this once while the folder is there is not taken as proof (a cache on NFS); the
+        heartbeat judges it again, and `ensure_held` before any publish refuses on it."""
+        if self.lost:
+            return True
+        owner = _read_owner(self.path)
+        if owner is None and self.path.is_dir():
+            return False
+        if owner is None or owner.get("token") != self.token:
+            self.lost = True
+            log.error("%s: lock lost (now held by %s); this process stops writing", self.path, describe(owner))
+        return self.lost
 
     def held(self) -> bool:
         owner = _read_owner(self.path)
         return not self.lost and owner is not None and owner.get("token") == self.token
 
-    def ensure_held(self) -> None:
-        """Refuse to go on (exit 2) when another process has taken the lock over."""
+    def ensure_held(self, doing: str = "publishing") -> None:
+        """Refuse to go on (exit 2) when another process has taken the lock over.
+
+        Called right before every destructive or publishing write; `doing` names the write for the message."""
         if not self.held():
+            self.lost = True
             raise LockHeld(
-                f"{self.path}: the lock on {self.what} was taken over by {describe(_read_owner(self.path))} "
-                "while this process worked (it stalled past lock.stale_seconds); nothing published by this process"
+                f"{self.path}: the lock on {self.what} was taken over by {describe(_read_owner(self.path))}: this "
+                f"process stalled past lock.stale_seconds ({self.stale_seconds:.0f}s) while it worked, and stopped "
+                f"before {doing}, leaving the new owner's files alone"
             )
 
     def release(self) -> None:

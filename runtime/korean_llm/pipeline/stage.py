@@ -30,6 +30,12 @@ class StageContext:
     # How each input file was read (format, encoding and why, records), from record_rejects; goes to the manifest.
     inputs_read: list[dict[str, Any]] | None = None
 
+    def ensure_held(self, doing: str) -> None:
+        """Exit 2 (LockHeld) when another process took the work folder's lock over: called right before every write
+        that deletes, replaces or publishes shared files, so an owner that stalled and lost its lock writes none."""
+        if self.lock is not None:
+            self.lock.ensure_held(doing)
+
     def manifest(self, **fields: Any) -> Manifest:
         """A manifest with the fields every stage shares already filled in."""
         prev = self.cfg.run.previous_stage
@@ -133,7 +139,7 @@ def _execute_locked(
             manifest.metrics.setdefault("peak_gpu_memory_bytes", peak)
         if dist.is_main():  # one process publishes; the others wait until the stage folder is in place
             if lock is not None:
-                lock.ensure_held()
+                lock.ensure_held(f"publishing {sdir.final}")
             sdir.commit(manifest, keep_checkpoints=cfg.checkpoint.keep_after_success)
         dist.barrier()
     except BaseException as exc:

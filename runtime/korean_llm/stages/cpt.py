@@ -88,14 +88,14 @@ def _run(ctx: StageContext) -> Manifest:
     prepare: Prepare | None = None
     warm: dict[str, Any] = {}
     if cfg.cpt.embedding_warmup_steps:  # after the vocab stage: the new embedding rows first (train/warmup.py)
-        prepare, warm = run_warmup(cfg, init, ctx.dir.work, ctx.metrics, make_blocks, build_trainer)
+        prepare, warm = run_warmup(cfg, init, ctx.dir.work, ctx.metrics, make_blocks, build_trainer, ctx.lock)
     loaded = load_for_training(cfg, init, prepare)
     blocks = make_blocks(loaded.tokenizer)
     if len(blocks) == 0:
         raise DataError(f"cpt data: {len(rows)} documents give fewer tokens than one block of {block}")
     trainer = build_trainer(cfg, loaded, blocks, ctx.dir)
     write_config_snapshot(cfg, ctx.dir)
-    summary = train(trainer, cfg, ctx.dir, ctx.metrics)
+    summary = train(trainer, cfg, ctx.dir, ctx.metrics, ctx.lock)
     return training_manifest(
         ctx,
         trainer,

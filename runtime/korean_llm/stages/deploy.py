@@ -181,6 +181,7 @@ def _run(ctx: StageContext) -> Manifest:
                 "release %s already published from this model (an earlier run stopped after it): reusing it", version
             )
         else:
+            lock.ensure_held("removing the staging folders of interrupted publishes")
             staging = release.new_staging(root, version)
             check = merge_into(staging, point, target_cfg)
             worst = max(("merge_max_abs_diff", "save_max_abs_diff"), key=lambda k: check[k])
@@ -205,10 +206,13 @@ def _run(ctx: StageContext) -> Manifest:
                 "released_at": time.time(),
                 **check,
             }
+            # Another deploy took the lock over while this one stalled (merging): publish nothing under it.
+            lock.ensure_held(f"publishing release {version}")
             release.publish(staging, root, version, info)
-        lock.ensure_held()  # another deploy took the lock over while this one stalled: do not switch under it
+        lock.ensure_held(f"switching {root / release.CURRENT} to {version}")
         release.switch_current(root, version)
         registered = register_release(cfg, root / version, version)  # MLflow model registry, when configured
+        lock.ensure_held("pruning old releases")
         pruned = release.prune(root, dc.keep_releases)
         result_file = release.write_result(version)
     log.info(

@@ -95,7 +95,7 @@ def _run(ctx: StageContext) -> Manifest:
     )
     log.info("sft tokens: %s", packing.describe(accounting))
     write_config_snapshot(cfg, ctx.dir)
-    summary = train(trainer, cfg, ctx.dir, ctx.metrics)
+    summary = train(trainer, cfg, ctx.dir, ctx.metrics, ctx.lock)
     return training_manifest(
         ctx,
         trainer,

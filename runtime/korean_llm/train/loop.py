@@ -17,7 +17,7 @@ from korean_llm import dist
 from korean_llm.builtin import resolve_model
 from korean_llm.config import StageConfig
 from korean_llm.data import RejectLog
-from korean_llm.errors import Terminated
+from korean_llm.errors import LockHeld, Terminated
 from korean_llm.observe.metrics import StageMetrics
 from korean_llm.pipeline.artifacts import (
     Manifest,
@@ -27,7 +27,8 @@ from korean_llm.pipeline.artifacts import (
     latest_checkpoint,
     tokenizer_fingerprint,
 )
-from korean_llm.train.callbacks import LOSS_STATE, FinishedAtCheckpoint, SigtermFlag, make_callbacks
+from korean_llm.pipeline.locking import DirLock
+from korean_llm.train.callbacks import LOSS_STATE, FinishedAtCheckpoint, LockLost, SigtermFlag, make_callbacks
 from korean_llm.train.models import Loaded, trainable_parameters
 
 if TYPE_CHECKING:
@@ -45,17 +46,21 @@ def _resumed_loss_sum(ckpt: Path) -> float | None:
         return None
 
 
-def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics) -> dict[str, Any]:
+def train(
+    trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMetrics, lock: DirLock | None = None
+) -> dict[str, Any]:
     """Run `trainer` with resume and SIGTERM handling; return a summary for the manifest.
 
     A resume from the checkpoint taken at max_steps trains nothing: the model is that checkpoint's, as an
     uninterrupted run's final model is. `train_loss` is the mean step loss over all steps, resumed ones included.
+    When `lock` (the work folder's, on rank 0) is taken over by another process, training stops at the end of that
+    step without a checkpoint and this raises LockHeld (exit 2), writing nothing more into the work folder.
     """
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our callback logs; the printer would dump raw dicts to stdout
     flag = SigtermFlag()
-    for cb in make_callbacks(metrics, flag, cfg.stage, cfg.checkpoint.checksums):
+    for cb in make_callbacks(metrics, flag, cfg.stage, cfg.checkpoint.checksums, lock):
         trainer.add_callback(cb)
     resume = latest_checkpoint(stage_dir.checkpoints, log=log.warning) if cfg.checkpoint.resume else None
     prior_sum: float | None = 0.0
@@ -74,11 +79,21 @@ def train(trainer: Any, cfg: StageConfig, stage_dir: StageDir, metrics: StageMet
     except FinishedAtCheckpoint:
         result = None
         log.info("%s: %s is at max_steps %d: nothing left to train", cfg.stage, resume, trainer.state.max_steps)
+    except LockLost as lost:
+        doing = f"saving a checkpoint after step {lost.step} into {stage_dir.checkpoints}"
+        if lock is not None:
+            lock.ensure_held(doing)  # raises: the lock is lost
+        raise LockHeld(  # the other ranks: rank 0 saw its lock taken over
+            f"{cfg.stage}: rank 0 lost the lock on {stage_dir.work} at step {lost.step}; this rank stopped before "
+            f"{doing}"
+        ) from None
     finally:
         flag.restore()
     if flag.raised:
         raise Terminated(f"{cfg.stage}: stopped by SIGTERM at step {trainer.state.global_step} after a checkpoint")
     history = trainer.state.log_history
+    if lock is not None:
+        lock.ensure_held(f"writing the training log into {stage_dir.work}")
     if dist.is_main():
         atomic_write_json(stage_dir.work / "log_history.json", history)
     losses = [h["loss"] for h in history if "loss" in h]
@@ -145,6 +160,7 @@ def training_manifest(
     extra: dict[str, Any],
 ) -> Manifest:
     """Save the trained weights and describe them: the manifest every training stage publishes."""
+    ctx.ensure_held(f"saving the trained weights into {ctx.dir.work}")
     paths = save_trained(trainer, loaded.tokenizer, ctx.cfg, ctx.dir)
     trainable, total = trainable_parameters(trainer.model)
     if paths["adapter_path"] and loaded.weights and loaded.weights != resolve_model(ctx.cfg.model.base_model or ""):

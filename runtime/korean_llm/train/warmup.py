@@ -34,6 +34,7 @@ from korean_llm.config import StageConfig
 from korean_llm.errors import ConfigError
 from korean_llm.observe.metrics import StageMetrics
 from korean_llm.pipeline.artifacts import StageDir, safetensors_complete
+from korean_llm.pipeline.locking import DirLock
 from korean_llm.train.models import InitPoint, Loaded, load_plain, load_tokenizer, torch_dtype
 
 log = logging.getLogger("korean_llm")
@@ -92,6 +93,7 @@ def run_warmup(
     metrics: StageMetrics,
     make_blocks: Callable[[Any], Any],
     make_trainer: Callable[[StageConfig, Loaded, Any, StageDir], Any],
+    lock: DirLock | None = None,
 ) -> tuple[Callable[[Any], None], dict[str, Any]]:
     """Phase 1 (or its saved result); returns the function that writes the warmed rows into a loaded model.
 
@@ -123,7 +125,7 @@ def run_warmup(
         loaded = Loaded(peft_model, tokenizer, "hf", str(torch_dtype(cfg.model.dtype)), weights=init.weights)
         trainer = make_trainer(wcfg, loaded, make_blocks(tokenizer), sub)
         log.info("cpt: embedding warm-up, %d steps on %d new rows (%s)", wcfg.training["max_steps"], len(ids), targets)
-        result = train(trainer, wcfg, sub, metrics)
+        result = train(trainer, wcfg, sub, metrics, lock)
         merged: Any = peft_model.merge_and_unload()  # the base model class, untyped for mypy
         index = torch.tensor(ids, dtype=torch.long)
         rows = {"input": merged.get_input_embeddings().weight.detach()[index].float().cpu().contiguous()}
@@ -133,6 +135,8 @@ def run_warmup(
 
         tmp = sub.work / f".{ROWS}.tmp-{os.getpid()}"
         save_file(rows, str(tmp))
+        if lock is not None:  # the rows replace, and the checkpoints are deleted, in the shared work folder
+            lock.ensure_held(f"publishing the embedding warm-up into {sub.final}")
         os.replace(tmp, sub.work / ROWS)
         shutil.rmtree(sub.checkpoints, ignore_errors=True)
         shutil.rmtree(sub.final, ignore_errors=True)  # a folder left by a crash between these two lines

@@ -122,6 +122,7 @@ def _run(ctx: StageContext) -> Manifest:
         )
     final, work = cfg.run.data_dir / "processed", cfg.run.data_dir / "processed.partial"
     if work.exists():
+        ctx.ensure_held(f"deleting {work}")
         shutil.rmtree(work)  # a previous attempt was killed: preprocessing starts over
     work.mkdir(parents=True)
     rejects = RejectLog(stream=work / "rejected.jsonl")
@@ -163,6 +164,8 @@ def _run(ctx: StageContext) -> Manifest:
     atomic_write_json(work / "stats.json", stats)
     _summary(stats, console)
     _check(stats, cfg.data.max_rejected_fraction, ctx.dir.work / "stats.json", work / "rejected.jsonl")
+    # The lock may have been taken over while this process stalled: the new owner's processed/ stays as it is.
+    ctx.ensure_held(f"replacing {final}")
     if final.exists():
         shutil.rmtree(final)  # left by an attempt killed after its rename but before its manifest
     os.rename(work, final)

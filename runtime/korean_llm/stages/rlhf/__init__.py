@@ -189,7 +189,7 @@ def _run(ctx: StageContext) -> Manifest:
     loaded = load_for_training(cfg, init_point(cfg))
     trainer = build_trainer(cfg, loaded, rows, ctx.dir, rewards)
     write_config_snapshot(cfg, ctx.dir)
-    summary = train(trainer, cfg, ctx.dir, ctx.metrics)
+    summary = train(trainer, cfg, ctx.dir, ctx.metrics, ctx.lock)
     drop_reference_adapter(trainer.model)
     return training_manifest(
         ctx,
