@@ -382,6 +382,7 @@ def test_submit_by_template_runs_only_that_template_and_wait_exits_0(tmp_path: P
     ], state["steps"]
 
 
+@pytest.mark.slow
 def test_wait_times_out_with_124_and_logs_follow_a_running_run_until_it_ends(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     sub = pm(runs, "submit", "-f", LOCAL, "--run-id", "followed", *FOLLOWED_RUN)
