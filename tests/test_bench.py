@@ -40,7 +40,9 @@ def test_bench_runs_stage_code_paths_on_cpu(cli, tmp_path: Path) -> None:
     # Chats of half to full length are padded to the longest of the batch.
     assert sft["nonpad_tokens_per_second"] < sft["tokens_per_second"]
     # DPO: chosen and rejected of each pair are two padded sequences of at most --seq-len tokens.
-    assert 3 * 2 * 2 * 64 < dpo["tokens_per_second"] * dpo["step_seconds"] * 3 <= 3 * 2 * 2 * 128
+    # tokens/s x s/step gives the step's token count back only to float rounding (512.00000000000006 at the cap)
+    dpo_tokens = round(dpo["tokens_per_second"] * dpo["step_seconds"] * 3, 6)
+    assert 3 * 2 * 2 * 64 < dpo_tokens <= 3 * 2 * 2 * 128
     assert bare["first_loss"] > 0 and bare["last_loss"] > 0
     assert "backend" in proc.stderr and "MFU" in proc.stderr  # the rich table
 
