@@ -8,8 +8,8 @@ import subprocess
 
 from .conftest import REPO
 
-# What a reader of the product cannot resolve: a starting point ("the seed's 7B pipeline"), design documents that
-# are not shipped, work sessions, tracker issues.
+# What a reader of the product cannot resolve: the project's starting point, design documents that are not shipped,
+# work sessions, tracker issues (the cases below show each).
 FORBIDDEN = re.compile(
     r"\bthe seed's\b|\bthe seed\s+(?:pipeline|chart|repo|repository|example|version|code|project)\b"
     r"|\bDESIGN\.md\b"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,17 @@ def test_a_signal_while_a_step_starts_is_forwarded_once_it_runs(tmp_path: Path) 
     assert stop.exit_code == 143
 
 
+def _stop_past_the_grace(stop: Any, proc: subprocess.Popen[str]) -> None:
+    """SIGTERM to the runner's stop request, then its ticks until the stage that ignores it is SIGKILLed."""
+    stop.attach(proc)
+    stop.handle(signal.SIGTERM, None)
+    deadline = time.time() + 20
+    while proc.poll() is None and time.time() < deadline:
+        stop.tick()
+        time.sleep(0.1)
+    assert proc.returncode == -signal.SIGKILL and stop.killed
+
+
 def test_a_stage_that_ignores_sigterm_is_killed_after_the_grace_period() -> None:
     from korean_llm.local.signals import StopRequest
 
@@ -109,13 +121,7 @@ def test_a_stage_that_ignores_sigterm_is_killed_after_the_grace_period() -> None
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    stop.attach(proc)
-    stop.handle(signal.SIGTERM, None)
-    deadline = time.time() + 20
-    while proc.poll() is None and time.time() < deadline:
-        stop.tick()
-        time.sleep(0.1)
-    assert proc.returncode == -signal.SIGKILL and stop.killed
+    _stop_past_the_grace(stop, proc)
 
 
 def test_the_runner_kills_a_stubborn_stage_with_its_whole_process_group() -> None:
@@ -133,13 +139,7 @@ def test_the_runner_kills_a_stubborn_stage_with_its_whole_process_group() -> Non
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().startswith("ready ")
-        stop.attach(proc)
-        stop.handle(signal.SIGTERM, None)
-        deadline = time.time() + 20
-        while proc.poll() is None and time.time() < deadline:
-            stop.tick()
-            time.sleep(0.1)
-        assert proc.returncode == -signal.SIGKILL and stop.killed
+        _stop_past_the_grace(stop, proc)
         deadline = time.time() + 10
         while group_alive(proc.pid) and time.time() < deadline:
             time.sleep(0.1)
