@@ -7,13 +7,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh ci/install-helm-docs.sh | sha1sum | cut -c1-12)
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 # pytest-xdist workers for the suite (the tests pin one torch thread per process, tests/conftest.py)
 TEST_JOBS ?= 2
 
-.PHONY: setup demo demo-repeat test test-fast drills schema lint typecheck format clean
+.PHONY: setup demo demo-repeat test test-fast drills schema chart-docs lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,7 @@ $(STAMP):
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,dev,tracking,cluster]'
 	ci/install-helm.sh $(BIN)
 	ci/install-promtool.sh $(BIN)
+	ci/install-helm-docs.sh $(BIN)
 	rm -f $(VENV)/.setup-*
 	touch $@
 
@@ -51,6 +52,13 @@ drills: setup
 # Regenerate the runtime part of charts/values.schema.json from the pydantic config models (a test checks it).
 schema: setup
 	$(BIN)/python -m korean_llm.config.schema
+
+# Regenerate charts/README.md with helm-docs (ci/install-helm-docs.sh) from charts/README.md.gotmpl and the `# --`
+# comments of the values files: one README for the umbrella, its subcharts' values under their keys, in file order
+# (tests/test_chart.py runs helm-docs with the same flags and compares).
+HELM_DOCS_FLAGS := --chart-search-root charts --chart-to-generate charts --document-dependency-values --sort-values-order file
+chart-docs: setup
+	$(BIN)/helm-docs $(HELM_DOCS_FLAGS)
 
 lint: setup
 	$(BIN)/ruff check runtime tests charts/files
