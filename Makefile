@@ -7,13 +7,15 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh ci/install-helm-docs.sh | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh | sha1sum | cut -c1-12)
+# Tools only the checks need (not `make demo`): helm-docs, built with Debian's Go packages (apt-get install).
+DEV_STAMP := $(VENV)/.dev-tools-$(shell cat ci/install-helm-docs.sh | sha1sum | cut -c1-12)
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 # pytest-xdist workers for the suite (the tests pin one torch thread per process, tests/conftest.py)
 TEST_JOBS ?= 2
 
-.PHONY: setup demo demo-repeat test test-fast drills schema chart-docs lint typecheck format clean
+.PHONY: setup dev-tools demo demo-repeat test test-fast drills schema chart-docs lint typecheck format clean
 
 setup: $(STAMP)
 
@@ -24,8 +26,14 @@ $(STAMP):
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,dev,tracking,cluster]'
 	ci/install-helm.sh $(BIN)
 	ci/install-promtool.sh $(BIN)
-	ci/install-helm-docs.sh $(BIN)
 	rm -f $(VENV)/.setup-*
+	touch $@
+
+dev-tools: $(DEV_STAMP)
+
+$(DEV_STAMP): $(STAMP)
+	ci/install-helm-docs.sh $(BIN)
+	rm -f $(VENV)/.dev-tools-*
 	touch $@
 
 demo: setup
@@ -36,11 +44,11 @@ RUNS ?= 10
 demo-repeat: setup
 	$(BIN)/python bench/demo_repeat.py --runs $(RUNS)
 
-test: lint typecheck
+test: lint typecheck dev-tools
 	$(BIN)/pytest -n $(TEST_JOBS) --durations=15 $(PYTEST_ARGS)
 
 # The same checks without the tests that train a model (pytest -m slow): minutes less on a CPU.
-test-fast: lint typecheck
+test-fast: lint typecheck dev-tools
 	$(BIN)/pytest -n $(TEST_JOBS) -m "not slow and not gpu and not multi_gpu" $(PYTEST_ARGS)
 
 # The fault drills; the disk-full ones mount a small tmpfs and need root (as in CI). Then the row-accounting tests
@@ -57,7 +65,7 @@ schema: setup
 # comments of the values files: one README for the umbrella, its subcharts' values under their keys, in file order
 # (tests/test_chart.py runs helm-docs with the same flags and compares).
 HELM_DOCS_FLAGS := --chart-search-root charts --chart-to-generate charts --document-dependency-values --sort-values-order file
-chart-docs: setup
+chart-docs: dev-tools
 	$(BIN)/helm-docs $(HELM_DOCS_FLAGS)
 
 lint: setup
