@@ -1,36 +1,39 @@
 #!/usr/bin/env bash
-# One H200: SFT on a short Korean chat set vs synthetic full-length rows, 1.5B and 7B shapes (Unsloth, QLoRA r=16,
-# sequence 2048). CHATS: python -m korean_llm.bench.shortchats .gpu/chats.jsonl --rows 12000 (carried in .gpu/).
+# One H200: the SFT stage on a short Korean chat set against synthetic full-length rows, in the same command
+# (Unsloth, QLoRA r=16, sequence 2048). Per run: the synthetic bench at BATCHES_SYN, then the chats with every
+# sft.packing setting of PACKINGS at BATCHES; RUNS runs one after the other give the spread.
+#   M=qwen2.5-1.5b (default) | qwen2.5-7b   BATCHES=8,16,64   BATCHES_SYN=8,16   PACKINGS=auto,false   RUNS=1
+#   ROWS=4000 (chats read)   STEPS=8 WARMUP=5   BUDGET=580 (s: every bench call is cut off at this point)
+# CHATS: python -m korean_llm.bench.shortchats .gpu/chats.jsonl --rows 12000 (on a CPU, carried in .gpu/).
 set -uo pipefail
 L=${L:-/tmp/logs}  # the logs come back as one tarball
 source "$(dirname "$0")/env.sh"
 # builtin:tiny-ko's tokenizer (the bench shapes use it), built on a CPU: TOKENIZER_CACHE holds tiny-ko-v1
 export KOREAN_LLM_CACHE=${KC:-/kcache}; mkdir -p $KOREAN_LLM_CACHE
 cp -rn "${TOKENIZER_CACHE:-.gpu/cache}/tiny-ko-v1" $KOREAN_LLM_CACHE/ 2>/dev/null
+M=${M:-qwen2.5-1.5b}; BATCHES=${BATCHES:-8,16,64}; BATCHES_SYN=${BATCHES_SYN:-8,16}; PACKINGS=${PACKINGS:-auto,false}
+RUNS=${RUNS:-1}; ROWS=${ROWS:-4000}; STEPS=${STEPS:-8}; WARMUP=${WARMUP:-5}; BUDGET=${BUDGET:-580}
 CHATS=${CHATS:-.gpu/chats.jsonl}; J=$OUT/json; mkdir -p $J
-B="-m korean_llm bench --backend unsloth --seq-len 2048 --mode sft"
-python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('qwen2.5-1.5b'))" 2>&1 | tail -1
-run s15 150 python3 $B --model qwen2.5-1.5b --batch-size 8,16 --steps 8 --warmup 5 --json-out $J/s15.json
-run d15 330 python3 $B --model qwen2.5-1.5b --data $CHATS --max-rows 4000 --packing auto,false --batch-size 8,16 \
-  --steps 8 --warmup 5 --json-out $J/d15.json
-python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('qwen2.5-7b'))" 2>&1 | tail -1
-echo "7b shape at $(( $(date +%s) - T0 )) s"
-run s7 470 python3 $B --model qwen2.5-7b --batch-size 8 --steps 6 --warmup 4 --json-out $J/s7.json
-run d7 585 python3 $B --model qwen2.5-7b --data $CHATS --max-rows 2000 --packing auto --batch-size 8 \
-  --steps 6 --warmup 4 --json-out $J/d7.json
-for f in s15 d15 s7 d7; do echo "== $f"; rows $L/$f.log; grep -h "p50\|Traceback" $L/$f.log | cut -c1-300 | head -4; done
-python3 - $J/*.json <<'PY'
+B="-m korean_llm bench --backend unsloth --seq-len 2048 --mode sft --model $M --steps $STEPS --warmup $WARMUP"
+python3 -c "from korean_llm.bench.throughput import resolve_bench_model as r; print(r('$M'))" 2>&1 | tail -1
+echo "shape ready at $(( $(date +%s) - T0 )) s"
+for r in $(seq 1 $RUNS); do
+  run syn$r $BUDGET python3 $B --batch-size $BATCHES_SYN --json-out $J/syn$r.json
+  run chats$r $BUDGET python3 $B --data $CHATS --max-rows $ROWS --packing $PACKINGS --batch-size $BATCHES \
+    --json-out $J/chats$r.json
+done
+for f in $L/syn*.log $L/chats*.log; do echo "== $(basename $f .log)"; rows $f; grep -h "p50\|Traceback" $f | cut -c1-300 | head -4; done
+# One line per measured row, from the logs (a call cut off by BUDGET still reports the rows it finished).
+grep -h "bench result" $L/syn*.log $L/chats*.log | sed 's/.*bench result //' | python3 -c '
 import json, sys
-for f in sys.argv[1:]:
-    for r in json.load(open(f)):
-        if "error" in r:
-            print(f, r["batch_size"], "ERROR", r["error"][:200]); continue
-        L = r.get("lengths") or {}
-        print(f.split("/")[-1], r["model"], "b%s" % r["batch_size"], "packed" if r.get("packing") else "unpacked",
-              "step %.3f" % r["step_seconds"], "tok/s %.0f" % r["tokens_per_second"],
-              "nonpad/s %.0f" % r["nonpad_tokens_per_second"], "pad %.3f" % (r.get("padding_share") or 0),
-              "peak %.2f" % (r["peak_memory_gib"] or 0), "p50/90/99 %s/%s/%s" % (L.get("p50"), L.get("p90"), L.get("p99")),
-              "sys/prompt/loss %s/%s/%s" % (r.get("system_prompt_share"), r.get("prompt_share"), r.get("loss_share")))
-PY
+for r in map(json.loads, sys.stdin):
+    if "error" in r:
+        print(r["mode"], r["batch_size"], "ERROR", r["error"][:200]); continue
+    L = r.get("lengths") or {}
+    print("chats" if r.get("data") else "synthetic", "b%s" % r["batch_size"], "packed" if r.get("packing") else "unpacked",
+          "step %.3f" % r["step_seconds"], "tokens/step %.0f" % (r["tokens_per_second"] * r["step_seconds"]),
+          "nonpad/s %.0f" % r["nonpad_tokens_per_second"], "pad %.3f" % (r.get("padding_share") or 0),
+          "peak %.2f" % (r["peak_memory_gib"] or 0), "p50/90/99 %s/%s/%s" % (L.get("p50"), L.get("p90"), L.get("p99")),
+          "sys/prompt/loss %s/%s/%s" % (r.get("system_prompt_share"), r.get("prompt_share"), r.get("loss_share")))'
 tar czf $OUT/logs.tgz -C $L .
 echo "total $(( $(date +%s) - T0 )) s"
