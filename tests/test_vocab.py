@@ -145,6 +145,28 @@ def test_qwen25_extension_keeps_english_and_ids(qwen: Any, train_test: Any) -> N
     assert len(ext.tokenizer.encode(held).ids) < len(base.encode(held).ids)
 
 
+def test_qwen25_special_tokens_keep_their_ids_through_save_and_load(qwen: Any, train_test: Any, tmp_path: Path) -> None:
+    """Qwen2.5's special tokens follow its BPE entries; on load tokenizers numbers an added token missing from
+    the model's vocabulary from the BPE entry count (v0.23 `added_vocabulary.rs`), which would move all 22 up by
+    the number of new tokens. The tokenizer the vocab stage writes (hf_tokenizer_with) keeps every id."""
+    from transformers import AutoTokenizer
+
+    from korean_llm.stages.vocab import hf_tokenizer_with
+
+    base = qwen.backend_tokenizer
+    ext = build(base, train_test[0], max_new=300, korean_vocab=8000)
+    hf_tokenizer_with(qwen, ext.tokenizer, tmp_path / "tmp").save_pretrained(tmp_path / "tok")
+    loaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    specials = {t["content"]: t["id"] for t in json.loads(base.to_str())["added_tokens"]}
+    assert len(specials) == 22 and min(specials.values()) == 151_643
+    assert {name: loaded.convert_tokens_to_ids(name) for name in specials} == specials
+    assert len(loaded) == 151_665 + len(ext.new_tokens)
+    assert loaded.convert_ids_to_tokens(list(range(151_665, 151_665 + len(ext.new_tokens)))) == ext.new_tokens
+    chat = "<|im_start|>user\n대한민국 헌법<|im_end|>\n"
+    ids = loaded(chat)["input_ids"]
+    assert ids[0] == 151_644 and 151_645 in ids and loaded.decode(ids) == chat
+
+
 def test_gate_judges_bits_per_character() -> None:
     from korean_llm.config import GateConfig
     from korean_llm.stages.evaluate.report import gate_checks
