@@ -144,3 +144,38 @@ def test_a_package_apt_cannot_find_is_one_clear_error(tmp_path: Path, fake_apt: 
     assert "Traceback" not in proc.stderr
     # the set before it was written whole; nothing of the failed one
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["libreoffice-help.jsonl"]
+
+
+def test_vocab_bench_holds_out_what_it_scores(
+    tmp_path: Path, fake_apt: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vocabulary benchmark's splits: nothing it scores is in what the tokenizer or the CPT trained on; the
+    tokenizers it saves load as HF tokenizers, the extended one a superset of Qwen2.5's."""
+    from transformers import AutoTokenizer
+
+    from korean_llm.bench import vocab
+
+    for key, value in fake_apt.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("KOREAN_LLM_CACHE", str(tmp_path / "cache"))
+    train, held = vocab.corpus_split("debian-docs")
+    assert list(held) == ["heldout_debian_faq", "heldout_constitution", "heldout_bills"]
+    assert held["heldout_debian_faq"] == [corpora.html_text(FAQ_PAGE)]
+    assert len(held["heldout_bills"]) == 2 and len(train) == 2 + 8  # two manual pages, eight bills
+    assert not {t for texts in held.values() for t in texts} & set(train)
+    pretrain, cpt, heldout = vocab.tiny_domains("manuals")
+    assert cpt == [corpora.html_text(LIBREOFFICE_PAGE)] * 2 and heldout == held["heldout_debian_faq"]
+    assert len(pretrain) == 11 and not set(pretrain) & set(cpt)  # all of konlpy: the tiny tokenizer's own text
+    pretrain, cpt, heldout = vocab.tiny_domains("konlpy")
+    assert pretrain == [corpora.html_text(LIBREOFFICE_PAGE)] * 2
+    assert len(cpt) == 9 and heldout == held["heldout_bills"]
+
+    figures = vocab.tokenizer_figures(200, 2000, 2, "debian-docs", tmp_path / "tok")
+    assert figures["round_trip_failures"] == [] and figures["changed_without_hangul"] == []
+    assert figures["sets"]["english"]["token_reduction"] == 0 == figures["sets"]["code"]["token_reduction"]
+    base = AutoTokenizer.from_pretrained(tmp_path / "tok" / "base")
+    extended = AutoTokenizer.from_pretrained(tmp_path / "tok" / "extended")
+    assert len(base) == 151_665 and len(extended) == 151_665 + figures["tokens_added"] > len(base)
+    probe = "Debian GNU/Linux는 수많은 패키지로 이루어져 있습니다."
+    assert extended.decode(extended(probe)["input_ids"]) == probe
+    assert base.convert_tokens_to_ids("<|im_start|>") == extended.convert_tokens_to_ids("<|im_start|>") == 151_644

