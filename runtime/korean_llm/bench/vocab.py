@@ -274,8 +274,6 @@ def tiny_cpt_figures(
     With `pretrain_steps`, both start from the tiny model pretrained (full fine-tuning, base tokenizer) on the
     pretraining texts of `domain` (tiny_domains), as an extension starts from a trained base model; otherwise
     from its random initialisation."""
-    import shutil
-
     from korean_llm.pipeline.artifacts import read_manifest
 
     if domain == "konlpy" and not pretrain_steps:
@@ -342,7 +340,7 @@ def tiny_cpt_figures(
                 * (fertility(AutoTokenizer.from_pretrained(pretrained), pretrain_texts)["characters_per_token"] or 1.0)
             ),
             "seconds": round(time.time() - started, 1),
-            **heldout_bpc({**pre_cfg, "run": {**pre_cfg["run"]}}, held),
+            **heldout_bpc(pre_cfg, held),
         }
 
     base_tok = AutoTokenizer.from_pretrained(tiny_model_path())
@@ -424,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pretrain-steps",
         type=int,
         default=200,
-        help="first pretrain the tiny model this many steps on the Korean manuals (0: compare from random init)",
+        help="first pretrain the tiny model this many steps on the other domain of --tiny-domain (0: from random init)",
     )
     p.add_argument(
         "--corpus",

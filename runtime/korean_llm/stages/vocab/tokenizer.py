@@ -250,9 +250,10 @@ def extend(base: Any, merges: Sequence[tuple[str, str, int]], where: str) -> Ext
     first = next_free_id(data)
     # Added (special) tokens keep their ids only if they are BPE entries too. On load, tokenizers gives an added
     # token that the model's vocabulary lacks the id `model.get_vocab_size()` (the number of BPE entries) or the
-    # next after the largest added id (tokenizers v0.23, `tokenizer/added_vocabulary.rs`,
-    # `AddedVocabulary::add_tokens`), not the id stored in tokenizer.json. Qwen2.5's 22 special tokens sit after
-    # its 151,643 BPE entries (151,643-151,664): appending N new entries would move every one of them N ids up.
+    # next after the largest added id (tokenizers `tokenizer/added_vocabulary.rs`, `AddedVocabulary::add_tokens`,
+    # read at commit 02cc5359; 0.23.3 installed behaves so, tests/test_vocab.py), not the id in tokenizer.json.
+    # Qwen2.5's 22 special tokens sit after its 151,643 BPE entries (151,643-151,664): appending N new entries
+    # would move every one of them N ids up.
     # As BPE entries at their own ids they are found by `token_to_id` and keep them; BPE never produces them
     # (no merge leads there, and the added vocabulary cuts them out of the text before the model sees it).
     for added in data.get("added_tokens") or []:
