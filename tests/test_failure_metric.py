@@ -10,8 +10,7 @@ import urllib.request
 
 import pytest
 
-from korean_llm.config import build_config
-from korean_llm.observe import metrics as telemetry
+from korean_llm.config import StageConfig, build_config
 from korean_llm.observe.metrics import StageMetrics
 
 LABELS = 'model="m1",rank="0",run="r1",stage="cpt"'
@@ -27,13 +26,16 @@ def _scrape(port: int) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
-def test_failure_counter_is_zero_while_running_and_scraped_after_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(telemetry, "FAILURE_LINGER_SECONDS", 1.5)
-    port = _free_port()
-    cfg = build_config(
-        {"stage": "cpt", "run": {"model_name": "m1", "run_id": "r1"}, "metrics": {"port": port, "host": "127.0.0.1"}},
+def _config(**metrics: object) -> StageConfig:
+    return build_config(
+        {"stage": "cpt", "run": {"model_name": "m1", "run_id": "r1"}, "metrics": {"host": "127.0.0.1", **metrics}},
         env={},
     )
+
+
+def test_failure_counter_is_zero_while_running_and_scraped_after_a_failure() -> None:
+    port = _free_port()
+    cfg = _config(port=port, failure_linger_seconds=1.5)
     metrics = StageMetrics(cfg)
     metrics.serve()
     assert f"korean_llm_stage_failures_total{{{LABELS}}} 0.0" in _scrape(metrics.port or port)
@@ -47,14 +49,13 @@ def test_failure_counter_is_zero_while_running_and_scraped_after_a_failure(monke
         _scrape(port)  # then it is gone
 
 
-def test_no_linger_without_a_fixed_port_or_on_success() -> None:
-    cfg = build_config(
-        {"stage": "cpt", "run": {"model_name": "m1", "run_id": "r1"}, "metrics": {"port": 0, "host": "127.0.0.1"}},
-        env={},
-    )
-    for failed in (True, False):
+def test_no_linger_without_a_fixed_port_on_success_or_when_set_to_zero() -> None:
+    default = _config(port=0)
+    assert default.metrics.failure_linger_seconds == 45.0  # a scrape interval and a half of the chart's PodMonitor
+    cases = [(default, True), (default, False), (_config(port=_free_port(), failure_linger_seconds=0), True)]
+    for cfg, failed in cases:
         metrics = StageMetrics(cfg)
         metrics.serve()
         start = time.monotonic()
         metrics.close(failed=failed)
-        assert time.monotonic() - start < telemetry.FAILURE_LINGER_SECONDS / 10
+        assert time.monotonic() - start < 4.5

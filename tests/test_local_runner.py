@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from korean_llm.errors import ConfigError
-from korean_llm.local.runner import PathMap, Step, _topological, parse_pipelines
+from korean_llm.local.runner import PathMap, Pipeline, Step, _topological, parse_pipelines, prepare_step
 
 from .conftest import REPO, run_cli
 
@@ -119,6 +119,28 @@ def test_dag_errors_are_reported() -> None:
         _topological([Step("a", ["x"])])
     with pytest.raises(ConfigError, match="no pipeline WorkflowTemplate"):
         parse_pipelines([{"kind": "ConfigMap", "metadata": {"name": "c"}}])
+
+
+def test_stage_configs_written_locally_end_a_failed_stage_without_the_scrape_linger(tmp_path: Path) -> None:
+    """The chart's stage configs (ConfigMap text as `helm template` renders it, metrics.port 9400) get
+    `metrics.failure_linger_seconds: 0` where they leave it out; a config that sets it, and non-stage files, stay."""
+    configmaps = {
+        "cfg": {
+            "cpt.yaml": "stage: cpt\nmetrics:\n  port: 9400\nrun:\n  output_root: /output\n",
+            "sft.yaml": "stage: sft\nmetrics:\n  failure_linger_seconds: 5\n",
+            "rlhf.yaml": "stage: rlhf\n",
+            "notes.yaml": "a: 1\n",
+        }
+    }
+    mounts = {"/etc/korean-llm": {"configMap": {"name": "cfg"}}, "/output": {"persistentVolumeClaim": {"claimName": "o"}}}
+    step = Step("cpt", [], ["python", "-m", "korean_llm", "cpt"], mounts=mounts)
+    prepare_step(step, Pipeline("m", "wt", {}, [step], configmaps), tmp_path)
+    written = {p.name: yaml.safe_load(p.read_text()) for p in (tmp_path / "config" / "cfg").iterdir()}
+    assert written["cpt.yaml"]["metrics"] == {"failure_linger_seconds": 0, "port": 9400}
+    assert written["cpt.yaml"]["run"]["output_root"] == str(tmp_path / "output")
+    assert written["sft.yaml"]["metrics"] == {"failure_linger_seconds": 5}
+    assert written["rlhf.yaml"]["metrics"] == {"failure_linger_seconds": 0}
+    assert written["notes.yaml"] == {"a": 1}
 
 
 def test_path_map_rewrites_mounts_and_set_values(tmp_path: Path) -> None:

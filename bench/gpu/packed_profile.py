@@ -1,17 +1,21 @@
 """Why is a packed SFT step slower than a full-length one? Time and profile variants in one process.
 
-    python3 bench/gpu/prof_packed.py MODEL_PATH CHATS.jsonl OUTDIR [variant ...]
+    python3 bench/gpu/packed_profile.py MODEL_PATH CHATS.jsonl OUTDIR [variant ...]
 
 Variants (run in the order given; `varlen` switches korean_llm.packed_attention on for the rest):
 synthetic (bench's full-length chats, no packing, batch 8), packed (CHATS, sft.packing, batch 8),
-varlen, unpacked64 (CHATS, no packing, batch 64). Each prints one JSON line `prof result {...}` and
-writes a torch.profiler table of steps 5-6 to OUTDIR/<variant>.txt.
+varlen, unpacked64 (CHATS, no packing, batch 64). Each prints one JSON line `prof result {...}`,
+writes a torch.profiler table of steps 5-6 to OUTDIR/<variant>.txt and a cProfile of the Python host work of
+steps 7-8 (by own time, then cumulative) to OUTDIR/<variant>-py.txt.
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
 import itertools
 import json
+import pstats
 import sys
 import tempfile
 import time
@@ -64,6 +68,16 @@ class Prof(TrainerCallback):
                 + ka.table(sort_by="self_cpu_time_total", row_limit=25)
             )
             self.prof = None
+            self.py = cProfile.Profile()
+            self.py.enable()
+        if getattr(self, "py", None) is not None and state.global_step == WARM + 4:
+            self.py.disable()
+            buf = io.StringIO()
+            st = pstats.Stats(self.py, stream=buf)
+            st.sort_stats("tottime").print_stats(45)
+            st.sort_stats("cumulative").print_stats(60)
+            (outdir / f"{self.name}-py.txt").write_text(buf.getvalue())
+            self.py = None
         if state.global_step == WARM + STEPS:
             self.t1 = time.perf_counter()
 

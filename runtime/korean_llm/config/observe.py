@@ -43,3 +43,7 @@ class MetricsConfig(Strict):
     enabled: bool = True
     port: int = Field(9400, ge=0, le=65535)  # 0: any free port (tests, several stages on one host)
     host: str = "0.0.0.0"
+    # Seconds a failed stage keeps a fixed-port exporter up so that one scrape sees the incremented failure counter
+    # (the chart's PodMonitor scrapes every 30s). The local runner sets 0 where a stage config leaves it out:
+    # nothing scrapes a stage process there, and a failed step would only hold the run up.
+    failure_linger_seconds: float = Field(45.0, ge=0)

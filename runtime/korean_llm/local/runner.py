@@ -9,7 +9,8 @@ Trainer injects (korean_llm/local/trainjob.py), or a plain container step) as a 
 into `runs/<run-id>/`: PVCs mounted at `/data` and `/output` become `runs/<run-id>/data` and
 `runs/<run-id>/output`; ConfigMap volumes are written out under `runs/<run-id>/config/`.
 With mlflow installed and no `MLFLOW_TRACKING_URI` set, stages track into `runs/<run-id>/mlruns/mlflow.db`
-(`mlflow ui --backend-store-uri sqlite:///runs/<run-id>/mlruns/mlflow.db` shows them).
+(`mlflow ui --backend-store-uri sqlite:///runs/<run-id>/mlruns/mlflow.db` shows them). A failed stage ends at
+once: its exporter does not wait for a scrape (`metrics.failure_linger_seconds` is 0 unless a stage config sets it).
 Steps that only make sense in a cluster (a patch of the inference Deployment, the exit handler)
 are reported as skipped with the reason, never silently dropped.
 """
@@ -274,6 +275,14 @@ def _substitute(text: str, params: dict[str, str]) -> str:
     return PARAM.sub(repl, text)
 
 
+def _local_stage_config(parsed: Any) -> Any:
+    """A stage config as the runner writes it: `metrics.failure_linger_seconds` 0 unless the config sets it (the
+    linger lets the cluster's Prometheus scrape a failed stage's counter; nothing scrapes a local stage process)."""
+    if isinstance(parsed, dict) and "stage" in parsed and isinstance(parsed.get("metrics") or {}, dict):
+        parsed = {**parsed, "metrics": {"failure_linger_seconds": 0, **(parsed.get("metrics") or {})}}
+    return parsed
+
+
 def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dict[str, str]]:
     """Map volumes into `root`, write ConfigMap files, and return the local command and env."""
     mapping: dict[str, Path] = {}
@@ -297,7 +306,7 @@ def prepare_step(step: Step, pipe: Pipeline, root: Path) -> tuple[list[str], dic
         if "configMap" in volume:
             data = pipe.configmaps.get(volume["configMap"]["name"], {})
             for key, text in data.items():
-                parsed = yaml_load(_substitute(text, pipe.parameters))
+                parsed = _local_stage_config(yaml_load(_substitute(text, pipe.parameters)))
                 (local / key).write_text(yaml.safe_dump(config_map.walk(parsed), allow_unicode=True, sort_keys=False))
     command = [pmap(_substitute(a, pipe.parameters)) for a in step.command]
     if command and command[0] in ("python", "python3"):

@@ -34,11 +34,6 @@ PREFERENCE_LOG_KEYS = {
 REWARD_FUNCTION_KEY = re.compile(r"^rewards/(?P<function>[^/]+)/mean$")
 
 
-# Seconds a failed stage keeps its exporter up so Prometheus scrapes the incremented failure counter (the
-# chart's PodMonitor scrapes every 30s).
-FAILURE_LINGER_SECONDS = 45.0
-
-
 class StageMetrics:
     """Gauges for one stage; `serve()` exposes them on `metrics.host:metrics.port`."""
 
@@ -88,8 +83,9 @@ class StageMetrics:
     def close(self, failed: bool = False) -> None:
         if failed:
             self.failures.labels(**self.labels).inc()
-            if self._server is not None and self._cfg.metrics.port:  # a scraped exporter: let one scrape see it
-                time.sleep(FAILURE_LINGER_SECONDS)
+            linger = self._cfg.metrics.failure_linger_seconds
+            if self._server is not None and self._cfg.metrics.port and linger:  # a scraped exporter: one scrape sees it
+                time.sleep(linger)
         self.up.labels(**self.labels).set(0)
         if self._server is not None:
             self._server.shutdown()
