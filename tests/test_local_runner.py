@@ -132,7 +132,10 @@ def test_stage_configs_written_locally_end_a_failed_stage_without_the_scrape_lin
             "notes.yaml": "a: 1\n",
         }
     }
-    mounts = {"/etc/korean-llm": {"configMap": {"name": "cfg"}}, "/output": {"persistentVolumeClaim": {"claimName": "o"}}}
+    mounts = {
+        "/etc/korean-llm": {"configMap": {"name": "cfg"}},
+        "/output": {"persistentVolumeClaim": {"claimName": "o"}},
+    }
     step = Step("cpt", [], ["python", "-m", "korean_llm", "cpt"], mounts=mounts)
     prepare_step(step, Pipeline("m", "wt", {}, [step], configmaps), tmp_path)
     written = {p.name: yaml.safe_load(p.read_text()) for p in (tmp_path / "config" / "cfg").iterdir()}
