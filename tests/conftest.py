@@ -18,8 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # One intra-op thread per process, this one and every stage process it starts: the tiny model's matrices are too
-# small for a second thread to pay, and `make test` runs two workers (pytest-xdist) on the two cores instead, where
-# two threads per process would only spin against each other. Set before anything imports torch.
+# small for a second thread to pay, and `make test` runs several workers (pytest-xdist) on the two cores instead,
+# where two threads per process would only spin against each other. Set before anything imports torch.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
@@ -82,6 +82,6 @@ def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that train a model first (a stable sort): on two xdist workers the longest tests then start at
+    """The tests that train a model first (a stable sort): on xdist workers the longest tests then start at
     once instead of finishing last on one worker while the other idles."""
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
