@@ -234,6 +234,26 @@ def test_auto_packs_short_chats_where_attention_is_varlen(tmp_path: Path) -> Non
     assert not off.packing and not off.padding_free
 
 
+def test_a_packed_choice_on_unsloth_says_what_the_block_compile_costs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unsloth 2026.10.9 runs packed batches through the eager decoder layer (models/_block_compile.py): the reason
+    of a packed choice there names UNSLOTH_BLOCK_COMPILE=0, or says it is off; unpacked and HF choices say nothing."""
+    varlen = "aten flash varlen (torch 2.11.0+cu130; checked, relative error 3.0e-03)"  # what the H200 run logged
+    monkeypatch.setattr(packing, "packed_attention", lambda backend, impl: (True, varlen))
+    monkeypatch.delenv("UNSLOTH_BLOCK_COMPILE", raising=False)
+    short = [40] * 50
+    chosen = packing.choose(_cfg(tmp_path, "auto"), short, "unsloth")
+    assert chosen.packing and varlen in chosen.reason
+    assert "UNSLOTH_BLOCK_COMPILE=0 in the stage's environment makes packed steps faster" in chosen.reason
+    assert "UNSLOTH_BLOCK_COMPILE=0 in the stage" in packing.choose(_cfg(tmp_path, True), short, "unsloth").reason
+    assert "UNSLOTH" not in packing.choose(_cfg(tmp_path, False), short, "unsloth").reason
+    assert "UNSLOTH" not in packing.choose(_cfg(tmp_path, "auto"), short, "hf").reason
+    monkeypatch.setenv("UNSLOTH_BLOCK_COMPILE", "0")
+    off = packing.choose(_cfg(tmp_path, "auto"), short, "unsloth")
+    assert off.reason.endswith("; Unsloth's block compile off (UNSLOTH_BLOCK_COMPILE=0)")
+
+
 @pytest.mark.parametrize(
     ("setting", "training", "message"),
     [

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 import statistics
 from dataclasses import asdict, dataclass
@@ -113,6 +114,21 @@ def packed_attention(backend: str, attn_implementation: str | None) -> tuple[boo
     return False, f"transformers {impl}: one dense block-diagonal (T, T) mask over the flattened batch"
 
 
+def unsloth_block_compile_note() -> str:
+    """What the reason of a packed choice on Unsloth adds: Unsloth 2026.10.9 compiles each decoder layer as one region
+    (`models/_block_compile.py`) but runs a batch with `packed_seq_lengths` through the layer's eager forward (the
+    wrapper's `forward`, line 930), so a packed step of a small model is bound by host work; the block compile off
+    for the whole process made packed batch-8 steps of the 1.5B shape 8 % and 15 % faster on an H200, and full-length
+    ones 12 % slower (docs/benchmarks.md). It is read when the model is patched at load (`_enabled()`), so it belongs
+    in the stage's environment, not here."""
+    if os.environ.get("UNSLOTH_BLOCK_COMPILE") == "0":
+        return "; Unsloth's block compile off (UNSLOTH_BLOCK_COMPILE=0)"
+    return (
+        "; Unsloth runs packed batches through its eager decoder layer: with few tokens per step (host-bound), "
+        "UNSLOTH_BLOCK_COMPILE=0 in the stage's environment makes packed steps faster (docs/benchmarks.md)"
+    )
+
+
 def percentile(values: list[int], q: float) -> int:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)
@@ -163,16 +179,19 @@ def choose(cfg: StageConfig, lengths: list[int], backend: str) -> PackingChoice:
     if setting is False:
         return PackingChoice(False, False, None, "false", f"sft.packing false ({stats})")
     varlen, attention = packed_attention(backend, cfg.model.attn_implementation)
+    note = unsloth_block_compile_note() if backend == "unsloth" else ""
     if setting is True:
-        return PackingChoice(True, True, strategy, "true", f"sft.packing true ({stats}); attention: {attention}")
+        reason = f"sft.packing true ({stats}); attention: {attention}{note}"
+        return PackingChoice(True, True, strategy, "true", reason)
     asked = cfg.training.get("padding_free")
     if asked is True:  # padding-free batches need packing in TRL
-        return PackingChoice(True, True, strategy, "auto", f"auto: packed, training.padding_free is true ({stats})")
+        reason = f"auto: packed, training.padding_free is true ({stats}){note}"
+        return PackingChoice(True, True, strategy, "auto", reason)
     if asked is False:  # TRL's packing is always padding-free
         return PackingChoice(False, False, None, "auto", f"auto: not packed, training.padding_free is false ({stats})")
     short = bool(lengths) and summary["p50"] <= AUTO_MAX_MEDIAN_SHARE * max_len
     if short and varlen:
-        reason = f"auto: packed, {stats}; attention: {attention}"
+        reason = f"auto: packed, {stats}; attention: {attention}{note}"
         return PackingChoice(True, True, strategy, "auto", reason)
     if not short:
         reason = f"auto: not packed, the median is over {AUTO_MAX_MEDIAN_SHARE:.0%} of max_seq_length ({stats})"
