@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -238,20 +241,57 @@ def test_a_packed_choice_on_unsloth_says_what_the_block_compile_costs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unsloth 2026.10.9 runs packed batches through the eager decoder layer (models/_block_compile.py): the reason
-    of a packed choice there names UNSLOTH_BLOCK_COMPILE=0, or says it is off; unpacked and HF choices say nothing."""
+    of a packed choice there names model.unsloth_block_compile, or says the compile is off; unpacked and HF choices
+    say nothing."""
     varlen = "aten flash varlen (torch 2.11.0+cu130; checked, relative error 3.0e-03)"  # what the H200 run logged
     monkeypatch.setattr(packing, "packed_attention", lambda backend, impl: (True, varlen))
     monkeypatch.delenv("UNSLOTH_BLOCK_COMPILE", raising=False)
     short = [40] * 50
     chosen = packing.choose(_cfg(tmp_path, "auto"), short, "unsloth")
     assert chosen.packing and varlen in chosen.reason
-    assert "UNSLOTH_BLOCK_COMPILE=0 in the stage's environment makes packed steps faster" in chosen.reason
-    assert "UNSLOTH_BLOCK_COMPILE=0 in the stage" in packing.choose(_cfg(tmp_path, True), short, "unsloth").reason
-    assert "UNSLOTH" not in packing.choose(_cfg(tmp_path, False), short, "unsloth").reason
-    assert "UNSLOTH" not in packing.choose(_cfg(tmp_path, "auto"), short, "hf").reason
-    monkeypatch.setenv("UNSLOTH_BLOCK_COMPILE", "0")
-    off = packing.choose(_cfg(tmp_path, "auto"), short, "unsloth")
-    assert off.reason.endswith("; Unsloth's block compile off (UNSLOTH_BLOCK_COMPILE=0)")
+    assert "model.unsloth_block_compile false makes packed steps faster" in chosen.reason
+    assert "unsloth_block_compile false" in packing.choose(_cfg(tmp_path, True), short, "unsloth").reason
+    assert "nsloth" not in packing.choose(_cfg(tmp_path, False), short, "unsloth").reason
+    assert "nsloth" not in packing.choose(_cfg(tmp_path, "auto"), short, "hf").reason
+    off = _cfg(tmp_path, "auto")
+    off.model.unsloth_block_compile = False
+    assert packing.choose(off, short, "unsloth").reason.endswith("; Unsloth's per-layer block compile off")
+    monkeypatch.setenv("UNSLOTH_BLOCK_COMPILE", "0")  # set by hand for the process: the same
+    assert packing.choose(_cfg(tmp_path, "auto"), short, "unsloth").reason.endswith("block compile off")
+
+
+def test_unsloth_block_compile_false_is_in_the_environment_before_unsloth_patches_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unsloth 2026.10.9 reads UNSLOTH_BLOCK_COMPILE in `_block_compile._enabled()` when get_peft_model patches the
+    model: a stand-in `unsloth` module (FastLanguageModel's from_pretrained / get_peft_model signatures) records the
+    variable at both calls."""
+    from korean_llm.train import models
+
+    seen: list[tuple[str, str | None]] = []
+
+    class FastLanguageModel:
+        @staticmethod
+        def from_pretrained(**kwargs: Any) -> tuple[object, object]:
+            seen.append(("from_pretrained", os.environ.get("UNSLOTH_BLOCK_COMPILE")))
+            return object(), object()
+
+        @staticmethod
+        def get_peft_model(model: object, **kwargs: Any) -> object:
+            seen.append(("get_peft_model", os.environ.get("UNSLOTH_BLOCK_COMPILE")))
+            return model
+
+    monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FastLanguageModel))
+    monkeypatch.delenv("UNSLOTH_BLOCK_COMPILE", raising=False)
+    cfg = _cfg(tmp_path, True)
+    init = models.init_point(cfg)
+    loaded = models._load_unsloth(cfg, init)
+    assert seen == [("from_pretrained", None), ("get_peft_model", None)] and loaded.notes == []
+    seen.clear()
+    cfg.model.unsloth_block_compile = False
+    loaded = models._load_unsloth(cfg, init)
+    assert seen == [("from_pretrained", "0"), ("get_peft_model", "0")]
+    assert "block compile off (model.unsloth_block_compile false)" in loaded.notes[0]
 
 
 @pytest.mark.parametrize(

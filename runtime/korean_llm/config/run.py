@@ -64,6 +64,11 @@ class ModelConfig(Strict):
     revision: str | None = None
     trust_remote_code: bool = False
     attn_implementation: str | None = None
+    # Unsloth's per-decoder-layer torch.compile (UNSLOTH_BLOCK_COMPILE, read when the model is patched at load).
+    # Unsloth 2026.10.9 runs packed (padding-free) batches through the eager layer anyway; with the compile off,
+    # packed SFT steps of a small model at few tokens per step ran 8-15 % faster, full-length ones 12 % slower
+    # (docs/benchmarks.md). Ignored on the hf backend.
+    unsloth_block_compile: bool = True
 
     @model_validator(mode="after")
     def _resolve_base(self) -> ModelConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,6 +234,12 @@ def _attach_adapter(cfg: StageConfig, init: InitPoint, model: Any, notes: list[s
 
 
 def _load_unsloth(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = None) -> Loaded:
+    notes: list[str] = []
+    if not cfg.model.unsloth_block_compile:
+        # Unsloth 2026.10.9 reads it only when it patches a model (models/_block_compile.py `_enabled()`, called by
+        # patch_block_compile from get_peft_model and by every block call), never at import: set before the load.
+        os.environ["UNSLOTH_BLOCK_COMPILE"] = "0"
+        notes.append("Unsloth's per-layer block compile off (model.unsloth_block_compile false)")
     from unsloth import FastLanguageModel
 
     lc = cfg.lora
@@ -247,7 +254,6 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = N
     )
     if prepare is not None:
         prepare(model)
-    notes: list[str] = []
     if init.adapter is not None and lc.method != "full":
         notes.append(f"continuing the adapter of {init.previous_dir}")
     elif lc.method != "full":

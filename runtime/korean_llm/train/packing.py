@@ -114,18 +114,17 @@ def packed_attention(backend: str, attn_implementation: str | None) -> tuple[boo
     return False, f"transformers {impl}: one dense block-diagonal (T, T) mask over the flattened batch"
 
 
-def unsloth_block_compile_note() -> str:
+def unsloth_block_compile_note(cfg: StageConfig) -> str:
     """What the reason of a packed choice on Unsloth adds: Unsloth 2026.10.9 compiles each decoder layer as one region
     (`models/_block_compile.py`) but runs a batch with `packed_seq_lengths` through the layer's eager forward (the
     wrapper's `forward`, line 930), so a packed step of a small model is bound by host work; the block compile off
-    for the whole process made packed batch-8 steps of the 1.5B shape 8 % and 15 % faster on an H200, and full-length
-    ones 12 % slower (docs/benchmarks.md). It is read when the model is patched at load (`_enabled()`), so it belongs
-    in the stage's environment, not here."""
-    if os.environ.get("UNSLOTH_BLOCK_COMPILE") == "0":
-        return "; Unsloth's block compile off (UNSLOTH_BLOCK_COMPILE=0)"
+    made packed batch-8 steps of the 1.5B shape 8 % and 15 % faster on an H200, and full-length ones 12 % slower
+    (docs/benchmarks.md). `model.unsloth_block_compile` switches it at load (train.models)."""
+    if not cfg.model.unsloth_block_compile or os.environ.get("UNSLOTH_BLOCK_COMPILE") == "0":
+        return "; Unsloth's per-layer block compile off"
     return (
         "; Unsloth runs packed batches through its eager decoder layer: with few tokens per step (host-bound), "
-        "UNSLOTH_BLOCK_COMPILE=0 in the stage's environment makes packed steps faster (docs/benchmarks.md)"
+        "model.unsloth_block_compile false makes packed steps faster (docs/benchmarks.md)"
     )
 
 
@@ -179,7 +178,7 @@ def choose(cfg: StageConfig, lengths: list[int], backend: str) -> PackingChoice:
     if setting is False:
         return PackingChoice(False, False, None, "false", f"sft.packing false ({stats})")
     varlen, attention = packed_attention(backend, cfg.model.attn_implementation)
-    note = unsloth_block_compile_note() if backend == "unsloth" else ""
+    note = unsloth_block_compile_note(cfg) if backend == "unsloth" else ""
     if setting is True:
         reason = f"sft.packing true ({stats}); attention: {attention}{note}"
         return PackingChoice(True, True, strategy, "true", reason)
