@@ -65,9 +65,9 @@ class ModelConfig(Strict):
     trust_remote_code: bool = False
     attn_implementation: str | None = None
     # Unsloth's per-decoder-layer torch.compile (UNSLOTH_BLOCK_COMPILE, read when the model is patched at load).
-    # Unsloth 2026.10.9 runs packed (padding-free) batches through the eager layer anyway; with the compile off,
-    # packed SFT steps of a small model at few tokens per step ran 8-15 % faster, full-length ones 12 % slower
-    # (docs/benchmarks.md). Ignored on the hf backend.
+    # Unsloth 2026.10.9 runs packed (padding-free) batches through the eager layer anyway, so off suits packed SFT
+    # of a small model at few tokens per step and slows full-length rows (figures: docs/benchmarks.md). Ignored on
+    # the hf backend.
     unsloth_block_compile: bool = True
 
     @model_validator(mode="after")

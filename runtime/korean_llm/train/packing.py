@@ -117,9 +117,8 @@ def packed_attention(backend: str, attn_implementation: str | None) -> tuple[boo
 def unsloth_block_compile_note(cfg: StageConfig) -> str:
     """What the reason of a packed choice on Unsloth adds: Unsloth 2026.10.9 compiles each decoder layer as one region
     (`models/_block_compile.py`) but runs a batch with `packed_seq_lengths` through the layer's eager forward (the
-    wrapper's `forward`, line 930), so a packed step of a small model is bound by host work; the block compile off
-    made packed batch-8 steps of the 1.5B shape 8 % and 15 % faster on an H200, and full-length ones 12 % slower
-    (docs/benchmarks.md). `model.unsloth_block_compile` switches it at load (train.models)."""
+    wrapper's `forward`, line 930), so a packed step of a small model is bound by host work and runs faster with
+    the block compile off (docs/benchmarks.md); `model.unsloth_block_compile` switches it at load (train.models)."""
     if not cfg.model.unsloth_block_compile or os.environ.get("UNSLOTH_BLOCK_COMPILE") == "0":
         return "; Unsloth's per-layer block compile off"
     return (
