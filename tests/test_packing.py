@@ -237,27 +237,21 @@ def test_auto_packs_short_chats_where_attention_is_varlen(tmp_path: Path) -> Non
     assert not off.packing and not off.padding_free
 
 
-def test_a_packed_choice_on_unsloth_says_what_the_block_compile_costs(
+def test_a_packed_choice_on_unsloth_says_its_steps_run_the_eager_layer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unsloth 2026.10.9 runs packed batches through the eager decoder layer (models/_block_compile.py): the reason
-    of a packed choice there names model.unsloth_block_compile, or says the compile is off; unpacked and HF choices
-    say nothing."""
+    of a packed choice there says so and what helps (more tokens per step); unpacked and HF choices say nothing."""
     varlen = "aten flash varlen (torch 2.11.0+cu130; checked, relative error 3.0e-03)"  # what the H200 run logged
     monkeypatch.setattr(packing, "packed_attention", lambda backend, impl: (True, varlen))
-    monkeypatch.delenv("UNSLOTH_BLOCK_COMPILE", raising=False)
     short = [40] * 50
-    chosen = packing.choose(_cfg(tmp_path, "auto"), short, "unsloth")
-    assert chosen.packing and varlen in chosen.reason
-    assert "model.unsloth_block_compile false makes packed steps faster" in chosen.reason
-    assert "unsloth_block_compile false" in packing.choose(_cfg(tmp_path, True), short, "unsloth").reason
+    eager = "Unsloth runs packed batches through its eager decoder layer"
+    for setting in ("auto", True):
+        chosen = packing.choose(_cfg(tmp_path, setting), short, "unsloth")
+        assert chosen.packing and varlen in chosen.reason and eager in chosen.reason
+        assert "a larger per_device_train_batch_size" in chosen.reason
     assert "nsloth" not in packing.choose(_cfg(tmp_path, False), short, "unsloth").reason
     assert "nsloth" not in packing.choose(_cfg(tmp_path, "auto"), short, "hf").reason
-    off = _cfg(tmp_path, "auto")
-    off.model.unsloth_block_compile = False
-    assert packing.choose(off, short, "unsloth").reason.endswith("; Unsloth's per-layer block compile off")
-    monkeypatch.setenv("UNSLOTH_BLOCK_COMPILE", "0")  # set by hand for the process: the same
-    assert packing.choose(_cfg(tmp_path, "auto"), short, "unsloth").reason.endswith("block compile off")
 
 
 def test_unsloth_block_compile_false_is_in_the_environment_before_unsloth_patches_the_model(
@@ -282,16 +276,21 @@ def test_unsloth_block_compile_false_is_in_the_environment_before_unsloth_patche
             return model
 
     monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FastLanguageModel))
-    monkeypatch.delenv("UNSLOTH_BLOCK_COMPILE", raising=False)
+    monkeypatch.setenv("UNSLOTH_BLOCK_COMPILE", "1")
+    monkeypatch.delenv("UNSLOTH_BLOCK_COMPILE")  # recorded: what the load sets is undone after the test
     cfg = _cfg(tmp_path, True)
     init = models.init_point(cfg)
     loaded = models._load_unsloth(cfg, init)
     assert seen == [("from_pretrained", None), ("get_peft_model", None)] and loaded.notes == []
+    assert loaded.block_compile is True
     seen.clear()
     cfg.model.unsloth_block_compile = False
     loaded = models._load_unsloth(cfg, init)
     assert seen == [("from_pretrained", "0"), ("get_peft_model", "0")]
     assert "block compile off (model.unsloth_block_compile false)" in loaded.notes[0]
+    assert loaded.block_compile is False
+    cfg.model.unsloth_block_compile = True  # the variable set by hand for the process: off, and recorded so
+    assert models._load_unsloth(cfg, init).block_compile is False
 
 
 @pytest.mark.parametrize(
@@ -497,6 +496,7 @@ def test_bench_measures_the_users_own_rows(cli, tmp_path: Path) -> None:
         assert r["lengths"]["p50"] <= r["lengths"]["p90"] <= r["lengths"]["p99"] <= r["lengths"]["max"]
         assert r["nonpad_tokens_per_second"] > 0 and 0 < r["loss_share"] < 1
     assert packed["packing"] is True and packed["padding_share"] == 0.0  # padding-free
+    assert packed["block_compile"] is None and unpacked["block_compile"] is None  # Unsloth's only
     assert unpacked["packing"] is False and unpacked["padding_share"] > 0.2  # short chats padded to the longest
     assert unpacked["nonpad_tokens_per_second"] < unpacked["tokens_per_second"]
     assert "p50" in proc.stderr and "system prompt" in proc.stderr

@@ -625,6 +625,7 @@ def measure(spec: dict[str, Any], done: Path) -> list[dict[str, Any]]:
                     "peak_tflops": peak,
                     "peak_source": peak_source,
                     "load_seconds": round(load_seconds, 1),
+                    "block_compile": loaded.block_compile,  # Unsloth's per-layer compile (hf: None)
                     "runs_before": len(results),  # measured runs in this process before this one (bare: always 0)
                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
                 }

@@ -64,10 +64,9 @@ class ModelConfig(Strict):
     revision: str | None = None
     trust_remote_code: bool = False
     attn_implementation: str | None = None
-    # Unsloth's per-decoder-layer torch.compile (UNSLOTH_BLOCK_COMPILE, read when the model is patched at load).
-    # Unsloth 2026.10.9 runs packed (padding-free) batches through the eager layer anyway, so off suits packed SFT
-    # of a small model at few tokens per step and slows full-length rows (figures: docs/benchmarks.md). Ignored on
-    # the hf backend.
+    # Unsloth's per-decoder-layer torch.compile (false sets UNSLOTH_BLOCK_COMPILE=0 before the model is loaded and
+    # patched). It covers full-length rows; Unsloth 2026.10.9 runs packed (padding-free) batches through the eager
+    # layer either way, and the setting made no difference to their speed (docs/benchmarks.md). Ignored on hf.
     unsloth_block_compile: bool = True
 
     @model_validator(mode="after")

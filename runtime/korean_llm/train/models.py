@@ -46,6 +46,7 @@ class Loaded:
     quantization: str
     notes: list[str] = field(default_factory=list)
     weights: str = ""  # the weights the model was loaded from (an adapter trained on it needs them again)
+    block_compile: bool | None = None  # whether Unsloth's per-layer block compile is on (None on the hf backend)
 
 
 def cuda_available() -> bool:
@@ -271,7 +272,9 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = N
             use_gradient_checkpointing="unsloth",
             random_state=cfg.run.seed,
         )
-    return Loaded(model, tokenizer, "unsloth", "nf4" if lc.method == "qlora" else "16-bit", notes)
+    compiled = cfg.model.unsloth_block_compile and os.environ.get("UNSLOTH_BLOCK_COMPILE") != "0"
+    quantization = "nf4" if lc.method == "qlora" else "16-bit"
+    return Loaded(model, tokenizer, "unsloth", quantization, notes, block_compile=compiled)
 
 
 def load_for_training(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = None) -> Loaded:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import statistics
 from dataclasses import asdict, dataclass
@@ -114,16 +113,14 @@ def packed_attention(backend: str, attn_implementation: str | None) -> tuple[boo
     return False, f"transformers {impl}: one dense block-diagonal (T, T) mask over the flattened batch"
 
 
-def unsloth_block_compile_note(cfg: StageConfig) -> str:
-    """What the reason of a packed choice on Unsloth adds: Unsloth 2026.10.9 compiles each decoder layer as one region
-    (`models/_block_compile.py`) but runs a batch with `packed_seq_lengths` through the layer's eager forward (the
-    wrapper's `forward`, line 930), so a packed step of a small model is bound by host work and runs faster with
-    the block compile off (docs/benchmarks.md); `model.unsloth_block_compile` switches it at load (train.models)."""
-    if not cfg.model.unsloth_block_compile or os.environ.get("UNSLOTH_BLOCK_COMPILE") == "0":
-        return "; Unsloth's per-layer block compile off"
+def unsloth_packed_note() -> str:
+    """What the reason of a packed choice on Unsloth adds. Unsloth 2026.10.9 compiles each decoder layer as one
+    region for full-length rows (`models/_block_compile.py`) and runs a batch with `packed_seq_lengths` through the
+    layer's eager forward (the wrapper's `forward`, line 930) whatever `model.unsloth_block_compile` says, so a
+    packed step of a small model at few tokens per step is bound by host work (docs/benchmarks.md)."""
     return (
-        "; Unsloth runs packed batches through its eager decoder layer: with few tokens per step (host-bound), "
-        "model.unsloth_block_compile false makes packed steps faster (docs/benchmarks.md)"
+        "; Unsloth runs packed batches through its eager decoder layer: with a small model and few tokens per step "
+        "the step is bound by host work, a larger per_device_train_batch_size keeps the GPU busy (docs/benchmarks.md)"
     )
 
 
@@ -177,7 +174,7 @@ def choose(cfg: StageConfig, lengths: list[int], backend: str) -> PackingChoice:
     if setting is False:
         return PackingChoice(False, False, None, "false", f"sft.packing false ({stats})")
     varlen, attention = packed_attention(backend, cfg.model.attn_implementation)
-    note = unsloth_block_compile_note(cfg) if backend == "unsloth" else ""
+    note = unsloth_packed_note() if backend == "unsloth" else ""
     if setting is True:
         reason = f"sft.packing true ({stats}); attention: {attention}{note}"
         return PackingChoice(True, True, strategy, "true", reason)
