@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-$(shell cat pyproject.toml constraints.txt ci/install-helm.sh ci/install-promtool.sh | sha1sum | cut -c1-12)
 # Tools only the checks need (not `make demo`): helm-docs, built with Debian's Go packages (apt-get install).
-DEV_STAMP := $(VENV)/.dev-tools-$(shell cat ci/install-helm-docs.sh | sha1sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.dev-tools-$(shell cat ci/install-helm-docs.sh ci/checkov.sh | sha1sum | cut -c1-12)
 RUN_ID ?= demo-$(shell date +%Y%m%d-%H%M%S)
 PYTEST_ARGS ?=
 # pytest-xdist workers for the suite (the tests pin one torch thread per process, tests/conftest.py). Four on a
@@ -37,6 +37,7 @@ dev-tools: $(DEV_STAMP)
 
 $(DEV_STAMP): $(STAMP)
 	ci/install-helm-docs.sh $(BIN)
+	ci/checkov.sh --install
 	rm -f $(VENV)/.dev-tools-*
 	touch $@
 

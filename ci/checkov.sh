@@ -5,6 +5,7 @@
 # checkov gets its own virtualenv (it pins packaging<24, which the project's packages do not accept):
 # $CHECKOV_VENV, default .cache/checkov-venv, created on first use.
 # Usage: ci/checkov.sh            (PYTHON: the project's python with pyyaml and helm; default .venv/bin/python)
+#        ci/checkov.sh --install  only create the virtualenv (`make dev-tools` does, so the suite does not)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${CHECKOV_VENV:-$repo/.cache/checkov-venv}
@@ -13,6 +14,9 @@ checkov_pin="checkov==3.3.30"
 if [ ! -x "$venv/bin/checkov" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q "$checkov_pin"
+fi
+if [ "${1:-}" = "--install" ]; then
+  exit 0
 fi
 
 # id|reason
