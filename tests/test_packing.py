@@ -289,8 +289,13 @@ def test_unsloth_block_compile_false_is_in_the_environment_before_unsloth_patche
     assert seen == [("from_pretrained", "0"), ("get_peft_model", "0")]
     assert "block compile off (model.unsloth_block_compile false)" in loaded.notes[0]
     assert loaded.block_compile is False
-    cfg.model.unsloth_block_compile = True  # the variable set by hand for the process: off, and recorded so
-    assert models._load_unsloth(cfg, init).block_compile is False
+    cfg.model.unsloth_block_compile = True  # set by hand for the process (Unsloth's `_enabled()`): off, recorded so
+    for name, value in (("UNSLOTH_BLOCK_COMPILE", "0"), ("UNSLOTH_COMPILE_DISABLE", "partial")):
+        monkeypatch.setenv("UNSLOTH_BLOCK_COMPILE", "1")
+        monkeypatch.setenv(name, value)
+        assert models._load_unsloth(cfg, init).block_compile is False, name
+    monkeypatch.setenv("UNSLOTH_COMPILE_DISABLE", "0")
+    assert models._load_unsloth(cfg, init).block_compile is True
 
 
 @pytest.mark.parametrize(

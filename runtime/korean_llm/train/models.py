@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,6 +234,14 @@ def _attach_adapter(cfg: StageConfig, init: InitPoint, model: Any, notes: list[s
     return get_peft_model(model, _peft_config(cfg))
 
 
+def unsloth_block_compile_enabled(env: Mapping[str, str]) -> bool:
+    """Unsloth 2026.10.9's own rule for its per-layer compile (`models/_block_compile.py` `_enabled()`, read at patch
+    time and at every block call): on unless UNSLOTH_BLOCK_COMPILE is "0" or UNSLOTH_COMPILE_DISABLE is "1" or
+    "partial"."""
+    disabled = env.get("UNSLOTH_COMPILE_DISABLE", "0") in ("1", "partial")
+    return env.get("UNSLOTH_BLOCK_COMPILE", "1") != "0" and not disabled
+
+
 def _load_unsloth(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = None) -> Loaded:
     notes: list[str] = []
     if not cfg.model.unsloth_block_compile:
@@ -272,7 +280,7 @@ def _load_unsloth(cfg: StageConfig, init: InitPoint, prepare: Prepare | None = N
             use_gradient_checkpointing="unsloth",
             random_state=cfg.run.seed,
         )
-    compiled = cfg.model.unsloth_block_compile and os.environ.get("UNSLOTH_BLOCK_COMPILE") != "0"
+    compiled = cfg.model.unsloth_block_compile and unsloth_block_compile_enabled(os.environ)
     quantization = "nf4" if lc.method == "qlora" else "16-bit"
     return Loaded(model, tokenizer, "unsloth", quantization, notes, block_compile=compiled)
 
